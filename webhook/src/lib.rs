@@ -1,0 +1,1 @@
+//! mlplatform-webhook library.
