@@ -25,6 +25,9 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// The namespace to work on (default: the kubeconfig context's, else the profile's).
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
     /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,

@@ -1,8 +1,22 @@
 //! `kubectl mlplatform`: connect ML platform vendors to an Amazon EKS cluster, safely.
 //!
 //! Logic lives here; `main.rs` only parses flags and maps the outcome to an exit code.
+//! Shape of every command: resolve inputs (no I/O) → preflight reads (parallel, no writes) →
+//! pure plan (`plan`) → apply exactly the plan's writes (`apply`) → report (`output`).
 
+pub mod apply;
 pub mod arn;
 pub mod aws;
 pub mod aws_auth;
+pub mod bundle;
+pub mod cli;
+pub mod commands;
 pub mod common;
+pub mod doctor;
+pub mod kube_io;
+pub mod logging;
+pub mod objects;
+pub mod output;
+pub mod plan;
+pub mod profile;
+pub mod webhook_install;

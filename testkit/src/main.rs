@@ -1,1 +1,63 @@
-fn main() {}
+//! `kube-double`: the in-memory Kubernetes API server as a process, for benchmarks and
+//! manual runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use mlplatform_testkit::KubeDouble;
+
+/// An in-memory Kubernetes API server over plain HTTP (test double).
+#[derive(Parser, Debug)]
+#[command(name = "kube-double", version)]
+struct Args {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Write a kubeconfig pointing at the double to this path.
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// Name of the kubeconfig's cluster, user and context.
+    #[arg(long, default_value = "kube-double")]
+    context: String,
+    /// YAML (multi-document) or JSON objects to load at start.
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let double = KubeDouble::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    if let Some(path) = &args.fixtures {
+        let n = double.load_fixtures_file(path)?;
+        tracing::info!(count = n, "fixtures loaded");
+    }
+    if let Some(path) = &args.kubeconfig_out {
+        double
+            .write_kubeconfig(path, &args.context)
+            .with_context(|| format!("cannot write kubeconfig {}", path.display()))?;
+    }
+    println!("{}", double.url());
+    wait_for_stop_signal().await?;
+    double.shutdown();
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot install a SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.context("cannot wait for ctrl-c")?,
+    }
+    Ok(())
+}

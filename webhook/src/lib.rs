@@ -1,1 +1,97 @@
-//! mlplatform-webhook library.
+//! mlplatform admission webhook.
+//!
+//! - [`mutate`]: IRSA injection into pods (amazon-eks-pod-identity-webhook parity) and the
+//!   role annotation on a managed namespace's user ServiceAccount.
+//! - [`validate`]: managed namespaces' workloads must run as the allowed ServiceAccounts.
+//! - [`cache`]: namespaces and ServiceAccounts from metadata-only watches, stripped.
+//! - [`server`]: axum router, HTTPS with certificate hot reload ([`tls`]), health and metrics.
+//!
+//! Decisions are pure functions over [`cluster::ClusterView`]; I/O stays in `cache`/`server`.
+
+pub mod admission;
+pub mod cache;
+pub mod cluster;
+pub mod config;
+pub mod metrics;
+pub mod mutate;
+pub mod objects;
+pub mod patch;
+pub mod server;
+pub mod tls;
+pub mod validate;
+
+use serde::Deserialize;
+
+use admission::{AdmissionRequest, AdmissionResponse};
+use cluster::{ClusterView, Missing};
+use mutate::InjectionConfig;
+
+/// The two admission endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutate => "mutate",
+            Self::Validate => "validate",
+        }
+    }
+}
+
+/// Decides one review for `endpoint`.
+pub fn decide(
+    endpoint: Endpoint,
+    req: &AdmissionRequest<'_>,
+    view: &impl ClusterView,
+    cfg: &InjectionConfig,
+) -> Result<AdmissionResponse, Missing> {
+    match endpoint {
+        Endpoint::Mutate => mutate::decide(req, view, cfg),
+        Endpoint::Validate => validate::decide(req, view),
+    }
+}
+
+/// A valid response for a kind the endpoint does not handle: denied with 400 and the reason,
+/// so a misconfigured webhook rule is visible instead of silently ignored.
+pub(crate) fn unsupported_kind(
+    uid: &str,
+    endpoint: &str,
+    group: &str,
+    kind: &str,
+) -> AdmissionResponse {
+    let gk = if group.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}.{group}")
+    };
+    AdmissionResponse::deny(
+        uid,
+        400,
+        "BadRequest",
+        format!(
+            "mlplatform-webhook {endpoint} does not handle kind {gk:?}; remove it from the webhook configuration's rules"
+        ),
+    )
+}
+
+/// Parses `request.object` into the small struct a decision needs; a missing or malformed
+/// object gives the message for a denied (400) response.
+pub(crate) fn parse_object<'a, T: Deserialize<'a>>(
+    req: &AdmissionRequest<'a>,
+) -> Result<T, String> {
+    let kind = req.kind.kind.as_ref();
+    let Some(raw) = req.object else {
+        return Err(format!("AdmissionReview for {kind} has no request.object"));
+    };
+    serde_json::from_str(raw.get())
+        .map_err(|err| format!("request.object is not a valid {kind}: {err}"))
+}
+
+/// A denied response for an object that cannot be read.
+pub(crate) fn bad_object(uid: &str, message: String) -> AdmissionResponse {
+    AdmissionResponse::deny(uid, 400, "BadRequest", message)
+}

@@ -1,0 +1,424 @@
+//! `webhook-bench`: the release webhook against the no-op ceiling, same machine, same run.
+//!
+//! Each server runs alone, pinned to core 0; this process (the client) runs on the other
+//! core. For each: start, wait until ready, idle RSS, check one answer in full, warm up,
+//! closed-loop throughput, fixed-rate latency, peak RSS, stop. Every response is checked
+//! (byte-equal to the verified answer, or verified again), so a broken server fails the
+//! bench instead of posting numbers.
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use rustls_pki_types::ServerName;
+
+use crate::child::{self, ChildError, ServerProcess};
+use crate::load::{self, Connection, LoadError, ResponseCheck, RunOutcome, Target};
+use crate::pki::{CertFiles, PkiError, TestPki};
+use crate::procfs;
+use crate::review::{self, ResponseError};
+use crate::stats::{Millis, Summary};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Child(#[from] ChildError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{server} answered wrongly: {source}")]
+    WrongAnswer {
+        server: String,
+        source: ResponseError,
+    },
+    #[error("{server} answered HTTP {status} to the first review: {body}")]
+    BadStatus {
+        server: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error(
+        "{server}: {errors} transport errors and {wrong} wrong answers during {phase}; first: {first}"
+    )]
+    Failures {
+        server: String,
+        phase: &'static str,
+        errors: u64,
+        wrong: u64,
+        first: String,
+    },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("kube-double wrote no kubeconfig to {0} within 20s; its log:\n{1}")]
+    NoKubeconfig(PathBuf, String),
+}
+
+/// Binaries and knobs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub webhook_bin: PathBuf,
+    pub noop_bin: PathBuf,
+    pub kube_double_bin: PathBuf,
+    /// Core the servers are pinned to (None: not pinned).
+    pub server_core: Option<usize>,
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub fixed_rate: u32,
+    pub fixed_rate_duration: Duration,
+    pub fixed_rate_connections: usize,
+}
+
+/// What one server did.
+#[derive(Debug, Clone)]
+pub struct ServerReport {
+    pub name: String,
+    pub throughput: Summary,
+    pub fixed_rate: Summary,
+    pub idle_rss_kib: u64,
+    pub peak_rss_kib: u64,
+    /// Share of one core the server used during the throughput run (1.0 = saturated).
+    pub cpu_busy: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// 1-minute load average before and after: other work on the machine skews results.
+    pub load_before: Option<f64>,
+    pub load_after: Option<f64>,
+    pub webhook: ServerReport,
+    pub ceiling: ServerReport,
+    pub options: Options,
+}
+
+/// Verifies one response body in full.
+type AnswerCheck = Arc<dyn Fn(&[u8]) -> Result<(), ResponseError> + Send + Sync>;
+
+const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
+
+/// Runs the whole benchmark; `progress` gets one line per step.
+pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, BenchError> {
+    let load_before = procfs::load_average();
+    let dir = tempfile::tempdir().map_err(|e| BenchError::Io("creating a temp dir".into(), e))?;
+    let pki = TestPki::generate(&["127.0.0.1", "localhost"])?;
+    let certs = pki.write_to(dir.path())?;
+    let client_tls = pki.client_config()?;
+    let pod = review::training_pod();
+    let body = Bytes::from(review::pod_create_review(UID, &pod).to_string());
+
+    progress("starting kube-double with a managed namespace and its user ServiceAccount");
+    let (kube, kubeconfig) = start_kube_double(&options, dir.path()).await?;
+
+    progress("starting mlplatform-webhook (release)");
+    let webhook = {
+        let listen = child::free_loopback_addr()?;
+        let health = child::free_loopback_addr()?;
+        let args = webhook_args(listen, health, &certs, &kubeconfig);
+        let mut server = ServerProcess::start(
+            "mlplatform-webhook",
+            &options.webhook_bin,
+            &args,
+            options.server_core,
+            dir.path(),
+        )?;
+        server
+            .wait_ready(Duration::from_secs(30), || {
+                child::http_get_ok(health, "/readyz")
+            })
+            .await?;
+        let target = target(listen, "/mutate", &client_tls, &body);
+        let pod = pod.clone();
+        let verify: AnswerCheck =
+            Arc::new(move |b| review::check_irsa_mutation(b, UID, &pod, review::ROLE_ARN));
+        let report = measure(&options, server, &target, verify, progress).await;
+        report?
+    };
+
+    progress("starting noop-ceiling");
+    let ceiling = {
+        let listen = child::free_loopback_addr()?;
+        let args = vec![
+            format!("--listen={listen}"),
+            format!("--tls-cert-file={}", certs.cert.display()),
+            format!("--tls-key-file={}", certs.key.display()),
+        ];
+        let mut server = ServerProcess::start(
+            "noop-ceiling",
+            &options.noop_bin,
+            &args,
+            options.server_core,
+            dir.path(),
+        )?;
+        server
+            .wait_ready(Duration::from_secs(10), || child::accepts_tcp(listen))
+            .await?;
+        let target = target(listen, "/mutate", &client_tls, &body);
+        let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
+        measure(&options, server, &target, verify, progress).await?
+    };
+    kube.stop().await;
+    Ok(Report {
+        load_before,
+        load_after: procfs::load_average(),
+        webhook,
+        ceiling,
+        options,
+    })
+}
+
+fn target(addr: SocketAddr, path: &str, tls: &Arc<rustls::ClientConfig>, body: &Bytes) -> Target {
+    Target {
+        addr,
+        server_name: ServerName::IpAddress(addr.ip().into()),
+        path: path.to_owned(),
+        tls: tls.clone(),
+        body: body.clone(),
+    }
+}
+
+fn webhook_args(
+    listen: SocketAddr,
+    health: SocketAddr,
+    certs: &CertFiles,
+    kubeconfig: &Path,
+) -> Vec<String> {
+    vec![
+        format!("--listen={listen}"),
+        format!("--health-listen={health}"),
+        format!("--tls-cert-file={}", certs.cert.display()),
+        format!("--tls-key-file={}", certs.key.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--aws-region=us-east-1".into(),
+        "--log-format=plain".into(),
+        // Per-request logs would measure the terminal, not the webhook.
+        "--log-level=warn".into(),
+    ]
+}
+
+async fn start_kube_double(
+    options: &Options,
+    dir: &Path,
+) -> Result<(ServerProcess, PathBuf), BenchError> {
+    let fixtures = dir.join("fixtures.json");
+    let list = serde_json::json!({
+        "apiVersion": "v1", "kind": "List", "items": review::cluster_fixtures(),
+    });
+    std::fs::write(&fixtures, list.to_string())
+        .map_err(|e| BenchError::Io(format!("writing {}", fixtures.display()), e))?;
+    let kubeconfig = dir.join("kubeconfig");
+    let args = vec![
+        "--listen=127.0.0.1:0".to_owned(),
+        format!("--kubeconfig-out={}", kubeconfig.display()),
+        "--context=bench".to_owned(),
+        format!("--fixtures={}", fixtures.display()),
+    ];
+    // Not pinned: it only serves the webhook's initial list and idle watches.
+    let mut kube = ServerProcess::start("kube-double", &options.kube_double_bin, &args, None, dir)?;
+    let written = kube
+        .wait_ready(Duration::from_secs(20), || {
+            let path = kubeconfig.clone();
+            async move { std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) }
+        })
+        .await;
+    match written {
+        Ok(()) => Ok((kube, kubeconfig)),
+        Err(ChildError::NotReady { .. }) => {
+            Err(BenchError::NoKubeconfig(kubeconfig, kube.log_tail()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Builds the per-response check: the first answer is verified in full and remembered;
+/// later answers that are byte-equal pass, others are verified again.
+fn response_check(verify: AnswerCheck, known_good: Bytes) -> ResponseCheck {
+    Arc::new(move |status, body| {
+        status == StatusCode::OK && (body == known_good.as_ref() || verify(body).is_ok())
+    })
+}
+
+async fn measure(
+    options: &Options,
+    server: ServerProcess,
+    target: &Target,
+    verify: AnswerCheck,
+    progress: &dyn Fn(&str),
+) -> Result<ServerReport, BenchError> {
+    let name = server.name.clone();
+    let pid = server.pid().unwrap_or_default();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_rss_kib = procfs::memory(pid).map_or(0, |m| m.rss_kib);
+
+    // The first answer, verified in full before any load.
+    let mut conn = Connection::open(target).await?;
+    let (status, first) = conn.post().await?;
+    drop(conn);
+    if status != StatusCode::OK {
+        return Err(BenchError::BadStatus {
+            server: name,
+            status,
+            body: String::from_utf8_lossy(&first).into_owned(),
+        });
+    }
+    verify(&first).map_err(|source| BenchError::WrongAnswer {
+        server: name.clone(),
+        source,
+    })?;
+    let check = response_check(verify, first);
+
+    progress(&format!("{name}: warm-up {:?}", options.warmup));
+    let warm = load::closed_loop(target, options.concurrency, options.warmup, &check).await;
+    ensure_clean(&name, "warm-up", &warm)?;
+
+    progress(&format!(
+        "{name}: {} connections, closed loop, {:?}",
+        options.concurrency, options.duration
+    ));
+    let cpu_before = procfs::cpu_time(pid);
+    let mut run = load::closed_loop(target, options.concurrency, options.duration, &check).await;
+    let cpu_after = procfs::cpu_time(pid);
+    ensure_clean(&name, "the throughput run", &run)?;
+    let throughput = Summary::from_latencies(&mut run.latencies_ns, run.elapsed);
+    let cpu_busy = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => (b.saturating_sub(a)).as_secs_f64() / run.elapsed.as_secs_f64(),
+        _ => f64::NAN,
+    };
+
+    progress(&format!(
+        "{name}: fixed rate {} req/s, {:?}",
+        options.fixed_rate, options.fixed_rate_duration
+    ));
+    let mut paced = load::fixed_rate(
+        target,
+        options.fixed_rate,
+        options.fixed_rate_connections,
+        options.fixed_rate_duration,
+        &check,
+    )
+    .await;
+    ensure_clean(&name, "the fixed-rate run", &paced)?;
+    let fixed_rate = Summary::from_latencies(&mut paced.latencies_ns, paced.elapsed);
+    let peak_rss_kib = procfs::memory(pid).map_or(0, |m| m.peak_rss_kib);
+    server.stop().await;
+    Ok(ServerReport {
+        name,
+        throughput,
+        fixed_rate,
+        idle_rss_kib,
+        peak_rss_kib,
+        cpu_busy,
+    })
+}
+
+fn ensure_clean(server: &str, phase: &'static str, run: &RunOutcome) -> Result<(), BenchError> {
+    if run.errors == 0 && run.wrong == 0 && !run.latencies_ns.is_empty() {
+        return Ok(());
+    }
+    Err(BenchError::Failures {
+        server: server.to_owned(),
+        phase,
+        errors: run.errors,
+        wrong: run.wrong,
+        first: run
+            .first_error
+            .clone()
+            .unwrap_or_else(|| "no requests completed".into()),
+    })
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// The human-readable report (what `make bench` prints).
+pub fn render(report: &Report) -> String {
+    let o = &report.options;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pod-CREATE AdmissionReview over keep-alive HTTPS/1.1; servers pinned to core {}, client on the other core",
+        o.server_core.map_or("(none)".into(), |c| c.to_string())
+    );
+    let _ = writeln!(
+        out,
+        "throughput: {} connections, closed loop, {:?} after {:?} warm-up; latency: {} req/s fixed rate over {} connections for {:?}\n",
+        o.concurrency,
+        o.duration,
+        o.warmup,
+        o.fixed_rate,
+        o.fixed_rate_connections,
+        o.fixed_rate_duration
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>10}",
+        "server", "req/s", "p50", "p99", "p99.9", "cpu", "p99@rate", "idle RSS", "peak RSS"
+    );
+    for s in [&report.webhook, &report.ceiling] {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>12} {:>10} {:>10}",
+            s.name,
+            s.throughput.requests_per_second(),
+            Millis(s.throughput.p50).to_string(),
+            Millis(s.throughput.p99).to_string(),
+            Millis(s.throughput.p999).to_string(),
+            s.cpu_busy * 100.0,
+            Millis(s.fixed_rate.p99).to_string(),
+            mib(s.idle_rss_kib),
+            mib(s.peak_rss_kib),
+        );
+    }
+    let ratio = report.webhook.throughput.requests_per_second()
+        / report.ceiling.throughput.requests_per_second();
+    let _ = writeln!(
+        out,
+        "\nwebhook/ceiling throughput: {:.1}% (aim >= 80%)",
+        ratio * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "webhook p99 at {} req/s: {} (aim < 1 ms); idle RSS {} (aim < 20 MiB)",
+        o.fixed_rate,
+        Millis(report.webhook.fixed_rate.p99),
+        mib(report.webhook.idle_rss_kib)
+    );
+    if let (Some(before), Some(after)) = (report.load_before, report.load_after)
+        && before.max(after) > 1.0
+    {
+        let _ = writeln!(
+            out,
+            "note: load average {before:.2} before, {after:.2} after: other processes shared the cores; rerun on an idle machine"
+        );
+    }
+    if report.ceiling.cpu_busy < 0.9 {
+        let _ = writeln!(
+            out,
+            "note: the ceiling used {:.0}% of its core, so the client (one core) limited it; the ratio overstates the webhook",
+            report.ceiling.cpu_busy * 100.0
+        );
+    }
+    out
+}
+
+/// Runs this program again under `taskset -c <core>` (the client's core) unless it already
+/// is; returns the child's exit code when it re-ran.
+pub fn reexec_pinned(core: usize, marker_env: &str) -> Option<i32> {
+    if std::env::var_os(marker_env).is_some() || !child::taskset_available() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new("taskset")
+        .arg("-c")
+        .arg(core.to_string())
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(marker_env, "1")
+        .status()
+        .ok()?;
+    Some(status.code().unwrap_or(1))
+}

@@ -1,0 +1,194 @@
+//! The per-namespace bundle (seed concurrent-namespace-roles.md, fixed): the managed namespace
+//! with its SPEC §3 policy, the shared system ClusterRole, and the system/user ServiceAccounts
+//! with their bindings, all rendered purely from a profile.
+
+use std::collections::BTreeMap;
+
+use mlplatform_namespace_policy::{
+    MANAGED_LABEL, MANAGED_VALUE, NamespacePolicy, PROFILE_ANNOTATION,
+};
+use serde_json::{Value, json};
+
+use crate::objects::{Kind, KubeObject, PROFILE_LABEL};
+use crate::profile::{NamespaceBundle, Profile, RbacRule, TemplateError, Vars};
+
+const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Everything one namespace of a profile consists of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    pub namespace: String,
+    /// The namespace's labels and annotations we own (the namespace object itself may predate us).
+    pub namespace_labels: BTreeMap<String, String>,
+    pub namespace_annotations: BTreeMap<String, String>,
+    pub policy: NamespacePolicy,
+    /// Shared across every namespace of the profile (the system ClusterRole).
+    pub cluster_scoped: Vec<KubeObject>,
+    /// Inside the namespace: ServiceAccounts, Roles, RoleBindings.
+    pub namespaced: Vec<KubeObject>,
+    pub user_service_account: String,
+    pub system_service_account: Option<String>,
+}
+
+impl Bundle {
+    /// The namespace object as connect creates it when it does not exist yet.
+    pub fn namespace_object(&self, profile: &str) -> KubeObject {
+        let mut obj = KubeObject::new(Kind::Namespace, None, &self.namespace, profile, json!({}));
+        if let Some(labels) = obj.body["metadata"]["labels"].as_object_mut() {
+            for (k, v) in &self.namespace_labels {
+                labels.insert(k.clone(), v.clone().into());
+            }
+        }
+        obj.body["metadata"]["annotations"] = json!(self.namespace_annotations);
+        obj
+    }
+}
+
+fn rules_json(rules: &[RbacRule]) -> Value {
+    serde_json::to_value(rules).unwrap_or(Value::Null)
+}
+
+/// Renders the bundle of `profile` for `namespace`; `vars` must hold the profile's placeholders
+/// (`namespace` is set here).
+pub fn render_bundle(
+    profile: &Profile,
+    spec: &NamespaceBundle,
+    vars: &Vars,
+    namespace: &str,
+) -> Result<Bundle, TemplateError> {
+    let mut vars = vars.clone();
+    vars.set("namespace", namespace);
+    let name = profile.name();
+    let r = |field: &str, t: &str| vars.render(field, t);
+    let ns = Some(namespace);
+
+    let mut cluster_scoped = Vec::new();
+    let mut namespaced = Vec::new();
+
+    let system_cluster_role = spec
+        .system_cluster_role
+        .as_ref()
+        .map(|role| r("spec.namespace.systemClusterRole.name", &role.name).map(|n| (n, role)))
+        .transpose()?;
+    if let Some((cr_name, role)) = &system_cluster_role {
+        cluster_scoped.push(KubeObject::new(
+            Kind::ClusterRole,
+            None,
+            cr_name,
+            name,
+            json!({ "rules": rules_json(&role.rules) }),
+        ));
+    }
+
+    let system_sa = spec
+        .system_service_account
+        .as_deref()
+        .map(|t| r("spec.namespace.systemServiceAccount", t))
+        .transpose()?;
+    if let Some(sa) = &system_sa {
+        namespaced.push(KubeObject::new(
+            Kind::ServiceAccount,
+            ns,
+            sa,
+            name,
+            json!({}),
+        ));
+    }
+    if let (Some(binding), Some(sa), Some((cr_name, _))) =
+        (&spec.system_role_binding, &system_sa, &system_cluster_role)
+    {
+        let binding = r("spec.namespace.systemRoleBinding", binding)?;
+        namespaced.push(KubeObject::new(
+            Kind::RoleBinding,
+            ns,
+            &binding,
+            name,
+            json!({
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cr_name},
+                "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+            }),
+        ));
+    }
+    if let (Some(binding), Some(access), Some((cr_name, _))) = (
+        &spec.vendor_role_binding,
+        &profile.spec.cluster_access,
+        &system_cluster_role,
+    ) {
+        let binding = r("spec.namespace.vendorRoleBinding", binding)?;
+        let group = r("spec.clusterAccess.group", &access.group)?;
+        namespaced.push(KubeObject::new(
+            Kind::RoleBinding,
+            ns,
+            &binding,
+            name,
+            json!({
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cr_name},
+                "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group}],
+            }),
+        ));
+    }
+
+    let user_sa = r(
+        "spec.namespace.userServiceAccount",
+        &spec.user_service_account,
+    )?;
+    namespaced.push(KubeObject::new(
+        Kind::ServiceAccount,
+        ns,
+        &user_sa,
+        name,
+        json!({}),
+    ));
+    if let (Some(role), Some(binding)) = (&spec.user_role, &spec.user_role_binding) {
+        let role_name = r("spec.namespace.userRole.name", &role.name)?;
+        let binding = r("spec.namespace.userRoleBinding", binding)?;
+        namespaced.push(KubeObject::new(
+            Kind::Role,
+            ns,
+            &role_name,
+            name,
+            json!({ "rules": rules_json(&role.rules) }),
+        ));
+        namespaced.push(KubeObject::new(
+            Kind::RoleBinding,
+            ns,
+            &binding,
+            name,
+            json!({
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": role_name},
+                "subjects": [{"kind": "ServiceAccount", "name": user_sa, "namespace": namespace}],
+            }),
+        ));
+    }
+
+    let mut system_service_accounts: Vec<String> = system_sa.iter().cloned().collect();
+    for (i, extra) in spec.extra_system_service_accounts.iter().enumerate() {
+        system_service_accounts.push(r(
+            &format!("spec.namespace.extraSystemServiceAccounts[{i}]"),
+            extra,
+        )?);
+    }
+    let policy = NamespacePolicy {
+        user_service_account: user_sa.clone(),
+        system_service_accounts,
+        irsa_role_arn: None,
+        enforcement: spec.enforcement,
+    };
+    let mut namespace_annotations = policy.to_annotations();
+    namespace_annotations.insert(PROFILE_ANNOTATION.to_owned(), name.to_owned());
+    let namespace_labels = BTreeMap::from([
+        (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+        (PROFILE_LABEL.to_owned(), name.to_owned()),
+    ]);
+
+    Ok(Bundle {
+        namespace: namespace.to_owned(),
+        namespace_labels,
+        namespace_annotations,
+        policy,
+        cluster_scoped,
+        namespaced,
+        user_service_account: user_sa,
+        system_service_account: system_sa,
+    })
+}

@@ -1,0 +1,169 @@
+//! Command-line surface (clap derive). Parsing happens before any runtime, AWS or kube set-up,
+//! so `--help` stays instant.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::common::GlobalArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl mlplatform",
+    bin_name = "kubectl mlplatform",
+    about = "Connect ML platform vendors (Concurrent, Hopsworks, Arthur, SageMaker operator) to an Amazon EKS cluster, safely",
+    long_about = None,
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a vendor profile's whole setup (IAM role, cluster access, namespace bundle); idempotent.
+    Connect(ConnectArgs),
+    /// Undo exactly what connect made, nothing else.
+    Disconnect(DisconnectArgs),
+    /// Check everything connect sets up and print the command that fixes each failure.
+    Doctor(ConnectArgs),
+    /// Safe aws-auth editing (mapRoles / mapUsers / mapAccounts).
+    AwsAuth(crate::commands::aws_auth_cmd::AwsAuthCommand),
+    /// The per-namespace bundle alone.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// Built-in vendor profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+    /// Print version, git commit and target.
+    Version,
+}
+
+/// `--param name=value`.
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    if k.trim().is_empty() {
+        return Err(format!("{s:?} has an empty NAME"));
+    }
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    /// Vendor profile: a built-in name (`kubectl mlplatform profiles list`) or a YAML file.
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub profile: String,
+    /// EKS cluster name (default: from the kubeconfig context).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// AWS region of the cluster (default: from the context, else AWS_REGION / the AWS profile).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS account the vendor's service runs in (profile parameter vendorAccount).
+    #[arg(long, value_name = "ACCOUNT_ID")]
+    pub vendor_account: Option<String>,
+    /// External ID the vendor must present (default: kept from the existing role, else generated).
+    #[arg(long, value_name = "ID")]
+    pub external_id: Option<String>,
+    /// Existing IAM role ARN a profile maps or extends (profile parameter with flag role-arn).
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+    /// Other profile parameters.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Map the vendor role to system:masters (cluster administrator), as the vendor's page does.
+    #[arg(long)]
+    pub cluster_admin: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DisconnectArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Also delete the namespace itself (and everything in it).
+    #[arg(long)]
+    pub delete_namespace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Create or repair a namespace bundle (namespace, service accounts, roles, bindings).
+    Add(NamespaceArgs),
+    /// Remove a namespace bundle made by `namespace add` or `connect`.
+    Remove(NamespaceRemoveArgs),
+    /// Show managed namespaces and their policy.
+    List,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArgs {
+    /// Profile that decides the names (a built-in name or a YAML file).
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub profile: String,
+    /// Other profile parameters.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceRemoveArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArgs,
+    /// Also delete the namespace itself.
+    #[arg(long)]
+    pub delete_namespace: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the built-in profiles.
+    List,
+    /// Print a profile (`-o yaml` loads back with `--profile FILE`).
+    Show {
+        /// A built-in name or a YAML file.
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_are_accepted_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "kubectl-mlplatform",
+            "connect",
+            "--profile",
+            "concurrent",
+            "--context",
+            "c",
+            "-n",
+            "ns",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "--param",
+            "a=b=c",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.context.as_deref(), Some("c"));
+        assert_eq!(cli.global.namespace.as_deref(), Some("ns"));
+        assert_eq!(cli.global.dry_run, crate::common::DryRun::Server);
+        let Command::Connect(args) = cli.command else {
+            panic!("not connect")
+        };
+        assert_eq!(args.params, vec![("a".to_owned(), "b=c".to_owned())]);
+    }
+}

@@ -1,0 +1,482 @@
+//! `kubectl mlplatform aws-auth get|add|remove`: safe editing of kube-system/aws-auth.
+//!
+//! All safety rules live in [`crate::aws_auth`]; this is flags in, report out.
+//! EKS access entries (`--auth-mode`) will be a second backend chosen in [`run`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::arn::parse_iam_arn;
+use crate::aws_auth::{
+    self, AwsAuth, AwsAuthError, AwsAuthWrite, Mapping, MappingKind, SsoMapping,
+    check_system_masters, kind_of_arn, normalize_arn,
+};
+use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+
+/// Read and edit the aws-auth ConfigMap without breaking it.
+#[derive(Debug, Clone, Args)]
+pub struct AwsAuthCommand {
+    #[command(subcommand)]
+    pub action: AwsAuthAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AwsAuthAction {
+    /// Print every mapping (roles, SSO permission sets, users, accounts).
+    Get,
+    /// Map an IAM role or user into the cluster, or update its mapping.
+    Add(AddArgs),
+    /// Remove the mapping of an IAM role or user (node roles are never removed).
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AddArgs {
+    /// IAM role or user ARN; a role's path is stripped (aws-auth never matches it).
+    #[arg(long, value_name = "ARN")]
+    pub arn: String,
+    /// Kubernetes username for the identity. Default: the role or user name.
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+    /// Kubernetes group (repeatable). Prefer a named group bound to a ClusterRole.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// mapRoles or mapUsers. Default: inferred from the ARN.
+    #[arg(long, value_enum)]
+    pub kind: Option<MappingKind>,
+    /// Required to pass --group system:masters (full cluster admin).
+    #[arg(long)]
+    pub allow_system_masters: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RemoveArgs {
+    /// IAM role or user ARN of the mapping to remove.
+    #[arg(long, value_name = "ARN")]
+    pub arn: String,
+    /// mapRoles or mapUsers. Default: inferred from the ARN.
+    #[arg(long, value_enum)]
+    pub kind: Option<MappingKind>,
+}
+
+/// What `get` prints with `-o json|yaml`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsAuthListing {
+    pub exists: bool,
+    pub roles: Vec<Mapping>,
+    pub sso_roles: Vec<SsoMapping>,
+    pub users: Vec<Mapping>,
+    pub accounts: Vec<String>,
+}
+
+/// What `add` / `remove` print.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsAuthEditReport {
+    pub change: Change,
+    pub kind: MappingKind,
+    pub arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    pub dry_run: DryRun,
+    /// A write request was sent to the API server (dryRun=All under --dry-run=server).
+    pub sent: bool,
+    /// Line diff of the changed aws-auth keys (empty when nothing changes).
+    pub diff: String,
+}
+
+pub async fn run(
+    cmd: &AwsAuthCommand,
+    client: kube::Client,
+    global: &GlobalArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match &cmd.action {
+        AwsAuthAction::Get => {
+            let auth = aws_auth::read_aws_auth(&client).await?;
+            let listing = listing(auth.as_ref());
+            print_listing(&listing, global.output, out)
+        }
+        AwsAuthAction::Add(args) => {
+            let (kind, mapping) = mapping_from_args(args)?;
+            if args.allow_system_masters
+                && mapping.groups.iter().any(|g| g == aws_auth::SYSTEM_MASTERS)
+            {
+                tracing::warn!(arn = %mapping.arn, "mapping to system:masters: full cluster admin");
+            }
+            let wanted = mapping.clone();
+            let write = aws_auth::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
+                auth.upsert(kind, wanted.clone())
+            })
+            .await?;
+            let report = report(kind, &mapping.arn, Some(&mapping), &write, global.dry_run);
+            print_report(&report, global.output, out)
+        }
+        AwsAuthAction::Remove(args) => {
+            let kind = match args.kind {
+                Some(kind) => kind,
+                None => kind_of_arn(&args.arn)?,
+            };
+            let arn = normalize_arn(kind, &args.arn)?;
+            let target = arn.clone();
+            let write = aws_auth::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
+                auth.remove(kind, &target)
+            })
+            .await?;
+            let report = report(kind, &arn, None, &write, global.dry_run);
+            print_report(&report, global.output, out)
+        }
+    }
+}
+
+/// Flags → the mapping to write, with the ARN normalized and system:masters checked.
+pub fn mapping_from_args(args: &AddArgs) -> Result<(MappingKind, Mapping), AwsAuthError> {
+    let kind = match args.kind {
+        Some(kind) => kind,
+        None => kind_of_arn(&args.arn)?,
+    };
+    let arn = normalize_arn(kind, &args.arn)?;
+    let username = match &args.username {
+        Some(name) => name.clone(),
+        None => {
+            let parsed = parse_iam_arn(&arn)?;
+            if parsed.name.is_empty() {
+                return Err(AwsAuthError::InvalidMapping(format!(
+                    "{arn} has no name to use as username: pass --username"
+                )));
+            }
+            parsed.name
+        }
+    };
+    let mapping = Mapping {
+        arn,
+        username,
+        groups: args.groups.clone(),
+    };
+    check_system_masters(&mapping, args.allow_system_masters)?;
+    Ok((kind, mapping))
+}
+
+pub fn listing(auth: Option<&AwsAuth>) -> AwsAuthListing {
+    AwsAuthListing {
+        exists: auth.is_some(),
+        roles: auth.map(AwsAuth::roles).unwrap_or_default(),
+        sso_roles: auth.map(AwsAuth::sso_roles).unwrap_or_default(),
+        users: auth.map(AwsAuth::users).unwrap_or_default(),
+        accounts: auth.map(AwsAuth::accounts).unwrap_or_default(),
+    }
+}
+
+fn report(
+    kind: MappingKind,
+    arn: &str,
+    mapping: Option<&Mapping>,
+    write: &AwsAuthWrite,
+    dry_run: DryRun,
+) -> AwsAuthEditReport {
+    AwsAuthEditReport {
+        change: write.change,
+        kind,
+        arn: arn.to_string(),
+        username: mapping.map(|m| m.username.clone()),
+        groups: mapping.map(|m| m.groups.clone()),
+        dry_run,
+        sent: write.sent,
+        diff: data_diff(&write.before, &write.after),
+    }
+}
+
+fn print_structured<T: Serialize>(
+    value: &T,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    match format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut *out, value).context("writing JSON output")?;
+            writeln!(out)?;
+            Ok(true)
+        }
+        OutputFormat::Yaml => {
+            let text = serde_yaml_ng::to_string(value).context("rendering YAML output")?;
+            out.write_all(text.as_bytes())?;
+            Ok(true)
+        }
+        OutputFormat::Table => Ok(false),
+    }
+}
+
+fn print_listing(
+    listing: &AwsAuthListing,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if print_structured(listing, format, out)? {
+        return Ok(());
+    }
+    if !listing.exists {
+        writeln!(
+            out,
+            "no aws-auth ConfigMap in kube-system (nothing mapped yet, or the cluster uses EKS access entries only)"
+        )?;
+        return Ok(());
+    }
+    let mut rows: Vec<[String; 4]> = vec![[
+        "KIND".into(),
+        "ARN".into(),
+        "USERNAME".into(),
+        "GROUPS".into(),
+    ]];
+    let groups = |g: &[String]| {
+        if g.is_empty() {
+            "-".to_string()
+        } else {
+            g.join(",")
+        }
+    };
+    for m in &listing.roles {
+        rows.push([
+            "role".into(),
+            m.arn.clone(),
+            m.username.clone(),
+            groups(&m.groups),
+        ]);
+    }
+    for s in &listing.sso_roles {
+        rows.push([
+            "sso".into(),
+            format!("{} in {}", s.permission_set_name, s.account_id),
+            s.username.clone(),
+            groups(&s.groups),
+        ]);
+    }
+    for m in &listing.users {
+        rows.push([
+            "user".into(),
+            m.arn.clone(),
+            m.username.clone(),
+            groups(&m.groups),
+        ]);
+    }
+    for a in &listing.accounts {
+        rows.push(["account".into(), a.clone(), "-".into(), "-".into()]);
+    }
+    write_table(&rows, out)
+}
+
+fn write_table(rows: &[[String; 4]], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut widths = [0usize; 4];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let line = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect::<Vec<_>>()
+            .join("   ");
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn print_report(
+    report: &AwsAuthEditReport,
+    format: OutputFormat,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    if print_structured(report, format, out)? {
+        return Ok(());
+    }
+    let suffix = match report.dry_run {
+        DryRun::None => "",
+        DryRun::Client => " (dry run)",
+        DryRun::Server => " (server dry run)",
+    };
+    let detail = match (&report.username, &report.groups) {
+        (Some(user), Some(groups)) if groups.is_empty() => format!(" as {user}"),
+        (Some(user), Some(groups)) => format!(" as {user} in {}", groups.join(",")),
+        _ => String::new(),
+    };
+    writeln!(
+        out,
+        "aws-auth {} {}{detail}: {}{suffix}",
+        report.kind, report.arn, report.change
+    )?;
+    if report.dry_run == DryRun::Client && !report.diff.is_empty() {
+        out.write_all(report.diff.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// A line diff of every data key whose text changed (`-` removed, `+` added, two-space context).
+pub fn data_diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+    let mut diff = String::new();
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    for key in keys {
+        let old = before.get(key).map(String::as_str).unwrap_or_default();
+        let new = after.get(key).map(String::as_str).unwrap_or_default();
+        if old == new {
+            continue;
+        }
+        diff.push_str(&format!("--- aws-auth {key}\n+++ aws-auth {key}\n"));
+        for line in line_diff(old, new) {
+            diff.push_str(&line);
+            diff.push('\n');
+        }
+    }
+    diff
+}
+
+/// Longest-common-subsequence line diff; aws-auth keys are small.
+fn line_diff(old: &str, new: &str) -> Vec<String> {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut lines) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            lines.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removed lines first, as diff(1) prints them.
+            lines.push(format!("- {}", a[i]));
+            i += 1;
+        } else {
+            lines.push(format!("+ {}", b[j]));
+            j += 1;
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        global: GlobalArgs,
+        #[command(subcommand)]
+        cmd: Top,
+    }
+    #[derive(Debug, clap::Subcommand)]
+    enum Top {
+        AwsAuth(AwsAuthCommand),
+    }
+
+    fn add_args(argv: &[&str]) -> AddArgs {
+        let mut full = vec!["kubectl-mlplatform", "aws-auth", "add"];
+        full.extend_from_slice(argv);
+        let Top::AwsAuth(cmd) = Cli::try_parse_from(full).unwrap().cmd;
+        match cmd.action {
+            AwsAuthAction::Add(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn system_masters_needs_the_flag_and_says_so() {
+        let args = add_args(&[
+            "--arn",
+            "arn:aws:iam::111122223333:role/Vendor",
+            "--group",
+            "system:masters",
+        ]);
+        let err = mapping_from_args(&args).unwrap_err().to_string();
+        assert!(err.contains("--allow-system-masters"), "{err}");
+        let args = add_args(&[
+            "--arn",
+            "arn:aws:iam::111122223333:role/Vendor",
+            "--group",
+            "system:masters",
+            "--allow-system-masters",
+        ]);
+        assert!(mapping_from_args(&args).is_ok());
+    }
+
+    #[test]
+    fn kind_and_username_default_from_the_arn() {
+        let args = add_args(&[
+            "--arn",
+            "arn:aws:iam::111122223333:role/team/Vendor",
+            "--group",
+            "a",
+            "--group",
+            "b",
+        ]);
+        let (kind, m) = mapping_from_args(&args).unwrap();
+        assert_eq!(kind, MappingKind::Role);
+        assert_eq!(m.arn, "arn:aws:iam::111122223333:role/Vendor");
+        assert_eq!(m.username, "Vendor");
+        assert_eq!(m.groups, vec!["a", "b"]);
+
+        let args = add_args(&["--arn", "arn:aws:iam::111122223333:user/ops/alice"]);
+        let (kind, m) = mapping_from_args(&args).unwrap();
+        assert_eq!((kind, m.username.as_str()), (MappingKind::User, "alice"));
+
+        let args = add_args(&["--arn", "arn:aws:iam::111122223333:root"]);
+        assert!(
+            mapping_from_args(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("--username")
+        );
+
+        let args = add_args(&[
+            "--arn",
+            "arn:aws:iam::111122223333:user/alice",
+            "--kind",
+            "role",
+        ]);
+        assert!(
+            mapping_from_args(&args)
+                .unwrap_err()
+                .to_string()
+                .contains("--kind user")
+        );
+    }
+
+    #[test]
+    fn diff_shows_only_changed_keys() {
+        let before: BTreeMap<String, String> = [
+            ("mapRoles".to_string(), "- a\n- b\n".to_string()),
+            ("mapUsers".to_string(), "[]\n".to_string()),
+        ]
+        .into();
+        let mut after = before.clone();
+        after.insert("mapRoles".into(), "- a\n- c\n- b\n".into());
+        assert_eq!(
+            data_diff(&before, &after),
+            "--- aws-auth mapRoles\n+++ aws-auth mapRoles\n  - a\n+ - c\n  - b\n"
+        );
+        assert_eq!(data_diff(&before, &before), "");
+        after.insert("mapRoles".into(), "- a\n- d\n".into());
+        assert_eq!(
+            data_diff(&before, &after),
+            "--- aws-auth mapRoles\n+++ aws-auth mapRoles\n  - a\n- - b\n+ - d\n"
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! `doctor`: the same preflight as connect, a connect plan as the list of what is missing or
+//! drifted, SubjectAccessReviews for the RBAC outcome, and the webhook's presence and
+//! reachability (warnings until `webhook install` exists).
+
+use std::process::ExitCode;
+
+use futures::future::join_all;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::discovery::ApiResource;
+use serde::Serialize;
+use serde_json::json;
+
+use super::CommandError;
+use super::connect::inputs;
+use super::preflight::{params_for, read_state, session};
+use crate::cli::ConnectArgs;
+use crate::common::{GlobalArgs, OutputFormat};
+use crate::doctor::{Check, CheckStatus, checks_from_plan, failed_count, rbac_expectations};
+use crate::kube_io::{can_i, one_line};
+use crate::output::{render_data, table};
+use crate::plan::{check_implemented, plan_connect};
+use crate::profile::{Profile, load_profile};
+
+const WEBHOOK_NAME: &str = "mlplatform-webhook";
+const WEBHOOK_FIX: &str = "kubectl mlplatform webhook install";
+
+/// The connect command line that repairs what doctor found, with the user's own flags.
+fn fix_command(
+    global: &GlobalArgs,
+    args: &ConnectArgs,
+    cluster: &str,
+    region: &str,
+    namespace: &str,
+) -> String {
+    let mut cmd = format!("kubectl mlplatform connect --profile {}", args.profile);
+    if let Some(ctx) = &global.context {
+        cmd.push_str(&format!(" --context {ctx}"));
+    }
+    cmd.push_str(&format!(
+        " --cluster {cluster} --region {region} -n {namespace}"
+    ));
+    if let Some(a) = &args.vendor_account {
+        cmd.push_str(&format!(" --vendor-account {a}"));
+    }
+    if let Some(a) = &args.role_arn {
+        cmd.push_str(&format!(" --role-arn {a}"));
+    }
+    for (k, v) in &args.params {
+        cmd.push_str(&format!(" --param {k}={v}"));
+    }
+    if args.cluster_admin {
+        cmd.push_str(" --cluster-admin");
+    }
+    cmd
+}
+
+#[derive(Serialize)]
+struct DoctorReport<'a> {
+    passed: bool,
+    checks: &'a [Check],
+}
+
+pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode, CommandError> {
+    let profile = load_profile(&args.profile)?;
+    check_implemented(&profile)?;
+    let params = params_for(&profile, args, true)?;
+    let session = session(global, args, &profile).await?;
+    let (cluster, observed) = read_state(&session, &profile, &params).await?;
+    let fix = fix_command(
+        global,
+        args,
+        &cluster.name,
+        &cluster.region,
+        &session.namespace,
+    );
+    let mut checks = Vec::new();
+    let connect_inputs = inputs(args, &session.namespace, params, false)?;
+    let plan = match plan_connect(&profile, &connect_inputs, &cluster, &observed) {
+        Ok(plan) => {
+            checks.extend(checks_from_plan(&plan, &fix));
+            Some(plan)
+        }
+        Err(e) => {
+            checks.push(Check::fail("connect plan", one_line(&e.to_string()), &fix));
+            None
+        }
+    };
+    if let Some(plan) = &plan {
+        checks.extend(rbac_checks(&session.kube, &profile, plan, &fix).await);
+        checks.extend(webhook_checks(&session.kube, &session.namespace, plan).await);
+    }
+    let failed = failed_count(&checks);
+    let text = match global.output {
+        OutputFormat::Table => checks_table(&checks),
+        format => render_data(
+            &DoctorReport {
+                passed: failed == 0,
+                checks: &checks,
+            },
+            format,
+        )
+        .map_err(CommandError::Output)?,
+    };
+    print!("{text}");
+    if failed > 0 {
+        return Err(CommandError::ChecksFailed { failed });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checks_table(checks: &[Check]) -> String {
+    let mut rows = vec![vec!["".to_owned(), "CHECK".to_owned(), "DETAIL".to_owned()]];
+    for c in checks {
+        rows.push(vec![
+            c.status.symbol().to_owned(),
+            c.name.clone(),
+            c.detail.clone().unwrap_or_default(),
+        ]);
+    }
+    let mut out = table(&rows);
+    let mut fixes: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .filter_map(|c| c.fix.as_deref())
+        .collect();
+    fixes.dedup();
+    fixes.sort_unstable();
+    fixes.dedup();
+    if !fixes.is_empty() {
+        out.push_str("\nto fix:\n");
+        for f in fixes {
+            out.push_str(&format!("  {f}\n"));
+        }
+    }
+    let failed = failed_count(checks);
+    let warned = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Warn)
+        .count();
+    let passed = checks.len() - failed - warned;
+    out.push_str(&format!(
+        "\n{passed} passed, {failed} failed, {warned} warning(s)\n"
+    ));
+    out
+}
+
+async fn rbac_checks(kube: &kube::Client, profile: &Profile, plan: &Plan, fix: &str) -> Vec<Check> {
+    let vendor = plan.aws_auth.as_ref().and_then(|step| match &step.action {
+        crate::plan::AwsAuthAction::Upsert { mapping } => Some(mapping.clone()),
+        _ => None,
+    });
+    // The mapping as wanted (also when unchanged): recompute username/group from the profile.
+    let access = profile.spec.cluster_access.as_ref();
+    let username = vendor
+        .as_ref()
+        .map(|m| m.username.clone())
+        .or_else(|| access.map(|a| a.username.clone()));
+    let group = access.map(|a| a.group.clone());
+    let vendor_pair = username.as_deref().zip(group.as_deref());
+    let expectations = rbac_expectations(
+        profile,
+        &plan.outputs.namespace,
+        &plan.outputs.user_service_account,
+        plan.outputs.system_service_account.as_deref(),
+        vendor_pair,
+    );
+    let answers = join_all(expectations.iter().map(|e| can_i(kube, &e.question))).await;
+    expectations
+        .iter()
+        .zip(answers)
+        .map(|(e, answer)| {
+            let name = format!("RBAC: {}", e.description);
+            match answer {
+                Ok(allowed) if allowed == e.allowed => Check::pass(name),
+                Ok(allowed) => Check::fail(
+                    name,
+                    if allowed {
+                        "allowed, but must not be"
+                    } else {
+                        "denied, but must be allowed"
+                    },
+                    fix,
+                ),
+                Err(err) => Check::fail(name, one_line(&err.to_string()), fix),
+            }
+        })
+        .collect()
+}
+
+use crate::plan::Plan;
+
+fn webhook_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "admissionregistration.k8s.io".to_owned(),
+        version: "v1".to_owned(),
+        api_version: "admissionregistration.k8s.io/v1".to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
+
+async fn webhook_checks(kube: &kube::Client, namespace: &str, plan: &Plan) -> Vec<Check> {
+    let kinds = [
+        (
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+        ),
+    ];
+    let lookups = join_all(kinds.iter().map(|(kind, plural)| async move {
+        let api: Api<DynamicObject> = Api::all_with(kube.clone(), &webhook_resource(kind, plural));
+        (*kind, api.get_opt(WEBHOOK_NAME).await)
+    }))
+    .await;
+    let mut checks = Vec::new();
+    let mut present = true;
+    for (kind, result) in lookups {
+        let name = format!("{kind} {WEBHOOK_NAME}");
+        match result {
+            Ok(Some(_)) => checks.push(Check::pass(name)),
+            Ok(None) => {
+                present = false;
+                checks.push(Check::warn(
+                    name,
+                    "not installed: namespace policy is not enforced",
+                    Some(WEBHOOK_FIX),
+                ));
+            }
+            Err(e) => {
+                present = false;
+                checks.push(Check::warn(
+                    name,
+                    one_line(&e.to_string()),
+                    Some(WEBHOOK_FIX),
+                ));
+            }
+        }
+    }
+    if present {
+        checks.push(probe_pod(kube, namespace, &plan.outputs.user_service_account).await);
+    }
+    checks
+}
+
+/// A server-side dry-run create of a pod as the user SA: goes through admission (and so
+/// through the webhook) without creating anything.
+async fn probe_pod(kube: &kube::Client, namespace: &str, user_sa: &str) -> Check {
+    let name = format!("webhook reachable (dry-run pod in {namespace})");
+    let ar = ApiResource {
+        group: String::new(),
+        version: "v1".to_owned(),
+        api_version: "v1".to_owned(),
+        kind: "Pod".to_owned(),
+        plural: "pods".to_owned(),
+    };
+    let pod: DynamicObject = match serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "mlplatform-doctor-probe", "namespace": namespace},
+        "spec": {
+            "serviceAccountName": user_sa,
+            "containers": [{"name": "probe", "image": "registry.k8s.io/pause:3.10"}],
+        },
+    })) {
+        Ok(p) => p,
+        Err(e) => return Check::warn(name, e.to_string(), None),
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(kube.clone(), namespace, &ar);
+    let params = PostParams {
+        dry_run: true,
+        field_manager: None,
+    };
+    match api.create(&params, &pod).await {
+        Ok(_) => Check::pass(name),
+        Err(e) => Check::warn(name, one_line(&e.to_string()), Some(WEBHOOK_FIX)),
+    }
+}

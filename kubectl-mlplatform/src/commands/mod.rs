@@ -1,0 +1,113 @@
+//! Subcommands: each resolves its inputs, reads (preflight), plans purely, then writes only
+//! what the plan lists. Errors are one line: what is wrong; what to do.
+
+pub mod aws_auth_cmd;
+mod connect;
+mod doctor;
+mod namespace;
+mod preflight;
+mod profiles;
+
+use std::process::ExitCode;
+
+use crate::apply::ApplyError;
+use crate::aws::AwsError;
+use crate::aws_auth::AwsAuthError;
+use crate::cli::{Cli, Command};
+use crate::kube_io::{KubeIoError, one_line};
+use crate::plan::PlanError;
+use crate::profile::ProfileError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad flags or input the user can fix (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Profile(#[from] ProfileError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    #[error("{0}")]
+    AwsAuth(#[from] AwsAuthError),
+    #[error("{0}")]
+    Kube(#[from] KubeIoError),
+    #[error("{0}")]
+    Apply(#[from] ApplyError),
+    #[error(
+        "{failed} check(s) failed; run the fix command(s) shown above, then `kubectl mlplatform doctor` again"
+    )]
+    ChecksFailed { failed: usize },
+    /// `aws-auth` reports its errors as text already shaped for the user.
+    #[error("{0}")]
+    AwsAuthCommand(String),
+    #[error("cannot write output: {0}")]
+    Output(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(String),
+}
+
+impl CommandError {
+    /// 2 for usage errors, 1 for everything else that failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) | Self::Profile(_) => 2,
+            Self::Plan(
+                PlanError::MissingParameter { .. }
+                | PlanError::BadAccount { .. }
+                | PlanError::BadRoleArn { .. }
+                | PlanError::UnknownParameter { .. }
+                | PlanError::BadExternalId(_),
+            ) => 2,
+            _ => 1,
+        }
+    }
+
+    /// The single line printed on stderr.
+    pub fn line(&self) -> String {
+        format!("error: {}", one_line(&self.to_string()))
+    }
+}
+
+/// Runs a parsed command line. Synchronous commands do not start a runtime.
+pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
+    match &cli.command {
+        Command::Profiles(cmd) => profiles::run(&cli.global, cmd),
+        Command::Version => {
+            println!(
+                "kubectl-mlplatform {} (commit {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("MLPLATFORM_GIT_COMMIT"),
+                env!("MLPLATFORM_TARGET")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CommandError::Runtime(e.to_string()))?;
+            runtime.block_on(run_async(cli))
+        }
+    }
+}
+
+async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Connect(args) => connect::connect(global, args).await,
+        Command::Disconnect(args) => connect::disconnect(global, args).await,
+        Command::Doctor(args) => doctor::doctor(global, args).await,
+        Command::Namespace(cmd) => namespace::run(global, cmd).await,
+        Command::AwsAuth(cmd) => {
+            let client = crate::kube_io::load_target(global)?.client().await?;
+            let mut stdout = std::io::stdout();
+            aws_auth_cmd::run(cmd, client, global, &mut stdout)
+                .await
+                .map_err(|e| CommandError::AwsAuthCommand(format!("{e:#}")))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Profiles(_) | Command::Version => Ok(ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,258 @@
+//! Resolving where to work (context, cluster, region, namespace) and reading everything a plan
+//! needs, in parallel, without writing anything.
+
+use std::collections::BTreeMap;
+
+use futures::future::try_join_all;
+use serde_json::Value;
+
+use super::CommandError;
+use crate::aws::{Aws, CallerIdentity, ClusterFacts, RoleFacts};
+use crate::aws_auth::read_aws_auth;
+use crate::bundle::render_bundle;
+use crate::cli::ConnectArgs;
+use crate::common::GlobalArgs;
+use crate::kube_io::{KubeTarget, get_object, list_profile_namespaces, load_target};
+use crate::objects::ObjectKey;
+use crate::plan::{Observed, resolve_params, shorten_role_name, vars_for};
+use crate::profile::{Profile, Vars};
+
+/// Where a command works: kube client, AWS clients, cluster, namespace.
+pub struct Session {
+    pub kube: kube::Client,
+    pub aws: Aws,
+    pub cluster_name: String,
+    pub namespace: String,
+}
+
+/// The namespace: `-n`, else the context's (unless it is just `default`), else the profile's.
+pub fn resolve_namespace(
+    global: &GlobalArgs,
+    target: Option<&KubeTarget>,
+    profile: &Profile,
+) -> Result<String, CommandError> {
+    let from_context = target
+        .and_then(KubeTarget::context_namespace)
+        .filter(|n| n != "default");
+    let from_profile = profile
+        .spec
+        .namespace
+        .as_ref()
+        .map(|b| b.default_name.clone());
+    let namespace = global
+        .namespace
+        .clone()
+        .or(from_context)
+        .or(from_profile)
+        .ok_or_else(|| CommandError::Usage("no namespace given; pass -n NAMESPACE".to_owned()))?;
+    if !is_dns_label(&namespace) {
+        return Err(CommandError::Usage(format!(
+            "namespace {namespace:?} is not a valid name (lowercase letters, digits and '-', at most 63); pass another -n"
+        )));
+    }
+    Ok(namespace)
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Profile parameters from `--param` and the dedicated flags.
+pub fn given_params(
+    profile: &Profile,
+    args: &ConnectArgs,
+) -> Result<BTreeMap<String, String>, CommandError> {
+    let mut given: BTreeMap<String, String> = args.params.iter().cloned().collect();
+    let flags = [
+        ("vendor-account", &args.vendor_account),
+        ("role-arn", &args.role_arn),
+    ];
+    for (flag, value) in flags {
+        let Some(value) = value else { continue };
+        let param = profile
+            .spec
+            .parameters
+            .iter()
+            .find(|p| p.flag.as_deref() == Some(flag))
+            .ok_or_else(|| {
+                CommandError::Usage(format!(
+                    "--{flag} is not used by profile {}; see `kubectl mlplatform profiles show {}`",
+                    profile.name(),
+                    profile.name()
+                ))
+            })?;
+        given.insert(param.name.clone(), value.clone());
+    }
+    Ok(given)
+}
+
+/// Resolves context, cluster, region and namespace, and builds both clients.
+pub async fn session(
+    global: &GlobalArgs,
+    args: &ConnectArgs,
+    profile: &Profile,
+) -> Result<Session, CommandError> {
+    let target = load_target(global)?;
+    let hint = target.cluster_hint();
+    let cluster_name = args
+        .cluster
+        .clone()
+        .or_else(|| hint.as_ref().map(|h| h.name.clone()))
+        .ok_or_else(|| {
+            CommandError::Usage(
+                "cannot tell which EKS cluster to use: the kubeconfig context is neither an EKS cluster ARN nor uses `aws eks get-token --cluster-name`; pass --cluster NAME"
+                    .to_owned(),
+            )
+        })?;
+    let region = args
+        .region
+        .clone()
+        .or_else(|| hint.as_ref().and_then(|h| h.region.clone()));
+    let namespace = resolve_namespace(global, Some(&target), profile)?;
+    let (kube, aws) = tokio::join!(target.client(), Aws::from_env(region.as_deref()));
+    Ok(Session {
+        kube: kube?,
+        aws: aws?,
+        cluster_name,
+        namespace,
+    })
+}
+
+/// Vars known before describe-cluster (names that use only these can be read in parallel).
+fn early_vars(profile: &Profile, session: &Session, params: &BTreeMap<String, String>) -> Vars {
+    let mut vars = Vars::new();
+    vars.set("profile", profile.name())
+        .set("cluster", session.cluster_name.as_str())
+        .set("region", session.aws.region.as_str())
+        .set("namespace", session.namespace.as_str());
+    for (k, v) in params {
+        vars.set(k, v.as_str());
+    }
+    vars
+}
+
+fn role_name(profile: &Profile, vars: &Vars) -> Option<String> {
+    let spec = profile.spec.vendor_role.as_ref()?;
+    vars.render("spec.vendorRole.name", &spec.name)
+        .ok()
+        .map(|n| shorten_role_name(&n))
+}
+
+/// Keys of every object of the bundle in `namespace` (namespace, shared and namespaced).
+fn bundle_keys(profile: &Profile, vars: &Vars, namespace: &str) -> Option<Vec<ObjectKey>> {
+    let spec = profile.spec.namespace.as_ref()?;
+    let bundle = render_bundle(profile, spec, vars, namespace).ok()?;
+    let mut keys = vec![bundle.namespace_object(profile.name()).key];
+    keys.extend(
+        bundle
+            .cluster_scoped
+            .iter()
+            .chain(&bundle.namespaced)
+            .map(|o| o.key.clone()),
+    );
+    Some(keys)
+}
+
+async fn read_role(aws: &Aws, name: Option<&str>) -> Result<Option<RoleFacts>, CommandError> {
+    match name {
+        Some(name) => Ok(aws.get_role(name).await?),
+        None => Ok(None),
+    }
+}
+
+async fn read_objects(
+    kube: &kube::Client,
+    keys: &[ObjectKey],
+) -> Result<BTreeMap<ObjectKey, Value>, CommandError> {
+    let found = try_join_all(
+        keys.iter()
+            .map(|k| async move { get_object(kube, k).await.map(|o| o.map(|v| (k.clone(), v))) }),
+    )
+    .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Reads everything a connect/disconnect/doctor plan compares against, in parallel.
+pub async fn read_state(
+    session: &Session,
+    profile: &Profile,
+    params: &BTreeMap<String, String>,
+) -> Result<(ClusterFacts, Observed), CommandError> {
+    let vars = early_vars(profile, session, params);
+    let early_role = role_name(profile, &vars);
+    let early_keys = bundle_keys(profile, &vars, &session.namespace);
+    let needs_aws_auth = profile.spec.cluster_access.is_some();
+    let (caller, cluster, role, aws_auth, objects, namespaces) = tokio::try_join!(
+        async { Ok::<CallerIdentity, CommandError>(session.aws.caller_identity().await?) },
+        async { Ok(session.aws.describe_cluster(&session.cluster_name).await?) },
+        read_role(&session.aws, early_role.as_deref()),
+        async {
+            if needs_aws_auth {
+                Ok(read_aws_auth(&session.kube).await?)
+            } else {
+                Ok(None)
+            }
+        },
+        read_objects(&session.kube, early_keys.as_deref().unwrap_or_default()),
+        async { Ok(list_profile_namespaces(&session.kube, profile.name()).await?) },
+    )?;
+    // Names that need describe-cluster's answers (cluster ARN, account) are read now.
+    let full = vars_for(profile, &cluster, params, &session.namespace);
+    let role = match (&early_role, role_name(profile, &full)) {
+        (None, Some(name)) => session.aws.get_role(&name).await?,
+        _ => role,
+    };
+    let objects = match early_keys {
+        Some(_) => objects,
+        None => {
+            let keys = bundle_keys(profile, &full, &session.namespace).unwrap_or_default();
+            read_objects(&session.kube, &keys).await?
+        }
+    };
+    let observed = Observed {
+        caller,
+        role,
+        aws_auth,
+        objects,
+        profile_namespaces: namespaces.into_iter().map(|(n, _)| n).collect(),
+    };
+    Ok((cluster, observed))
+}
+
+/// Reads just the bundle's objects and the profile's namespaces (namespace add/remove).
+pub async fn read_bundle_state(
+    kube: &kube::Client,
+    profile: &Profile,
+    vars: &Vars,
+    namespace: &str,
+) -> Result<Observed, CommandError> {
+    let keys = bundle_keys(profile, vars, namespace).unwrap_or_default();
+    let (objects, namespaces) = tokio::try_join!(read_objects(kube, &keys), async {
+        Ok(list_profile_namespaces(kube, profile.name()).await?)
+    })?;
+    Ok(Observed {
+        caller: CallerIdentity {
+            account: String::new(),
+            arn: String::new(),
+        },
+        role: None,
+        aws_auth: None,
+        objects,
+        profile_namespaces: namespaces.into_iter().map(|(n, _)| n).collect(),
+    })
+}
+
+/// Checks parameters (strictly for connect/doctor: required ones must be there).
+pub fn params_for(
+    profile: &Profile,
+    args: &ConnectArgs,
+    strict: bool,
+) -> Result<BTreeMap<String, String>, CommandError> {
+    let given = given_params(profile, args)?;
+    Ok(resolve_params(profile, &given, strict)?)
+}

@@ -1,0 +1,506 @@
+//! Thin Kubernetes I/O: the client from kubeconfig/context, the EKS cluster a context points
+//! at, and get/create/patch/delete of [`KubeObject`]s by key. Decisions live in `plan`.
+
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use mlplatform_namespace_policy::{MANAGED_LABEL, MANAGED_VALUE, PROFILE_ANNOTATION};
+use serde_json::Value;
+
+use crate::arn::parse_eks_cluster_arn;
+use crate::common::{DryRun, GlobalArgs};
+use crate::objects::{Kind, ObjectKey};
+
+pub const FIELD_MANAGER: &str = "kubectl-mlplatform";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeIoError {
+    #[error("cannot load kubeconfig {path}: {message}; check --kubeconfig / KUBECONFIG")]
+    Kubeconfig { path: String, message: String },
+    #[error(
+        "no kubeconfig found; pass --kubeconfig or set KUBECONFIG (e.g. `aws eks update-kubeconfig --name CLUSTER`)"
+    )]
+    NoKubeconfig,
+    #[error(
+        "kubeconfig context {context:?} cannot be used: {message}; check --context (`kubectl config get-contexts`)"
+    )]
+    Context { context: String, message: String },
+    #[error(
+        "{action} {object}: forbidden ({message}); use a kubeconfig context with that permission or ask a cluster admin"
+    )]
+    Forbidden {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error(
+        "{action} {object}: unauthorized; refresh the cluster credentials (e.g. `aws eks update-kubeconfig`) and re-run"
+    )]
+    Unauthorized {
+        action: &'static str,
+        object: String,
+    },
+    #[error("{action} {object}: the object changed meanwhile; re-run the command")]
+    Conflict {
+        action: &'static str,
+        object: String,
+    },
+    #[error(
+        "{action} {object} failed: {message}; check cluster access (`kubectl cluster-info`) and re-run"
+    )]
+    Api {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+}
+
+/// Converts a kube error into one line naming the action and the object.
+pub fn kube_error(action: &'static str, object: impl ToString, e: kube::Error) -> KubeIoError {
+    let object = object.to_string();
+    match e {
+        kube::Error::Api(status) if status.code == 403 => KubeIoError::Forbidden {
+            action,
+            object,
+            message: one_line(&status.message),
+        },
+        kube::Error::Api(status) if status.code == 401 => {
+            KubeIoError::Unauthorized { action, object }
+        }
+        kube::Error::Api(status) if status.code == 409 => KubeIoError::Conflict { action, object },
+        other => KubeIoError::Api {
+            action,
+            object,
+            message: one_line(&other.to_string()),
+        },
+    }
+}
+
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The EKS cluster a kubeconfig context points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterHint {
+    pub name: String,
+    pub region: Option<String>,
+}
+
+/// A loaded kubeconfig and the context to use.
+#[derive(Debug, Clone)]
+pub struct KubeTarget {
+    pub kubeconfig: Kubeconfig,
+    pub context: Option<String>,
+}
+
+fn read_one(path: &Path) -> Result<Kubeconfig, KubeIoError> {
+    Kubeconfig::read_from(path).map_err(|e| KubeIoError::Kubeconfig {
+        path: path.display().to_string(),
+        message: one_line(&e.to_string()),
+    })
+}
+
+/// Loads the kubeconfig like kubectl: `--kubeconfig`/KUBECONFIG (a path list, merged), else
+/// `~/.kube/config`.
+pub fn load_target(global: &GlobalArgs) -> Result<KubeTarget, KubeIoError> {
+    let paths: Vec<PathBuf> = match &global.kubeconfig {
+        Some(list) => std::env::split_paths(list)
+            .filter(|p| !p.as_os_str().is_empty())
+            .collect(),
+        None => std::env::var_os("HOME")
+            .map(|h| vec![PathBuf::from(h).join(".kube").join("config")])
+            .unwrap_or_default(),
+    };
+    let mut merged: Option<Kubeconfig> = None;
+    for path in &paths {
+        if global.kubeconfig.is_none() && !path.exists() {
+            continue;
+        }
+        let next = read_one(path)?;
+        merged = Some(match merged {
+            None => next,
+            Some(acc) => acc.merge(next).map_err(|e| KubeIoError::Kubeconfig {
+                path: path.display().to_string(),
+                message: one_line(&e.to_string()),
+            })?,
+        });
+    }
+    let kubeconfig = merged.ok_or(KubeIoError::NoKubeconfig)?;
+    let target = KubeTarget {
+        kubeconfig,
+        context: global.context.clone(),
+    };
+    match target.context_name() {
+        None => Err(KubeIoError::Context {
+            context: "(none)".to_owned(),
+            message: "the kubeconfig has no current context".to_owned(),
+        }),
+        Some(name) if !target.kubeconfig.contexts.iter().any(|c| c.name == name) => {
+            Err(KubeIoError::Context {
+                context: name.to_owned(),
+                message: "no such context in the kubeconfig".to_owned(),
+            })
+        }
+        Some(_) => Ok(target),
+    }
+}
+
+impl KubeTarget {
+    fn context_name(&self) -> Option<&str> {
+        self.context
+            .as_deref()
+            .or(self.kubeconfig.current_context.as_deref())
+    }
+
+    fn context(&self) -> Option<&kube::config::Context> {
+        let name = self.context_name()?;
+        self.kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.context.as_ref())
+    }
+
+    /// The namespace the context sets, if any.
+    pub fn context_namespace(&self) -> Option<String> {
+        self.context()
+            .and_then(|c| c.namespace.clone())
+            .filter(|n| !n.is_empty())
+    }
+
+    /// The EKS cluster of the context: its cluster entry named by an EKS ARN (what
+    /// `aws eks update-kubeconfig` writes), else its user's `aws eks get-token --cluster-name`.
+    pub fn cluster_hint(&self) -> Option<ClusterHint> {
+        let ctx = self.context()?;
+        if let Ok(arn) = parse_eks_cluster_arn(&ctx.cluster) {
+            return Some(ClusterHint {
+                name: arn.name,
+                region: Some(arn.region),
+            });
+        }
+        let user = ctx.user.as_deref()?;
+        let exec = self
+            .kubeconfig
+            .auth_infos
+            .iter()
+            .find(|a| a.name == user)?
+            .auth_info
+            .as_ref()?
+            .exec
+            .as_ref()?;
+        cluster_hint_from_exec_args(exec.args.as_deref().unwrap_or_default())
+    }
+
+    pub async fn client(&self) -> Result<kube::Client, KubeIoError> {
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            cluster: None,
+            user: None,
+        };
+        let context_label = self.context_name().unwrap_or("(current)").to_owned();
+        let config = kube::Config::from_custom_kubeconfig(self.kubeconfig.clone(), &options)
+            .await
+            .map_err(|e| KubeIoError::Context {
+                context: context_label.clone(),
+                message: one_line(&e.to_string()),
+            })?;
+        kube::Client::try_from(config).map_err(|e| KubeIoError::Context {
+            context: context_label,
+            message: one_line(&e.to_string()),
+        })
+    }
+}
+
+/// `aws eks get-token --cluster-name NAME [--region R]` (also `--cluster-name=NAME`), and
+/// aws-iam-authenticator's `token -i NAME`.
+pub fn cluster_hint_from_exec_args(args: &[String]) -> Option<ClusterHint> {
+    let value_of = |flags: &[&str]| -> Option<String> {
+        args.iter().enumerate().find_map(|(i, a)| {
+            flags.iter().find_map(|f| {
+                if a == f {
+                    args.get(i + 1).cloned()
+                } else {
+                    a.strip_prefix(&format!("{f}=")).map(str::to_owned)
+                }
+            })
+        })
+    };
+    let is_eks_get_token = args
+        .windows(2)
+        .any(|w| w[0] == "eks" && w[1] == "get-token");
+    let is_authenticator = args.iter().any(|a| a == "token");
+    let name = if is_eks_get_token {
+        value_of(&["--cluster-name"])
+    } else if is_authenticator {
+        value_of(&["-i", "--cluster-id"])
+    } else {
+        None
+    }?;
+    Some(ClusterHint {
+        name,
+        region: value_of(&["--region"]),
+    })
+}
+
+fn api_for(client: &kube::Client, key: &ObjectKey) -> Api<DynamicObject> {
+    let ar = key.kind.api_resource();
+    match (&key.namespace, key.kind.namespaced()) {
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &ar),
+        _ => Api::all_with(client.clone(), &ar),
+    }
+}
+
+fn to_value(obj: DynamicObject) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+pub async fn get_object(
+    client: &kube::Client,
+    key: &ObjectKey,
+) -> Result<Option<Value>, KubeIoError> {
+    api_for(client, key)
+        .get_opt(&key.name)
+        .await
+        .map(|o| o.map(to_value))
+        .map_err(|e| kube_error("reading", key, e))
+}
+
+pub async fn create_object(
+    client: &kube::Client,
+    key: &ObjectKey,
+    body: &Value,
+    dry_run: DryRun,
+) -> Result<(), KubeIoError> {
+    let obj: DynamicObject =
+        serde_json::from_value(body.clone()).map_err(|e| KubeIoError::Api {
+            action: "rendering",
+            object: key.to_string(),
+            message: e.to_string(),
+        })?;
+    let pp = PostParams {
+        dry_run: dry_run == DryRun::Server,
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+    };
+    api_for(client, key)
+        .create(&pp, &obj)
+        .await
+        .map(drop)
+        .map_err(|e| kube_error("creating", key, e))
+}
+
+pub async fn merge_patch_object(
+    client: &kube::Client,
+    key: &ObjectKey,
+    patch: &Value,
+    dry_run: DryRun,
+) -> Result<(), KubeIoError> {
+    let mut pp = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    if dry_run == DryRun::Server {
+        pp = pp.dry_run();
+    }
+    api_for(client, key)
+        .patch(&key.name, &pp, &Patch::Merge(patch))
+        .await
+        .map(drop)
+        .map_err(|e| kube_error("updating", key, e))
+}
+
+pub async fn delete_object(
+    client: &kube::Client,
+    key: &ObjectKey,
+    dry_run: DryRun,
+) -> Result<(), KubeIoError> {
+    let dp = DeleteParams {
+        dry_run: dry_run == DryRun::Server,
+        ..DeleteParams::default()
+    };
+    match api_for(client, key).delete(&key.name, &dp).await {
+        Ok(_) => Ok(()),
+        // Gone meanwhile: the goal holds.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(kube_error("deleting", key, e)),
+    }
+}
+
+/// Names of the namespaces managed for `profile`, with their live objects.
+pub async fn list_profile_namespaces(
+    client: &kube::Client,
+    profile: &str,
+) -> Result<Vec<(String, Value)>, KubeIoError> {
+    list_managed_namespaces(client).await.map(|all| {
+        all.into_iter()
+            .filter(|(_, ns)| ns["metadata"]["annotations"][PROFILE_ANNOTATION] == profile)
+            .collect()
+    })
+}
+
+/// Every namespace labelled managed, with its live object.
+pub async fn list_managed_namespaces(
+    client: &kube::Client,
+) -> Result<Vec<(String, Value)>, KubeIoError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.api_resource());
+    let selector = format!("{MANAGED_LABEL}={MANAGED_VALUE}");
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| kube_error("listing", "namespaces", e))?;
+    let mut out: Vec<(String, Value)> = list
+        .items
+        .into_iter()
+        .map(to_value)
+        // Filter here too: a selector the server ignored must not widen the result.
+        .filter(|v| v["metadata"]["labels"][MANAGED_LABEL] == MANAGED_VALUE)
+        .filter_map(|v| Some((v["metadata"]["name"].as_str()?.to_owned(), v)))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// One question to the API server's authorizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessQuestion {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub verb: String,
+    pub group: String,
+    pub resource: String,
+    /// None: cluster-wide.
+    pub namespace: Option<String>,
+}
+
+impl AccessQuestion {
+    /// A ServiceAccount as the authorizer sees it.
+    pub fn service_account(
+        namespace: &str,
+        name: &str,
+        verb: &str,
+        group: &str,
+        resource: &str,
+    ) -> Self {
+        Self {
+            user: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".to_owned(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_owned(),
+            ],
+            verb: verb.to_owned(),
+            group: group.to_owned(),
+            resource: resource.to_owned(),
+            namespace: Some(namespace.to_owned()),
+        }
+    }
+}
+
+/// Asks a SubjectAccessReview whether the subject may do it.
+pub async fn can_i(client: &kube::Client, q: &AccessQuestion) -> Result<bool, KubeIoError> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(q.user.clone()),
+            groups: Some(q.groups.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(q.verb.clone()),
+                group: Some(q.group.clone()),
+                resource: Some(q.resource.clone()),
+                namespace: q.namespace.clone(),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    let api: Api<SubjectAccessReview> = Api::all(client.clone());
+    let answer = api
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| kube_error("creating", "SubjectAccessReview", e))?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn cluster_comes_from_aws_eks_get_token_args() {
+        assert_eq!(
+            cluster_hint_from_exec_args(&args(
+                "--region us-east-2 eks get-token --cluster-name kubetest32 --output json"
+            )),
+            Some(ClusterHint {
+                name: "kubetest32".into(),
+                region: Some("us-east-2".into())
+            })
+        );
+        assert_eq!(
+            cluster_hint_from_exec_args(&args("eks get-token --cluster-name=c1")),
+            Some(ClusterHint {
+                name: "c1".into(),
+                region: None
+            })
+        );
+        assert_eq!(
+            cluster_hint_from_exec_args(&args("token -i c2")),
+            Some(ClusterHint {
+                name: "c2".into(),
+                region: None
+            })
+        );
+        assert_eq!(
+            cluster_hint_from_exec_args(&args("sts get-caller-identity")),
+            None
+        );
+    }
+
+    #[test]
+    fn cluster_comes_from_an_eks_arn_context() {
+        let yaml = r#"
+apiVersion: v1
+kind: Config
+current-context: arn:aws:eks:us-east-2:678901234557:cluster/kubetest32
+clusters:
+- name: arn:aws:eks:us-east-2:678901234557:cluster/kubetest32
+  cluster: {server: "https://example.invalid"}
+- name: plain
+  cluster: {server: "https://example.invalid"}
+contexts:
+- name: arn:aws:eks:us-east-2:678901234557:cluster/kubetest32
+  context: {cluster: "arn:aws:eks:us-east-2:678901234557:cluster/kubetest32", user: u, namespace: team}
+- name: plain
+  context: {cluster: plain, user: u}
+users:
+- name: u
+  user: {}
+"#;
+        let kubeconfig = Kubeconfig::from_yaml(yaml).unwrap();
+        let target = KubeTarget {
+            kubeconfig,
+            context: None,
+        };
+        assert_eq!(
+            target.cluster_hint(),
+            Some(ClusterHint {
+                name: "kubetest32".into(),
+                region: Some("us-east-2".into())
+            })
+        );
+        assert_eq!(target.context_namespace().as_deref(), Some("team"));
+        let plain = KubeTarget {
+            context: Some("plain".into()),
+            ..target
+        };
+        assert_eq!(plain.cluster_hint(), None);
+    }
+}

@@ -1,0 +1,233 @@
+//! Kubernetes objects the plugin manages, as plain JSON with a known kind: rendering is pure,
+//! comparison is "does the live object already say everything we want", and the write that
+//! closes the gap is a JSON merge patch of exactly the fields we own.
+
+use std::fmt;
+
+use kube::discovery::ApiResource;
+use mlplatform_namespace_policy::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROFILE_ANNOTATION};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Label naming the profile an object was made for (same key as the namespace annotation).
+pub const PROFILE_LABEL: &str = PROFILE_ANNOTATION;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Kind {
+    Namespace,
+    ServiceAccount,
+    ClusterRole,
+    Role,
+    RoleBinding,
+    ClusterRoleBinding,
+    StorageClass,
+}
+
+impl Kind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespace => "Namespace",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::ClusterRole => "ClusterRole",
+            Self::Role => "Role",
+            Self::RoleBinding => "RoleBinding",
+            Self::ClusterRoleBinding => "ClusterRoleBinding",
+            Self::StorageClass => "StorageClass",
+        }
+    }
+    const fn group_version_plural(self) -> (&'static str, &'static str, &'static str) {
+        const RBAC: &str = "rbac.authorization.k8s.io";
+        match self {
+            Self::Namespace => ("", "v1", "namespaces"),
+            Self::ServiceAccount => ("", "v1", "serviceaccounts"),
+            Self::ClusterRole => (RBAC, "v1", "clusterroles"),
+            Self::Role => (RBAC, "v1", "roles"),
+            Self::RoleBinding => (RBAC, "v1", "rolebindings"),
+            Self::ClusterRoleBinding => (RBAC, "v1", "clusterrolebindings"),
+            Self::StorageClass => ("storage.k8s.io", "v1", "storageclasses"),
+        }
+    }
+    pub fn api_version(self) -> String {
+        match self.group_version_plural() {
+            ("", v, _) => v.to_owned(),
+            (g, v, _) => format!("{g}/{v}"),
+        }
+    }
+    pub fn namespaced(self) -> bool {
+        matches!(self, Self::ServiceAccount | Self::Role | Self::RoleBinding)
+    }
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, plural) = self.group_version_plural();
+        ApiResource {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            api_version: self.api_version(),
+            kind: self.as_str().to_owned(),
+            plural: plural.to_owned(),
+        }
+    }
+    /// Apply order: things others refer to come first; deletion runs in reverse.
+    pub const fn apply_rank(self) -> u8 {
+        match self {
+            Self::Namespace => 0,
+            Self::StorageClass => 1,
+            Self::ClusterRole => 2,
+            Self::ServiceAccount => 3,
+            Self::Role => 4,
+            Self::RoleBinding => 5,
+            Self::ClusterRoleBinding => 6,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identity of an object: kind, namespace (for namespaced kinds), name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// A desired object: its key and the full body we would create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeObject {
+    pub key: ObjectKey,
+    pub body: Value,
+}
+
+impl KubeObject {
+    /// Builds an object body with our ownership labels plus `extra_labels`; `fields` are the
+    /// top-level fields besides metadata (rules, subjects, roleRef, ...).
+    pub fn new(
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        profile: &str,
+        fields: Value,
+    ) -> Self {
+        let namespace = namespace.filter(|_| kind.namespaced()).map(str::to_owned);
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), name.into());
+        if let Some(ns) = &namespace {
+            metadata.insert("namespace".into(), ns.clone().into());
+        }
+        metadata.insert("labels".into(), ownership_labels(profile));
+        let mut body = Map::new();
+        body.insert("apiVersion".into(), kind.api_version().into());
+        body.insert("kind".into(), kind.as_str().into());
+        body.insert("metadata".into(), Value::Object(metadata));
+        if let Value::Object(extra) = fields {
+            body.extend(extra);
+        }
+        Self {
+            key: ObjectKey {
+                kind,
+                namespace,
+                name: name.to_owned(),
+            },
+            body: Value::Object(body),
+        }
+    }
+}
+
+pub fn ownership_labels(profile: &str) -> Value {
+    serde_json::json!({ MANAGED_BY_LABEL: MANAGED_BY_VALUE, PROFILE_LABEL: profile })
+}
+
+/// True when `live` carries our managed-by label and this profile's label: only such objects
+/// are ever updated or deleted.
+pub fn is_ours(live: &Value, profile: &str) -> bool {
+    let labels = &live["metadata"]["labels"];
+    labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE && labels[PROFILE_LABEL] == profile
+}
+
+/// Does `live` already say everything `desired` says? Maps: every desired key present and
+/// covered (extra live keys such as uid or other labels are fine); arrays: same length,
+/// element-wise covered (the server may default fields inside elements); scalars: equal.
+pub fn covers(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => d.iter().all(|(k, dv)| match l.get(k) {
+            Some(lv) => covers(lv, dv),
+            None => dv.is_null() || is_empty_collection(dv),
+        }),
+        (Value::Array(l), Value::Array(d)) => {
+            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| covers(lv, dv))
+        }
+        (l, d) => l == d,
+    }
+}
+
+fn is_empty_collection(v: &Value) -> bool {
+    matches!(v, Value::Array(a) if a.is_empty()) || matches!(v, Value::Object(o) if o.is_empty())
+}
+
+/// The merge patch that makes `live` cover `desired`: the desired body minus identity fields.
+/// Merge-patch semantics keep every label/annotation we do not name and replace arrays.
+pub fn merge_patch_for(desired: &Value) -> Value {
+    let mut patch = desired.clone();
+    if let Some(map) = patch.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("name");
+            meta.remove("namespace");
+        }
+    }
+    patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn covers_ignores_extra_live_fields_but_not_missing_or_different_ones() {
+        let desired = json!({"metadata": {"labels": {"a": "1"}}, "rules": [{"verbs": ["get"]}]});
+        let live = json!({"metadata": {"uid": "x", "labels": {"a": "1", "b": "2"}},
+                          "rules": [{"verbs": ["get"], "apiGroups": [""]}]});
+        assert!(covers(&live, &desired));
+        let changed = json!({"metadata": {"labels": {"a": "2"}}, "rules": [{"verbs": ["get"]}]});
+        assert!(!covers(&changed, &desired));
+        let extra_rule = json!({"metadata": {"labels": {"a": "1"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]});
+        assert!(!covers(&extra_rule, &desired));
+        assert!(!covers(&json!({}), &desired));
+    }
+
+    #[test]
+    fn objects_carry_ownership_labels_and_drop_namespace_for_cluster_kinds() {
+        let cr = KubeObject::new(
+            Kind::ClusterRole,
+            Some("ns"),
+            "cr",
+            "concurrent",
+            json!({"rules": []}),
+        );
+        assert_eq!(cr.key.namespace, None);
+        assert!(is_ours(&cr.body, "concurrent"));
+        assert!(!is_ours(&cr.body, "arthur"));
+        let sa = KubeObject::new(Kind::ServiceAccount, Some("ns"), "sa", "p", json!({}));
+        assert_eq!(sa.body["metadata"]["namespace"], "ns");
+        assert_eq!(sa.key.to_string(), "ServiceAccount ns/sa");
+        let patch = merge_patch_for(&sa.body);
+        assert_eq!(
+            patch,
+            json!({"metadata": {"labels": ownership_labels("p")}})
+        );
+    }
+}

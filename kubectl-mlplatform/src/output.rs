@@ -1,0 +1,206 @@
+//! What the user sees: progress on a terminal (stderr, quiet in pipes), the change report as a
+//! table, JSON or YAML on stdout (JSON output stays pure JSON), warnings on stderr.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::common::{Change, DryRun, OutputFormat};
+use crate::plan::{ChangeRow, Outputs, Plan};
+
+/// Per-step progress lines on stderr, only when stderr is a terminal.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    enabled: bool,
+}
+
+impl Progress {
+    pub fn for_stderr() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+    pub fn disabled() -> Self {
+        Self { enabled: false }
+    }
+    pub fn phase(&self, what: &str) {
+        if self.enabled {
+            eprintln!("… {what}");
+        }
+    }
+    pub fn step(&self, change: Change, kind: &str, name: &str) {
+        if self.enabled {
+            eprintln!("  ✓ {change} {kind} {name}");
+        }
+    }
+}
+
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    #[serde(flatten)]
+    pub outputs: Outputs,
+    pub dry_run: DryRun,
+    pub changes: Vec<ChangeRow>,
+    /// Rendered objects and IAM documents (dry runs, `-o yaml`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Value>,
+}
+
+impl Report {
+    pub fn from_plan(plan: &Plan, dry_run: DryRun, format: OutputFormat) -> Self {
+        let show_rendered = dry_run == DryRun::Client && format != OutputFormat::Table
+            || format == OutputFormat::Yaml;
+        Self {
+            outputs: plan.outputs.clone(),
+            dry_run,
+            changes: plan.changes(),
+            rendered: show_rendered.then(|| plan.rendered()),
+        }
+    }
+}
+
+/// Renders a serializable value as JSON or YAML (pretty, newline-terminated).
+pub fn render_data<T: Serialize>(value: &T, format: OutputFormat) -> Result<String, String> {
+    match format {
+        OutputFormat::Yaml => serde_yaml_ng::to_string(value).map_err(|e| e.to_string()),
+        _ => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A plain aligned table; the first row is the header.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[c] - cell.chars().count();
+                let _ = write!(line, "{cell}{}   ", " ".repeat(pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The human report: one row per object, then the values the vendor asks for.
+pub fn report_table(report: &Report, verb: &str) -> String {
+    let mut rows = vec![vec![
+        "KIND".to_owned(),
+        "NAMESPACE".to_owned(),
+        "NAME".to_owned(),
+        "CHANGE".to_owned(),
+    ]];
+    for c in &report.changes {
+        rows.push(vec![
+            c.kind.clone(),
+            c.namespace.clone().unwrap_or_default(),
+            c.name.clone(),
+            c.change.to_string(),
+        ]);
+    }
+    let mut out = table(&rows);
+    let writes = report
+        .changes
+        .iter()
+        .filter(|c| c.change.is_write())
+        .count();
+    let count = |k: Change| report.changes.iter().filter(|c| c.change == k).count();
+    out.push('\n');
+    let summary = if writes == 0 {
+        format!("{verb}: nothing to change, everything is already as wanted")
+    } else {
+        format!(
+            "{verb}: {} created, {} updated, {} deleted, {} unchanged",
+            count(Change::Created),
+            count(Change::Updated),
+            count(Change::Deleted),
+            count(Change::Unchanged)
+        )
+    };
+    out.push_str(&summary);
+    match report.dry_run {
+        DryRun::Client => out.push_str(" (dry run: nothing was written)"),
+        DryRun::Server => {
+            out.push_str(" (server dry run: Kubernetes writes sent with dryRun=All, IAM only read)")
+        }
+        DryRun::None => {}
+    }
+    out.push('\n');
+    let o = &report.outputs;
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    if let Some(arn) = &o.role_arn {
+        fields.push(("roleArn", arn.clone()));
+    }
+    if let Some(id) = &o.external_id {
+        fields.push(("externalId", id.clone()));
+    }
+    if !o.namespace.is_empty() {
+        fields.push(("namespace", o.namespace.clone()));
+    }
+    if !o.user_service_account.is_empty() {
+        fields.push(("userServiceAccount", o.user_service_account.clone()));
+    }
+    if let Some(sa) = &o.system_service_account {
+        fields.push(("systemServiceAccount", sa.clone()));
+    }
+    if !fields.is_empty() {
+        out.push('\n');
+        let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+        for (k, v) in fields {
+            let _ = writeln!(out, "{:<width$} {v}", format!("{k}:"));
+        }
+    }
+    out
+}
+
+/// Prints the report in the chosen format to stdout.
+pub fn print_report(
+    plan: &Plan,
+    dry_run: DryRun,
+    format: OutputFormat,
+    verb: &str,
+) -> Result<(), String> {
+    let report = Report::from_plan(plan, dry_run, format);
+    let text = match format {
+        OutputFormat::Table => report_table(&report, verb),
+        other => render_data(&report, other)?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_trims_trailing_space() {
+        let t = table(&[
+            vec!["A".into(), "BB".into(), "C".into()],
+            vec!["long".into(), "".into(), "x".into()],
+        ]);
+        assert_eq!(t, "A      BB   C\nlong        x\n");
+    }
+}

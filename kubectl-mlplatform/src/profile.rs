@@ -1,0 +1,803 @@
+//! Vendor profiles are data: YAML embedded in the binary (`src/profiles/*.yaml`) or a user's
+//! file, one schema for both. Unknown keys are errors reported with their path, so a typo never
+//! silently drops a permission or a step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use mlplatform_namespace_policy::EnforcementMode;
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "mlplatform.io/v1alpha1";
+pub const KIND: &str = "Profile";
+
+/// The built-in profiles, in the order `profiles list` shows them.
+pub const BUILTIN: [(&str, &str); 4] = [
+    ("concurrent", include_str!("profiles/concurrent.yaml")),
+    ("hopsworks", include_str!("profiles/hopsworks.yaml")),
+    ("arthur", include_str!("profiles/arthur.yaml")),
+    (
+        "sagemaker-operator",
+        include_str!("profiles/sagemaker-operator.yaml"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error(
+        "unknown profile {name:?}; use one of {known} (`kubectl mlplatform profiles list`) or a path to a YAML file"
+    )]
+    Unknown { name: String, known: String },
+    #[error("profile {source_name}: cannot read the file: {error}; check the path")]
+    Read {
+        source_name: String,
+        error: std::io::Error,
+    },
+    #[error("profile {source_name}: {path}: {message}; fix the profile file")]
+    Parse {
+        source_name: String,
+        path: String,
+        message: String,
+    },
+    #[error("profile {source_name}: {message}; fix the profile file")]
+    Invalid {
+        source_name: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Template(#[from] TemplateError),
+}
+
+/// Undefined `${name}` in a template: the profile refers to something nobody provides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error(
+        "profile uses ${{{name}}} in {field:?} but no value is known for it; pass it with --param {name}=VALUE or fix the profile"
+    )]
+    Undefined { name: String, field: String },
+    #[error("unterminated ${{...}} in {field:?}; fix the profile")]
+    Unterminated { field: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Profile {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ProfileMetadata,
+    pub spec: ProfileSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileMetadata {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProfileSpec {
+    /// Values the user supplies (`--vendor-account`, `--param name=value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Parameter>,
+    /// A role in the customer's account that the vendor assumes from its own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_role: Option<VendorRole>,
+    /// Cluster access for an IAM role: aws-auth `mapRoles` entry with a username and named group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_access: Option<ClusterAccess>,
+    /// The per-namespace bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<NamespaceBundle>,
+    /// IAM OIDC provider for the cluster's issuer (issue 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc_provider: Option<OidcProvider>,
+    /// IRSA roles for service accounts (issue 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub irsa_roles: Vec<IrsaRole>,
+    /// A StorageClass, optionally the only default one (issue 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<StorageClassSpec>,
+    /// Inline policies put on a role that already exists (issue 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub existing_role_policies: Vec<ExistingRolePolicies>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParameterType {
+    #[default]
+    String,
+    AccountId,
+    RoleArn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Parameter {
+    pub name: String,
+    /// The dedicated command-line flag that fills it (`vendor-account` → `--vendor-account`);
+    /// every parameter can also be given as `--param name=value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: ParameterType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InlinePolicy {
+    pub name: String,
+    pub document: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VendorRole {
+    /// Template; the result is shortened to IAM's 64 characters with a hash suffix.
+    pub name: String,
+    #[serde(default = "default_iam_path")]
+    pub path: String,
+    #[serde(default)]
+    pub description: String,
+    /// Account the vendor assumes the role from: trust `arn:aws:iam::ACCOUNT:root`.
+    pub trust_account: String,
+    /// Require an `sts:ExternalId` condition (confused-deputy protection).
+    #[serde(default)]
+    pub external_id: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline_policies: Vec<InlinePolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policy_arns: Vec<String>,
+}
+
+fn default_iam_path() -> String {
+    "/".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterAccess {
+    /// The role to map; defaults to the profile's vendor role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    pub username: String,
+    /// Named group; the bundle binds it to what the vendor needs, per namespace.
+    pub group: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RbacRule {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RoleSpec {
+    pub name: String,
+    pub rules: Vec<RbacRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespaceBundle {
+    /// Namespace used when neither `-n` nor the kubeconfig context names one.
+    pub default_name: String,
+    #[serde(default, with = "enforcement_serde")]
+    pub enforcement: EnforcementMode,
+    /// Created once per cluster; bound inside each namespace only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_cluster_role: Option<RoleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_service_account: Option<String>,
+    /// RoleBinding of the system ServiceAccount to the system ClusterRole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_role_binding: Option<String>,
+    /// RoleBinding of `clusterAccess.group` to the system ClusterRole, in this namespace only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_role_binding: Option<String>,
+    /// Other ServiceAccounts workloads may run as (not created by the bundle).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_system_service_accounts: Vec<String>,
+    pub user_service_account: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role: Option<RoleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_role_binding: Option<String>,
+}
+
+mod enforcement_serde {
+    use mlplatform_namespace_policy::EnforcementMode;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &EnforcementMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EnforcementMode, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OidcProvider {
+    #[serde(default = "default_client_ids")]
+    pub client_ids: Vec<String>,
+}
+
+fn default_client_ids() -> Vec<String> {
+    vec!["sts.amazonaws.com".to_owned()]
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IrsaRole {
+    pub name: String,
+    pub namespace: String,
+    pub service_accounts: Vec<String>,
+    #[serde(default)]
+    pub annotate_service_accounts: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inline_policies: Vec<InlinePolicy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_policy_arns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StorageClassSpec {
+    pub name: String,
+    pub provisioner: String,
+    #[serde(default)]
+    pub make_default: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_binding_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_volume_expansion: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExistingRolePolicies {
+    pub role_arn: String,
+    pub inline_policies: Vec<InlinePolicy>,
+}
+
+/// A step kind a profile may use; `connect` refuses up front when one is not implemented yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    VendorRole,
+    ClusterAccess,
+    NamespaceBundle,
+    OidcProvider,
+    IrsaRoles,
+    StorageClass,
+    ExistingRolePolicies,
+}
+
+impl StepKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::VendorRole => "vendorRole",
+            Self::ClusterAccess => "clusterAccess",
+            Self::NamespaceBundle => "namespace",
+            Self::OidcProvider => "oidcProvider",
+            Self::IrsaRoles => "irsaRoles",
+            Self::StorageClass => "storageClass",
+            Self::ExistingRolePolicies => "existingRolePolicies",
+        }
+    }
+    /// What `connect`/`disconnect`/`doctor` carry out in this version.
+    pub const fn is_implemented(self) -> bool {
+        matches!(
+            self,
+            Self::VendorRole | Self::ClusterAccess | Self::NamespaceBundle
+        )
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// RBAC verbs the API server knows; anything else (the seed's "post") grants nothing.
+const KNOWN_VERBS: [&str; 14] = [
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "impersonate",
+    "bind",
+    "escalate",
+    "use",
+    "approve",
+    "*",
+];
+
+/// Resources that live outside the core group; listing them under `""` grants nothing.
+const NON_CORE_RESOURCES: [(&str, &str); 8] = [
+    ("jobs", "batch"),
+    ("cronjobs", "batch"),
+    ("deployments", "apps"),
+    ("replicasets", "apps"),
+    ("statefulsets", "apps"),
+    ("daemonsets", "apps"),
+    ("ingresses", "networking.k8s.io"),
+    ("roles", "rbac.authorization.k8s.io"),
+];
+
+impl Profile {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// Step kinds the profile uses, in execution order.
+    pub fn step_kinds(&self) -> Vec<StepKind> {
+        let s = &self.spec;
+        let mut out = Vec::new();
+        if !s.existing_role_policies.is_empty() {
+            out.push(StepKind::ExistingRolePolicies);
+        }
+        if s.oidc_provider.is_some() {
+            out.push(StepKind::OidcProvider);
+        }
+        if s.vendor_role.is_some() {
+            out.push(StepKind::VendorRole);
+        }
+        if !s.irsa_roles.is_empty() {
+            out.push(StepKind::IrsaRoles);
+        }
+        if s.cluster_access.is_some() {
+            out.push(StepKind::ClusterAccess);
+        }
+        if s.storage_class.is_some() {
+            out.push(StepKind::StorageClass);
+        }
+        if s.namespace.is_some() {
+            out.push(StepKind::NamespaceBundle);
+        }
+        out
+    }
+
+    /// Step kinds this version cannot carry out yet (`connect` refuses before any I/O).
+    pub fn unimplemented_steps(&self) -> Vec<StepKind> {
+        self.step_kinds()
+            .into_iter()
+            .filter(|k| !k.is_implemented())
+            .collect()
+    }
+
+    /// Semantic checks serde cannot express.
+    fn validate(&self) -> Result<(), String> {
+        if self.api_version != API_VERSION {
+            return Err(format!(
+                "apiVersion: expected {API_VERSION:?}, found {:?}",
+                self.api_version
+            ));
+        }
+        if self.kind != KIND {
+            return Err(format!("kind: expected {KIND:?}, found {:?}", self.kind));
+        }
+        if self.metadata.name.trim().is_empty() {
+            return Err("metadata.name: must not be empty".to_owned());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, p) in self.spec.parameters.iter().enumerate() {
+            if !seen.insert(p.name.as_str()) {
+                return Err(format!(
+                    "spec.parameters[{i}].name: duplicate parameter {:?}",
+                    p.name
+                ));
+            }
+        }
+        if let Some(bundle) = &self.spec.namespace {
+            let roles = [
+                ("systemClusterRole", &bundle.system_cluster_role),
+                ("userRole", &bundle.user_role),
+            ];
+            for (field, role) in roles {
+                if let Some(role) = role {
+                    validate_rules(&format!("spec.namespace.{field}"), &role.rules)?;
+                }
+            }
+            if bundle.system_role_binding.is_some()
+                && (bundle.system_cluster_role.is_none() || bundle.system_service_account.is_none())
+            {
+                return Err("spec.namespace.systemRoleBinding: needs systemClusterRole and systemServiceAccount".to_owned());
+            }
+            if bundle.vendor_role_binding.is_some()
+                && (bundle.system_cluster_role.is_none() || self.spec.cluster_access.is_none())
+            {
+                return Err("spec.namespace.vendorRoleBinding: needs systemClusterRole and spec.clusterAccess".to_owned());
+            }
+            if bundle.user_role_binding.is_some() != bundle.user_role.is_some() {
+                return Err(
+                    "spec.namespace.userRoleBinding: userRole and userRoleBinding go together"
+                        .to_owned(),
+                );
+            }
+        }
+        let declared: Vec<&str> = self
+            .spec
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        let tree = serde_json::to_value(&self.spec).map_err(|e| e.to_string())?;
+        check_placeholders("spec", &tree, &declared)?;
+        if let Some(access) = &self.spec.cluster_access
+            && access.role_arn.is_none()
+            && self.spec.vendor_role.is_none()
+        {
+            return Err(
+                "spec.clusterAccess.roleArn: required when the profile has no vendorRole"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Placeholders every profile may use; parameters add their own names.
+pub const BUILTIN_PLACEHOLDERS: [&str; 9] = [
+    "profile",
+    "cluster",
+    "clusterArn",
+    "region",
+    "account",
+    "partition",
+    "namespace",
+    "oidcIssuer",
+    "oidcProviderArn",
+];
+
+/// Every `${name}` must be a built-in or a declared parameter: a typo is caught at load time
+/// with its path, not halfway through a connect.
+fn check_placeholders(
+    path: &str,
+    value: &serde_json::Value,
+    declared: &[&str],
+) -> Result<(), String> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            let mut rest = text.as_str();
+            while let Some(start) = rest.find("${") {
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    return Err(format!("{path}: unterminated ${{ in {text:?}"));
+                };
+                let name = &after[..end];
+                if !BUILTIN_PLACEHOLDERS.contains(&name) && !declared.contains(&name) {
+                    return Err(format!(
+                        "{path}: unknown placeholder ${{{name}}} (built-in: {}; or declare it in spec.parameters)",
+                        BUILTIN_PLACEHOLDERS.join(", ")
+                    ));
+                }
+                rest = &after[end + 1..];
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_placeholders(&format!("{path}[{i}]"), v, declared)),
+        Value::Object(map) => map
+            .iter()
+            .try_for_each(|(k, v)| check_placeholders(&format!("{path}.{k}"), v, declared)),
+        _ => Ok(()),
+    }
+}
+
+fn validate_rules(field: &str, rules: &[RbacRule]) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        for verb in &rule.verbs {
+            if !KNOWN_VERBS.contains(&verb.as_str()) {
+                return Err(format!(
+                    "{field}.rules[{i}].verbs: {verb:?} is not a Kubernetes RBAC verb (use one of {})",
+                    KNOWN_VERBS.join(", ")
+                ));
+            }
+        }
+        if rule.api_groups.iter().any(|g| g.is_empty()) {
+            for resource in &rule.resources {
+                let base = resource.split('/').next().unwrap_or(resource);
+                if let Some((_, group)) = NON_CORE_RESOURCES.iter().find(|(r, _)| *r == base) {
+                    return Err(format!(
+                        "{field}.rules[{i}].resources: {resource:?} is in API group {group:?}, not the core group \"\""
+                    ));
+                }
+            }
+        }
+        if rule.verbs.is_empty() {
+            return Err(format!("{field}.rules[{i}].verbs: must not be empty"));
+        }
+    }
+    Ok(())
+}
+
+/// Parses profile YAML; `source_name` is what errors call it (a file path or a built-in name).
+pub fn parse_profile(source_name: &str, yaml: &str) -> Result<Profile, ProfileError> {
+    let de = serde_yaml_ng::Deserializer::from_str(yaml);
+    let profile: Profile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let mut message = e.into_inner().to_string();
+        // serde_yaml_ng prefixes its own (shorter) path; ours is the full one. Its trailing
+        // " at line N column M" stays: it helps find the key.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && path.starts_with(prefix)
+        {
+            message = rest.to_owned();
+        }
+        ProfileError::Parse {
+            source_name: source_name.to_owned(),
+            path: if path == "." {
+                "(document)".to_owned()
+            } else {
+                path
+            },
+            message,
+        }
+    })?;
+    profile
+        .validate()
+        .map_err(|message| ProfileError::Invalid {
+            source_name: source_name.to_owned(),
+            message,
+        })?;
+    Ok(profile)
+}
+
+/// A built-in name, or a path to a YAML file (anything with a `/` or a `.yaml`/`.yml` suffix).
+pub fn load_profile(name_or_path: &str) -> Result<Profile, ProfileError> {
+    if let Some((name, yaml)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+        return parse_profile(name, yaml);
+    }
+    let looks_like_path = name_or_path.contains('/')
+        || name_or_path.ends_with(".yaml")
+        || name_or_path.ends_with(".yml");
+    if looks_like_path || Path::new(name_or_path).is_file() {
+        let yaml = std::fs::read_to_string(name_or_path).map_err(|error| ProfileError::Read {
+            source_name: name_or_path.to_owned(),
+            error,
+        })?;
+        return parse_profile(name_or_path, &yaml);
+    }
+    Err(ProfileError::Unknown {
+        name: name_or_path.to_owned(),
+        known: BUILTIN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Every built-in profile, parsed.
+pub fn builtin_profiles() -> Result<Vec<Profile>, ProfileError> {
+    BUILTIN
+        .iter()
+        .map(|(name, yaml)| parse_profile(name, yaml))
+        .collect()
+}
+
+/// Values for `${name}` placeholders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Vars(BTreeMap<String, String>);
+
+impl Vars {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+        self.0.insert(name.to_owned(), value.into());
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Replaces every `${name}`; `field` names the template in errors. `$` alone is literal.
+    pub fn render(&self, field: &str, template: &str) -> Result<String, TemplateError> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after.find('}').ok_or_else(|| TemplateError::Unterminated {
+                field: field.to_owned(),
+            })?;
+            let name = &after[..end];
+            let value = self.get(name).ok_or_else(|| TemplateError::Undefined {
+                name: name.to_owned(),
+                field: field.to_owned(),
+            })?;
+            out.push_str(value);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// Renders every string (not keys) inside a JSON document, e.g. an IAM policy.
+    pub fn render_json(
+        &self,
+        field: &str,
+        doc: &serde_json::Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        use serde_json::Value;
+        Ok(match doc {
+            Value::String(s) => Value::String(self.render(field, s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_json(field, v))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((self.render(field, k)?, self.render_json(field, v)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_parses_and_validates() {
+        let profiles = builtin_profiles().unwrap();
+        let names: Vec<_> = profiles.iter().map(|p| p.name().to_owned()).collect();
+        assert_eq!(
+            names,
+            ["concurrent", "hopsworks", "arthur", "sagemaker-operator"]
+        );
+    }
+
+    #[test]
+    fn concurrent_uses_only_implemented_steps_and_others_name_what_is_missing() {
+        assert!(
+            load_profile("concurrent")
+                .unwrap()
+                .unimplemented_steps()
+                .is_empty()
+        );
+        let arthur = load_profile("arthur").unwrap();
+        let missing: Vec<_> = arthur
+            .unimplemented_steps()
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(missing, ["oidcProvider", "irsaRoles", "storageClass"]);
+    }
+
+    #[test]
+    fn builtin_profiles_round_trip_through_yaml() {
+        for profile in builtin_profiles().unwrap() {
+            let yaml = serde_yaml_ng::to_string(&profile).unwrap();
+            let again = parse_profile("round-trip", &yaml).unwrap();
+            assert_eq!(again, profile);
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_path() {
+        let yaml =
+            include_str!("profiles/concurrent.yaml").replace("    userRole:", "    userRolez:");
+        let err = parse_profile("./x.yaml", &yaml).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "profile ./x.yaml: spec.namespace.userRolez: unknown field `userRolez`"
+            ),
+            "{err}"
+        );
+        let yaml = include_str!("profiles/concurrent.yaml").replace(
+            "verbs: [get, list, watch]\n",
+            "verbs: [get]\n          rulez: []\n",
+        );
+        let err = parse_profile("./x.yaml", &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.namespace.userRole.rules[0].rulez: unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn seed_bugs_are_rejected_by_validation() {
+        let base = include_str!("profiles/concurrent.yaml");
+        let post = base.replacen("verbs: [get, list, watch]", "verbs: [get, post]", 1);
+        let err = parse_profile("p", &post).unwrap_err().to_string();
+        assert!(
+            err.contains("\"post\" is not a Kubernetes RBAC verb"),
+            "{err}"
+        );
+        let core_jobs = base.replacen(
+            "resources: [pods, pods/log, configmaps]",
+            "resources: [pods, jobs]",
+            1,
+        );
+        let err = parse_profile("p", &core_jobs).unwrap_err().to_string();
+        assert!(err.contains("\"jobs\" is in API group \"batch\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_placeholders_are_caught_at_load_time_with_their_path() {
+        let yaml =
+            include_str!("profiles/concurrent.yaml").replace("${vendorAccount}", "${vendorAcount}");
+        let err = parse_profile("p", &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.vendorRole.trustAccount: unknown placeholder ${vendorAcount}"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_and_unknown_profile_are_clear() {
+        let yaml = include_str!("profiles/concurrent.yaml").replace(API_VERSION, "v9");
+        let err = parse_profile("p", &yaml).unwrap_err().to_string();
+        assert!(err.contains("apiVersion: expected"), "{err}");
+        let err = load_profile("nope").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown profile \"nope\"") && err.contains("concurrent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn templates_render_and_report_undefined_names() {
+        let mut vars = Vars::new();
+        vars.set("cluster", "c1").set("namespace", "ns");
+        assert_eq!(
+            vars.render("f", "a-${cluster}-${namespace}$x").unwrap(),
+            "a-c1-ns$x"
+        );
+        assert_eq!(
+            vars.render("f", "${nope}"),
+            Err(TemplateError::Undefined {
+                name: "nope".into(),
+                field: "f".into()
+            })
+        );
+        assert!(matches!(
+            vars.render("f", "${oops"),
+            Err(TemplateError::Unterminated { .. })
+        ));
+        let doc = serde_json::json!({"Resource": ["arn:${cluster}"], "n": 1});
+        assert_eq!(
+            vars.render_json("d", &doc).unwrap(),
+            serde_json::json!({"Resource": ["arn:c1"], "n": 1})
+        );
+    }
+}

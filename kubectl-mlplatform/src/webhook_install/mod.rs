@@ -1,0 +1,410 @@
+//! `kubectl mlplatform webhook install`: the embedded manifests/ plus generated TLS.
+//!
+//! A pure [`plan`] turns the options and what is in the cluster (the two TLS Secrets) into
+//! the exact objects to apply: the manifests with `--image`/`--replicas`/`--failure-policy`
+//! applied, the CA and serving-certificate Secrets, and both webhook configurations with
+//! the caBundle filled in. [`apply`] server-side-applies them in order and reports what
+//! changed; [`render_yaml`] prints them for `--dry-run=client -o yaml`. Re-running keeps
+//! valid certificates (nothing changes) and renews them within 30 days of expiry.
+mod embedded;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+
+pub use embedded::MANIFEST_FILES;
+pub use tls::{TlsDecision, TlsMaterial};
+
+pub const NAMESPACE: &str = "mlplatform-system";
+pub const SERVICE: &str = "mlplatform-webhook";
+pub const DEPLOYMENT: &str = "mlplatform-webhook";
+/// Mounted into the webhook pods: serving certificate and key (and the CA, for clients).
+pub const TLS_SECRET: &str = "mlplatform-webhook-tls";
+/// Never mounted: the CA and its key, kept so renewal can reuse the CA.
+pub const CA_SECRET: &str = "mlplatform-webhook-ca";
+pub const FIELD_MANAGER: &str = "kubectl-mlplatform";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(
+        "embedded manifest {file} does not parse: {message}; this is a build bug, please report it"
+    )]
+    EmbeddedManifest { file: &'static str, message: String },
+    #[error("embedded manifests lack {0}; this is a build bug, please report it")]
+    MissingObject(&'static str),
+    #[error(
+        "--replicas must be at least 1 (got {0}); the validating webhook fails closed, so 2 or more is safer"
+    )]
+    BadReplicas(i32),
+    #[error(
+        "--image {0:?} is not an image reference; pass e.g. ghcr.io/org/mlplatform-webhook:v1.2.3"
+    )]
+    BadImage(String),
+    #[error("generating the webhook certificates: {0}")]
+    Certificate(String),
+    #[error(
+        "reading Secret {NAMESPACE}/{name}: {source}; check that your kubeconfig can read Secrets there"
+    )]
+    ReadSecret {
+        name: &'static str,
+        source: kube::Error,
+    },
+    #[error(
+        "applying {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook install` finishes it)"
+    )]
+    Apply {
+        object: String,
+        source: kube::Error,
+        done: usize,
+        total: usize,
+    },
+    #[error(
+        "Deployment {NAMESPACE}/{DEPLOYMENT} did not become ready within {0:?}; the webhook configurations were not registered yet (so nothing is blocked); check `kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT}`"
+    )]
+    NotReady(Duration),
+    #[error("rendering YAML: {0}")]
+    Render(String),
+}
+
+/// `failurePolicy` of every webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Fail,
+    Ignore,
+}
+
+impl FailurePolicy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Fail => "Fail",
+            Self::Ignore => "Ignore",
+        }
+    }
+}
+
+/// What the user asked for. `None` keeps the manifests' value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    pub image: Option<String>,
+    pub replicas: Option<i32>,
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+/// What is in the cluster now (read by [`observe`]).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub ca_secret: Option<Secret>,
+    pub tls_secret: Option<Secret>,
+}
+
+/// Everything `install` will apply, in order.
+#[derive(Debug, Clone)]
+pub struct InstallPlan {
+    pub objects: Vec<Value>,
+    pub tls: TlsDecision,
+    pub certificate_not_after: i64,
+}
+
+/// How one object fared in [`apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// `Kind namespace/name` or `Kind name`.
+    pub object: String,
+    pub outcome: Outcome,
+}
+
+fn valid_image(image: &str) -> bool {
+    !image.is_empty()
+        && !image.chars().any(char::is_whitespace)
+        && !image.starts_with(['-', ':', '@', '/'])
+        && !image.ends_with([':', '@', '/'])
+}
+
+/// Pure: the objects to apply, given the options, what the cluster holds and the time.
+pub fn plan(
+    options: &InstallOptions,
+    observed: &Observed,
+    now_unix: i64,
+) -> Result<InstallPlan, InstallError> {
+    if let Some(replicas) = options.replicas
+        && replicas < 1
+    {
+        return Err(InstallError::BadReplicas(replicas));
+    }
+    if let Some(image) = &options.image
+        && !valid_image(image)
+    {
+        return Err(InstallError::BadImage(image.clone()));
+    }
+    let existing = tls::Existing::read(observed.ca_secret.as_ref(), observed.tls_secret.as_ref());
+    let decision = tls::decide(&existing, now_unix);
+    let dns_names = tls::service_dns_names(SERVICE, NAMESPACE);
+    let material = tls::material(&decision, &existing, &dns_names, now_unix)?;
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&material.ca_bundle_pem);
+
+    let mut objects = embedded::objects()?;
+    let mut found_deployment = false;
+    let mut found_configurations = 0;
+    for object in &mut objects {
+        match object["kind"].as_str().unwrap_or_default() {
+            "Deployment" => {
+                found_deployment = true;
+                customize_deployment(object, options);
+            }
+            "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+                found_configurations += 1;
+                for webhook in object["webhooks"].as_array_mut().into_iter().flatten() {
+                    webhook["clientConfig"]["caBundle"] = json!(ca_bundle);
+                    if let Some(policy) = options.failure_policy {
+                        webhook["failurePolicy"] = json!(policy.as_str());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if !found_deployment {
+        return Err(InstallError::MissingObject("the Deployment"));
+    }
+    if found_configurations != 2 {
+        return Err(InstallError::MissingObject("both webhook configurations"));
+    }
+    // The Secrets go right after the Namespace, so the pods find them when they start.
+    let (ca_contents, tls_contents) = tls::secrets_data(&material);
+    let secrets = [
+        secret(CA_SECRET, "Opaque", ca_contents),
+        secret(TLS_SECRET, "kubernetes.io/tls", tls_contents),
+    ];
+    let after_namespace = objects
+        .iter()
+        .position(|o| o["kind"] == "Namespace")
+        .map_or(0, |i| i + 1);
+    objects.splice(after_namespace..after_namespace, secrets);
+    Ok(InstallPlan {
+        objects,
+        tls: decision,
+        certificate_not_after: material.cert_not_after,
+    })
+}
+
+fn customize_deployment(deployment: &mut Value, options: &InstallOptions) {
+    if let Some(replicas) = options.replicas {
+        deployment["spec"]["replicas"] = json!(replicas);
+    }
+    if let Some(image) = &options.image
+        && let Some(containers) = deployment
+            .pointer_mut("/spec/template/spec/containers")
+            .and_then(Value::as_array_mut)
+    {
+        for container in containers.iter_mut().filter(|c| c["name"] == "webhook") {
+            container["image"] = json!(image);
+        }
+    }
+}
+
+fn secret(name: &str, type_: &str, contents: tls::SecretContents) -> Value {
+    let not_after = contents.not_after;
+    let data: BTreeMap<String, String> = contents
+        .data
+        .into_iter()
+        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v.0)))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {
+                "app.kubernetes.io/name": "mlplatform-webhook",
+                "app.kubernetes.io/part-of": "kubectl-mlplatform",
+            },
+            "annotations": { tls::NOT_AFTER_ANNOTATION: not_after.to_string() },
+        },
+        "type": type_,
+        "data": data,
+    })
+}
+
+/// Multi-document YAML of every object (`--dry-run=client -o yaml`).
+pub fn render_yaml(plan: &InstallPlan) -> Result<String, InstallError> {
+    let mut out = String::new();
+    for object in &plan.objects {
+        out.push_str("---\n");
+        out.push_str(
+            &serde_yaml_ng::to_string(object).map_err(|e| InstallError::Render(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Reads the two TLS Secrets (absent is fine).
+pub async fn observe(client: &kube::Client) -> Result<Observed, InstallError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let read = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt(name)
+                .await
+                .map_err(|source| InstallError::ReadSecret { name, source })
+        }
+    };
+    let (ca_secret, tls_secret) = futures::try_join!(read(CA_SECRET), read(TLS_SECRET))?;
+    Ok(Observed {
+        ca_secret,
+        tls_secret,
+    })
+}
+
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("object");
+    let name = object["metadata"]["name"].as_str().unwrap_or("?");
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+fn api_for(client: &kube::Client, object: &Value) -> Option<Api<DynamicObject>> {
+    let (group, version) = match object["apiVersion"].as_str()?.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", object["apiVersion"].as_str()?),
+    };
+    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str()?);
+    let resource = ApiResource::from_gvk(&gvk);
+    Some(match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    })
+}
+
+/// Server-side-applies the plan in order. The webhook configurations come last; with
+/// `wait_ready`, only after the Deployment has ready replicas, so a fail-closed webhook is
+/// never registered before something can answer it. `dry_run_server` sends dryRun=All.
+pub async fn apply(
+    client: &kube::Client,
+    plan: &InstallPlan,
+    dry_run_server: bool,
+    wait_ready: Option<Duration>,
+) -> Result<Vec<Applied>, InstallError> {
+    let total = plan.objects.len();
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    params.dry_run = dry_run_server;
+    let mut applied = Vec::with_capacity(total);
+    let mut dry_run_namespaces: Vec<String> = Vec::new();
+    for (done, object) in plan.objects.iter().enumerate() {
+        let described = describe(object);
+        let fail = |source| InstallError::Apply {
+            object: described.clone(),
+            source,
+            done,
+            total,
+        };
+        let is_configuration = object["kind"]
+            .as_str()
+            .is_some_and(|k| k.ends_with("WebhookConfiguration"));
+        if is_configuration
+            && let Some(timeout) = wait_ready
+            && !dry_run_server
+        {
+            wait_for_deployment(client, timeout).await?;
+        }
+        // A dry-run namespace is not stored, so the API server would answer 404 for
+        // everything inside it: those objects would be created, without asking.
+        if let Some(ns) = object["metadata"]["namespace"].as_str()
+            && dry_run_namespaces.iter().any(|n| n == ns)
+        {
+            applied.push(Applied {
+                object: described,
+                outcome: Outcome::Created,
+            });
+            continue;
+        }
+        let Some(api) = api_for(client, object) else {
+            return Err(InstallError::MissingObject("apiVersion/kind on an object"));
+        };
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        let before = api.get_opt(name).await.map_err(fail)?;
+        if dry_run_server && before.is_none() && object["kind"] == "Namespace" {
+            dry_run_namespaces.push(name.to_owned());
+        }
+        // Already as wanted (the server only added defaults and metadata): no write at all.
+        if let Some(existing) = &before
+            && serde_json::to_value(existing).is_ok_and(|e| contains(&e, object))
+        {
+            applied.push(Applied {
+                object: described,
+                outcome: Outcome::Unchanged,
+            });
+            continue;
+        }
+        let after = api
+            .patch(name, &params, &Patch::Apply(object))
+            .await
+            .map_err(fail)?;
+        let outcome = match before {
+            None => Outcome::Created,
+            Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
+                Outcome::Unchanged
+            }
+            Some(_) => Outcome::Updated,
+        };
+        applied.push(Applied {
+            object: described,
+            outcome,
+        });
+    }
+    Ok(applied)
+}
+
+/// Whether `existing` already has every field of `desired` with the same value. Objects may
+/// have extra fields (server defaults, status, metadata); arrays must match element-wise.
+pub fn contains(existing: &Value, desired: &Value) -> bool {
+    match (existing, desired) {
+        (Value::Object(e), Value::Object(d)) => d
+            .iter()
+            .all(|(k, dv)| e.get(k).is_some_and(|ev| contains(ev, dv))),
+        (Value::Array(e), Value::Array(d)) => {
+            e.len() == d.len() && e.iter().zip(d).all(|(ev, dv)| contains(ev, dv))
+        }
+        // YAML numbers may come back as other JSON number types (2 vs 2.0).
+        (Value::Number(e), Value::Number(d)) => e.as_f64() == d.as_f64(),
+        (e, d) => e == d,
+    }
+}
+
+async fn wait_for_deployment(client: &kube::Client, timeout: Duration) -> Result<(), InstallError> {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(Some(d)) = deployments.get_opt(DEPLOYMENT).await
+            && d.status
+                .as_ref()
+                .and_then(|s| s.ready_replicas)
+                .is_some_and(|r| r >= 1)
+        {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(InstallError::NotReady(timeout));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

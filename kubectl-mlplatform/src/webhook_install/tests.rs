@@ -1,0 +1,273 @@
+use base64::Engine as _;
+use mlplatform_testkit::KubeDouble;
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000;
+const DAY: i64 = 86_400;
+
+fn kinds(plan: &InstallPlan) -> Vec<String> {
+    plan.objects.iter().map(describe).collect()
+}
+
+fn find<'a>(plan: &'a InstallPlan, kind: &str, name: &str) -> &'a Value {
+    plan.objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("plan has no {kind} {name}"))
+}
+
+fn secret_field(plan: &InstallPlan, name: &str, key: &str) -> String {
+    let b64 = find(plan, "Secret", name)["data"][key].as_str().unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn typed_secret(plan: &InstallPlan, name: &str) -> Secret {
+    serde_json::from_value(find(plan, "Secret", name).clone()).unwrap()
+}
+
+fn observed_from(plan: &InstallPlan) -> Observed {
+    Observed {
+        ca_secret: Some(typed_secret(plan, CA_SECRET)),
+        tls_secret: Some(typed_secret(plan, TLS_SECRET)),
+    }
+}
+
+#[test]
+fn fresh_plan_adds_secrets_after_the_namespace_and_fills_both_ca_bundles() {
+    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    assert!(matches!(plan.tls, TlsDecision::NewCa { .. }));
+    assert_eq!(
+        kinds(&plan),
+        [
+            "Namespace mlplatform-system",
+            "Secret mlplatform-system/mlplatform-webhook-ca",
+            "Secret mlplatform-system/mlplatform-webhook-tls",
+            "ServiceAccount mlplatform-system/mlplatform-webhook",
+            "ClusterRole mlplatform-webhook",
+            "ClusterRoleBinding mlplatform-webhook",
+            "Deployment mlplatform-system/mlplatform-webhook",
+            "PodDisruptionBudget mlplatform-system/mlplatform-webhook",
+            "Service mlplatform-system/mlplatform-webhook",
+            "MutatingWebhookConfiguration mlplatform-webhook",
+            "ValidatingWebhookConfiguration mlplatform-webhook",
+        ]
+    );
+    let ca = secret_field(&plan, CA_SECRET, "ca.crt");
+    assert_eq!(secret_field(&plan, TLS_SECRET, "ca.crt"), ca);
+    assert!(secret_field(&plan, CA_SECRET, "ca.key").contains("PRIVATE KEY"));
+    assert!(
+        find(&plan, "Secret", TLS_SECRET)["data"]
+            .get("ca.key")
+            .is_none(),
+        "the CA key is never mounted into the webhook pods"
+    );
+    assert_eq!(
+        find(&plan, "Secret", TLS_SECRET)["type"],
+        "kubernetes.io/tls"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for webhook in find(&plan, kind, "mlplatform-webhook")["webhooks"]
+            .as_array()
+            .unwrap()
+        {
+            let bundle = webhook["clientConfig"]["caBundle"].as_str().unwrap();
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(bundle)
+                .unwrap();
+            assert_eq!(String::from_utf8(pem).unwrap(), ca, "{kind}");
+        }
+    }
+    assert_eq!(plan.certificate_not_after, NOW + tls::SERVING_VALIDITY);
+}
+
+#[test]
+fn options_change_image_replicas_and_failure_policy_only() {
+    let defaults = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let options = InstallOptions {
+        image: Some("registry.example.com/mlp/webhook:v9".into()),
+        replicas: Some(3),
+        failure_policy: Some(FailurePolicy::Ignore),
+    };
+    let custom = plan(&options, &observed_from(&defaults), NOW).unwrap();
+    let deployment = find(&custom, "Deployment", DEPLOYMENT);
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/mlp/webhook:v9"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        for webhook in find(&custom, kind, "mlplatform-webhook")["webhooks"]
+            .as_array()
+            .unwrap()
+        {
+            assert_eq!(webhook["failurePolicy"], "Ignore");
+        }
+    }
+    // Everything else is as the manifests say.
+    let mut expected = find(&defaults, "Deployment", DEPLOYMENT).clone();
+    expected["spec"]["replicas"] = json!(3);
+    expected["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("registry.example.com/mlp/webhook:v9");
+    assert_eq!(deployment, &expected);
+}
+
+#[test]
+fn bad_options_are_refused_with_a_clear_error() {
+    let bad_replicas = InstallOptions {
+        replicas: Some(0),
+        ..InstallOptions::default()
+    };
+    let err = plan(&bad_replicas, &Observed::default(), NOW).unwrap_err();
+    assert!(err.to_string().contains("--replicas"), "{err}");
+    for image in ["", "has space:v1", "repo:", "-x"] {
+        let bad_image = InstallOptions {
+            image: Some(image.into()),
+            ..InstallOptions::default()
+        };
+        let err = plan(&bad_image, &Observed::default(), NOW).unwrap_err();
+        assert!(err.to_string().contains("--image"), "{image:?}: {err}");
+    }
+}
+
+#[test]
+fn replanning_with_valid_certificates_changes_nothing() {
+    let first = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let again = plan(
+        &InstallOptions::default(),
+        &observed_from(&first),
+        NOW + 200 * DAY,
+    )
+    .unwrap();
+    assert_eq!(again.tls, TlsDecision::Keep);
+    assert_eq!(again.objects, first.objects);
+}
+
+#[test]
+fn rendered_yaml_is_every_object() {
+    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let yaml = render_yaml(&plan).unwrap();
+    let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(parsed, plan.objects);
+}
+
+#[test]
+fn contains_ignores_server_additions_but_not_differences() {
+    let desired = json!({"spec": {"replicas": 2, "containers": [{"name": "a"}]}});
+    let existing = json!({"spec": {"replicas": 2, "containers": [{"name": "a", "tty": false}]},
+                          "status": {}});
+    assert!(contains(&existing, &desired));
+    assert!(!contains(
+        &json!({"spec": {"replicas": 3, "containers": [{"name": "a"}]}}),
+        &desired
+    ));
+    assert!(!contains(
+        &json!({"spec": {"replicas": 2, "containers": [{"name": "a"}, {"name": "b"}]}}),
+        &desired
+    ));
+}
+
+fn outcomes(applied: &[Applied]) -> Vec<Outcome> {
+    applied.iter().map(|a| a.outcome).collect()
+}
+
+#[tokio::test]
+async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
+    let double = KubeDouble::start().await;
+    let client = double.client();
+
+    // Dry run on the server: nothing stored.
+    let observed = observe(&client).await.unwrap();
+    let first = plan(&InstallOptions::default(), &observed, NOW).unwrap();
+    apply(&client, &first, true, None).await.unwrap();
+    assert!(double.object("v1", "Namespace", None, NAMESPACE).is_none());
+
+    let applied = apply(&client, &first, false, None).await.unwrap();
+    assert!(
+        outcomes(&applied).iter().all(|o| *o == Outcome::Created),
+        "{applied:?}"
+    );
+    let stored = double
+        .object(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            None,
+            "mlplatform-webhook",
+        )
+        .unwrap();
+    assert!(
+        stored["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .is_some()
+    );
+
+    // Second run: certificates kept, not a single write.
+    double.clear_requests();
+    let observed = observe(&client).await.unwrap();
+    let second = plan(&InstallOptions::default(), &observed, NOW + DAY).unwrap();
+    assert_eq!(second.tls, TlsDecision::Keep);
+    let applied = apply(&client, &second, false, None).await.unwrap();
+    assert!(
+        outcomes(&applied).iter().all(|o| *o == Outcome::Unchanged),
+        "{applied:?}"
+    );
+    assert!(
+        double.mutating_requests().is_empty(),
+        "{:?}",
+        double.mutating_requests()
+    );
+
+    // Near expiry: only the serving Secret changes; the caBundle stays.
+    let near_expiry = first.certificate_not_after - 10 * DAY;
+    let observed = observe(&client).await.unwrap();
+    let third = plan(&InstallOptions::default(), &observed, near_expiry).unwrap();
+    assert!(
+        matches!(third.tls, TlsDecision::RenewServing { .. }),
+        "{:?}",
+        third.tls
+    );
+    let applied = apply(&client, &third, false, None).await.unwrap();
+    let changed: Vec<&str> = applied
+        .iter()
+        .filter(|a| a.outcome != Outcome::Unchanged)
+        .map(|a| a.object.as_str())
+        .collect();
+    assert_eq!(changed, ["Secret mlplatform-system/mlplatform-webhook-tls"]);
+}
+
+#[tokio::test]
+async fn apply_stops_with_a_rerun_hint_when_the_api_refuses() {
+    let double = KubeDouble::start().await;
+    let client = double.client();
+    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    double.inject_failure(
+        "PATCH",
+        "/apis/apps/v1/namespaces/mlplatform-system/deployments/*",
+        403,
+        1,
+    );
+    let err = apply(&client, &plan, false, None).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("Deployment mlplatform-system/mlplatform-webhook"),
+        "{message}"
+    );
+    assert!(message.contains("re-running"), "{message}");
+    // What came before is in place; a re-run finishes the rest.
+    assert!(double.object("v1", "Namespace", None, NAMESPACE).is_some());
+    let applied = apply(&client, &plan, false, None).await.unwrap();
+    assert!(applied.iter().any(|a| a.outcome == Outcome::Created));
+}

@@ -1,0 +1,152 @@
+//! AWS answers moto_server cannot give (expired credentials, access denied, an EKS
+//! authentication mode), through the real `Aws` methods with SDK clients whose responses come
+//! from aws-smithy-mocks instead of the network.
+
+use aws_smithy_mocks::{MockResponseInterceptor, Rule, create_mock_http_client, mock};
+use kubectl_mlplatform::aws::{Aws, AwsError};
+
+/// An `Aws` whose clients never reach a network (port 1), then one client swapped for a mock.
+async fn offline() -> Aws {
+    Aws::from_conf("us-east-1", Some("http://127.0.0.1:1"))
+        .await
+        .unwrap()
+}
+
+fn sts_with(rule: &Rule) -> aws_sdk_sts::Client {
+    use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_sts::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .interceptor(MockResponseInterceptor::new().with_rule(rule))
+        .build();
+    aws_sdk_sts::Client::from_conf(conf)
+}
+
+fn iam_with(rule: &Rule) -> aws_sdk_iam::Client {
+    use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_iam::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .interceptor(MockResponseInterceptor::new().with_rule(rule))
+        .build();
+    aws_sdk_iam::Client::from_conf(conf)
+}
+
+fn eks_with(rule: &Rule) -> aws_sdk_eks::Client {
+    use aws_sdk_eks::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_eks::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+        .http_client(create_mock_http_client())
+        .interceptor(MockResponseInterceptor::new().with_rule(rule))
+        .build();
+    aws_sdk_eks::Client::from_conf(conf)
+}
+
+#[tokio::test]
+async fn expired_token_from_sts_is_one_actionable_line() {
+    use aws_sdk_sts::error::ErrorMetadata;
+    use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityError;
+    let rule = mock!(aws_sdk_sts::Client::get_caller_identity).then_error(|| {
+        GetCallerIdentityError::generic(
+            ErrorMetadata::builder()
+                .code("ExpiredToken")
+                .message("The security token included in the request is expired")
+                .build(),
+        )
+    });
+    let mut aws = offline().await;
+    aws.sts = sts_with(&rule);
+    let err = aws.caller_identity().await.unwrap_err();
+    assert_eq!(err, AwsError::CredentialsExpired);
+    assert_eq!(
+        err.to_string(),
+        "AWS credentials expired: refresh them (e.g. `aws sso login`) and re-run"
+    );
+}
+
+#[tokio::test]
+async fn access_denied_names_the_iam_action() {
+    use aws_sdk_iam::error::ErrorMetadata;
+    use aws_sdk_iam::operation::get_role::GetRoleError;
+    let rule = mock!(aws_sdk_iam::Client::get_role).then_error(|| {
+        GetRoleError::generic(
+            ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("User: arn:aws:iam::1:user/x is not authorized to perform: iam:GetRole")
+                .build(),
+        )
+    });
+    let mut aws = offline().await;
+    aws.iam = iam_with(&rule);
+    let err = aws.get_role("vendor").await.unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("access denied for iam:GetRole ("),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn authentication_mode_and_issuer_come_from_describe_cluster() {
+    use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+    use aws_sdk_eks::types::{AccessConfigResponse, AuthenticationMode, Cluster, Identity, Oidc};
+    let rule = mock!(aws_sdk_eks::Client::describe_cluster).then_output(|| {
+        DescribeClusterOutput::builder()
+            .cluster(
+                Cluster::builder()
+                    .name("prod")
+                    .arn("arn:aws:eks:eu-west-1:111122223333:cluster/prod")
+                    .version("1.33")
+                    .identity(
+                        Identity::builder()
+                            .oidc(
+                                Oidc::builder()
+                                    .issuer("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC")
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .access_config(
+                        AccessConfigResponse::builder()
+                            .authentication_mode(AuthenticationMode::ApiAndConfigMap)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let mut aws = offline().await;
+    aws.eks = eks_with(&rule);
+    let facts = aws.describe_cluster("prod").await.unwrap();
+    assert_eq!(facts.account, "111122223333");
+    assert_eq!(facts.region, "eu-west-1");
+    assert_eq!(
+        facts.authentication_mode.as_deref(),
+        Some("API_AND_CONFIG_MAP")
+    );
+    assert_eq!(
+        facts.oidc_issuer.as_deref(),
+        Some("https://oidc.eks.eu-west-1.amazonaws.com/id/ABC")
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_answer_without_an_arn_is_reported_not_panicked() {
+    use aws_sdk_eks::operation::describe_cluster::DescribeClusterOutput;
+    use aws_sdk_eks::types::Cluster;
+    let rule = mock!(aws_sdk_eks::Client::describe_cluster).then_output(|| {
+        DescribeClusterOutput::builder()
+            .cluster(Cluster::builder().name("x").build())
+            .build()
+    });
+    let mut aws = offline().await;
+    aws.eks = eks_with(&rule);
+    let err = aws.describe_cluster("x").await.unwrap_err();
+    assert!(matches!(err, AwsError::BadResponse { .. }), "{err}");
+}

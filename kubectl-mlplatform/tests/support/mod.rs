@@ -1,0 +1,157 @@
+//! Shared set-up for the plugin's integration tests: the real binary, a kube double per test
+//! and the process-wide moto_server, with a fresh EKS cluster name per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use kubectl_mlplatform::aws::{Aws, RoleFacts};
+use mlplatform_testkit::moto::MOTO_ACCOUNT_ID;
+use mlplatform_testkit::{KubeDouble, Moto, unique_name};
+use serde_json::{Value, json};
+
+pub const REGION: &str = "us-east-1";
+pub const VENDOR: &str = "111122223333";
+pub const NS: &str = "parallelsns";
+pub const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mlplatform");
+
+pub struct Env {
+    pub double: KubeDouble,
+    pub moto: &'static Moto,
+    pub cluster: String,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+    pub fn assert_ok(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+fn to_run(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Env {
+    /// A kube double whose kubeconfig context is named by the EKS ARN of a new moto cluster
+    /// (as `aws eks update-kubeconfig` does), so `--cluster`/`--region` default from it.
+    pub async fn new() -> Env {
+        let moto = Moto::shared();
+        let cluster = unique_name("c");
+        moto.create_eks_cluster(&cluster, REGION).unwrap();
+        let double = KubeDouble::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        double
+            .write_kubeconfig(&kubeconfig, &Self::arn_of(&cluster))
+            .unwrap();
+        Env {
+            double,
+            moto,
+            cluster,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    pub fn arn_of(cluster: &str) -> String {
+        format!("arn:aws:eks:{REGION}:{MOTO_ACCOUNT_ID}:cluster/{cluster}")
+    }
+
+    pub fn role_name(&self) -> String {
+        format!("mlplatform-concurrent-{}", self.cluster)
+    }
+
+    /// Runs the binary with this env's kubeconfig and moto.
+    pub async fn run(&self, args: &[&str]) -> Run {
+        self.run_program(BIN, args, None).await
+    }
+
+    pub async fn run_program(&self, program: &str, args: &[&str], path: Option<&Path>) -> Run {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env_remove("AWS_PROFILE")
+            .envs(self.moto.env())
+            .kill_on_drop(true);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        to_run(cmd.output().await.unwrap())
+    }
+
+    /// `connect --profile concurrent --vendor-account VENDOR` plus `extra`.
+    pub async fn connect(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "connect",
+            "--profile",
+            "concurrent",
+            "--vendor-account",
+            VENDOR,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).await
+    }
+
+    pub async fn aws(&self) -> Aws {
+        Aws::from_conf(REGION, Some(&self.moto.endpoint()))
+            .await
+            .unwrap()
+    }
+
+    pub async fn role(&self) -> Option<RoleFacts> {
+        self.aws().await.get_role(&self.role_name()).await.unwrap()
+    }
+
+    pub fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        self.double.object(api_version, kind, ns, name)
+    }
+
+    pub fn aws_auth_data(&self) -> Option<Value> {
+        self.object("v1", "ConfigMap", Some("kube-system"), "aws-auth")
+            .map(|cm| cm["data"].clone())
+    }
+
+    /// An aws-auth ConfigMap with a node role and an unrelated human mapping.
+    pub fn seed_aws_auth(&self) {
+        self.double.apply_fixture(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "aws-auth", "namespace": "kube-system"},
+            "data": {
+                "mapRoles": format!("- rolearn: arn:aws:iam::{MOTO_ACCOUNT_ID}:role/node\n  username: system:node:{{{{EC2PrivateDNSName}}}}\n  groups:\n  - system:bootstrappers\n  - system:nodes\n- rolearn: arn:aws:iam::{MOTO_ACCOUNT_ID}:role/ops\n  username: ops\n  groups:\n  - ops-team\n"),
+                "mapUsers": format!("- userarn: arn:aws:iam::{MOTO_ACCOUNT_ID}:user/alice\n  username: alice\n  groups:\n  - devs\n"),
+            },
+        }));
+    }
+}

@@ -1,0 +1,423 @@
+//! An in-memory Kubernetes API server over plain HTTP, reached through kube's real client
+//! and real kubectl, behaving like kube-apiserver wherever our code can observe it.
+//!
+//! What it does: discovery (`/api`, `/apis`, `/version`), CRUD on built-in resources and
+//! on resources of stored CRDs, one global resourceVersion, optimistic concurrency (stale
+//! PUT → 409), merge / JSON / strategic-merge (approximated) / server-side apply (approximated)
+//! patches, `dryRun=All`, `/status` subresources, finalizers, namespace deletion that takes
+//! the contents, label and field selectors, watches with history replay, bookmarks and
+//! 410 Gone, metadata-only (`PartialObjectMetadata`) and Table responses, and
+//! SubjectAccessReviews decided by real RBAC over stored Roles and bindings.
+//!
+//! A fresh double holds what a fresh cluster has: namespaces `default`, `kube-system`,
+//! `kube-public`, `kube-node-lease`, each with a `default` ServiceAccount created on
+//! namespace creation (as the serviceaccount controller does), and the `cluster-admin`
+//! ClusterRole bound to `system:masters`.
+//!
+//! What it does not model: authentication (every request is the admin), admission
+//! webhooks, garbage collection through ownerReferences, field managers, pagination
+//! (`limit`/`continue` are ignored: everything comes back at once), OpenAPI documents, and
+//! schema validation beyond object names, labels and annotations.
+//!
+//! Protobuf is not spoken. kubectl reads work (it accepts JSON back), but kubectl sends
+//! protobuf bodies when it creates built-in objects and does not fall back to JSON
+//! (kubernetes/kubernetes#86253), so `kubectl create`/`apply`/`auth can-i` get a clear
+//! 415 here. Write through kube's client, or `kubectl delete` (JSON), instead.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use mlplatform_testkit::KubeDouble;
+//! let double = KubeDouble::start().await;
+//! double.apply_fixture(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+//!     "metadata": {"name": "aws-auth", "namespace": "kube-system"}, "data": {"mapRoles": "[]"}}));
+//! let client = double.client(); // or write_kubeconfig() for a binary under test
+//! // ... run the code under test ...
+//! assert!(double.mutating_requests().is_empty(), "a re-run writes nothing");
+//! # }
+//! ```
+
+mod admission;
+mod rbac;
+mod resources;
+mod selectors;
+mod server;
+mod status;
+mod store;
+mod validation;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+pub use rbac::{Decision, RbacObjects, Request as AccessRequest, UserInfo, authorize};
+pub use status::ApiError;
+pub use store::strategic_merge;
+
+use server::{Shared, lock};
+use store::Store;
+
+/// One HTTP request the double received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// Upper case: GET, POST, PUT, PATCH, DELETE.
+    pub method: String,
+    pub path: String,
+    /// The raw query string, without `?` ("" when none).
+    pub query: String,
+    pub content_type: Option<String>,
+    /// The body, when it was JSON (or YAML for apply patches).
+    pub body: Option<Value>,
+}
+
+/// Review resources whose POST is a question, not a write.
+const REVIEW_PLURALS: &[&str] = &[
+    "subjectaccessreviews",
+    "selfsubjectaccessreviews",
+    "localsubjectaccessreviews",
+    "tokenreviews",
+    "selfsubjectreviews",
+];
+
+impl RecordedRequest {
+    /// POST/PUT/PATCH/DELETE, except review creates (those are reads).
+    pub fn is_mutating(&self) -> bool {
+        let write = matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+        let last = self
+            .path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or("");
+        write && !(self.method == "POST" && REVIEW_PLURALS.contains(&last))
+    }
+
+    /// A decoded query parameter.
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .filter_map(|p| p.split_once('=').or(Some((p, ""))))
+            .find(|(k, _)| server::percent_decode(k) == key)
+            .map(|(_, v)| server::percent_decode(v))
+    }
+
+    /// Whether the request was a dry run (validated, not stored): `dryRun=All` in the
+    /// query, or `dryRun: ["All"]` in a DELETE's DeleteOptions body.
+    pub fn is_dry_run(&self) -> bool {
+        self.query_param("dryRun").as_deref() == Some("All")
+            || self
+                .body
+                .as_ref()
+                .and_then(|b| b.get("dryRun"))
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|x| x == "All"))
+    }
+}
+
+/// A failure to answer the next `remaining` requests matching method and path with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InjectedFailure {
+    method: String,
+    path: String,
+    status: u16,
+    remaining: usize,
+}
+
+impl InjectedFailure {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        let method_ok = self.method == "*" || self.method.eq_ignore_ascii_case(method);
+        let path_ok = match self.path.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => self.path == path,
+        };
+        method_ok && path_ok && self.remaining > 0
+    }
+}
+
+/// A fixture that cannot be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    #[error("fixture #{index} needs apiVersion, kind and metadata.name (got {summary})")]
+    Incomplete { index: usize, summary: String },
+    #[error("cannot read fixtures from {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("fixtures in {path} are not valid YAML or JSON: {message}")]
+    Parse { path: String, message: String },
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    url: String,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The in-memory API server. Cheap to clone; the server task stops when the last clone
+/// drops or on [`KubeDouble::shutdown`].
+#[derive(Clone)]
+pub struct KubeDouble {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KubeDouble {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeDouble")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl KubeDouble {
+    /// Starts on 127.0.0.1 with a free port, serving from a background tokio task.
+    ///
+    /// # Panics
+    /// When no local port can be bound (test infrastructure: there is nothing to recover).
+    pub async fn start() -> KubeDouble {
+        match KubeDouble::bind("127.0.0.1:0".parse().expect("a valid literal address")).await {
+            Ok(double) => double,
+            Err(e) => panic!("kube double: cannot listen on 127.0.0.1:0: {e}"),
+        }
+    }
+
+    /// Starts on `addr` (the `kube-double` binary's `--listen`).
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<KubeDouble> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            routes: Mutex::new(std::collections::HashMap::new()),
+            requests: Mutex::new(Vec::new()),
+            failures: Mutex::new(Vec::new()),
+            shutdown: shutdown_rx.clone(),
+            addr,
+        });
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let mut stop = shutdown_rx;
+        tokio::spawn(async move {
+            // Graceful: stop accepting, close idle keep-alive connections; open watches end
+            // on the same signal, so nothing keeps the server alive.
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "kube double server stopped");
+            }
+        });
+        Ok(KubeDouble {
+            inner: Arc::new(Inner {
+                shared,
+                url: format!("http://{addr}"),
+                shutdown: shutdown_tx,
+            }),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// Stops serving (open watches end too); the stored state stays readable.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    /// A kube client pointed at the double, default namespace "default".
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or if kube cannot build a client for a plain-HTTP URL.
+    pub fn client(&self) -> kube::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let uri: http::Uri = match self.inner.url.parse() {
+            Ok(uri) => uri,
+            Err(e) => panic!("kube double: bad url {}: {e}", self.inner.url),
+        };
+        match kube::Client::try_from(kube::Config::new(uri)) {
+            Ok(client) => client,
+            Err(e) => panic!("kube double: cannot build a kube client: {e}"),
+        }
+    }
+
+    /// The kubeconfig document for [`KubeDouble::write_kubeconfig`].
+    pub fn kubeconfig(&self, context_name: &str) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": context_name, "cluster": {"server": self.url()}}],
+            "users": [{"name": context_name, "user": {"token": "kube-double-admin"}}],
+            "contexts": [{"name": context_name, "context": {"cluster": context_name, "user": context_name}}],
+            "current-context": context_name,
+        })
+    }
+
+    /// Writes a kubeconfig with one cluster, user and context, all named `context_name`
+    /// (the current context). EKS ARNs work as names, as in `aws eks update-kubeconfig`.
+    pub fn write_kubeconfig(&self, path: &Path, context_name: &str) -> std::io::Result<()> {
+        let yaml = serde_yaml_ng::to_string(&self.kubeconfig(context_name))
+            .map_err(std::io::Error::other)?;
+        std::fs::write(path, yaml)
+    }
+
+    /// Inserts or overwrites an object directly: no request is recorded, nothing is
+    /// validated, server fields are filled in when missing, watchers see the change.
+    ///
+    /// # Panics
+    /// When the object lacks apiVersion, kind or metadata.name (a broken test fixture).
+    pub fn apply_fixture(&self, obj: Value) {
+        if let Err(e) = self.try_apply_fixture(obj) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`KubeDouble::apply_fixture`] that reports a broken fixture instead of panicking.
+    pub fn try_apply_fixture(&self, obj: Value) -> Result<Value, FixtureError> {
+        let summary = summarize(&obj);
+        lock(&self.inner.shared.store)
+            .insert_fixture(obj)
+            .ok_or(FixtureError::Incomplete { index: 0, summary })
+    }
+
+    /// Loads every document of a YAML (multi-document) or JSON file as fixtures; a JSON
+    /// array or a `kind: List` document counts as many. Returns how many were stored.
+    pub fn load_fixtures_file(&self, path: &Path) -> Result<usize, FixtureError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FixtureError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let parse_error = |message: String| FixtureError::Parse {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut documents = Vec::new();
+        for document in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: Value = serde::Deserialize::deserialize(document)
+                .map_err(|e| parse_error(e.to_string()))?;
+            match value {
+                Value::Null => {}
+                Value::Array(items) => documents.extend(items),
+                v if v.get("kind").and_then(Value::as_str) == Some("List") => {
+                    documents.extend(
+                        v.get("items")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                }
+                v => documents.push(v),
+            }
+        }
+        let mut store = lock(&self.inner.shared.store);
+        for (index, document) in documents.iter().enumerate() {
+            if store.insert_fixture(document.clone()).is_none() {
+                return Err(FixtureError::Incomplete {
+                    index: index + 1,
+                    summary: summarize(document),
+                });
+            }
+        }
+        Ok(documents.len())
+    }
+
+    /// A stored object, exactly as stored.
+    pub fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let (group, _) = resources::split_api_version(api_version);
+        let key = store::ObjectKey {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.unwrap_or("").to_string(),
+            name: name.to_string(),
+        };
+        lock(&self.inner.shared.store).get_by_key(&key).cloned()
+    }
+
+    /// Every stored object of a kind (all namespaces), ordered by namespace and name.
+    pub fn list_objects(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        let (group, _) = resources::split_api_version(api_version);
+        lock(&self.inner.shared.store).objects_of(group, kind)
+    }
+
+    /// Every HTTP request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.inner.shared.requests).clone()
+    }
+
+    pub fn clear_requests(&self) {
+        lock(&self.inner.shared.requests).clear();
+    }
+
+    /// Requests that write: POST/PUT/PATCH/DELETE, except SubjectAccessReview,
+    /// SelfSubjectAccessReview, LocalSubjectAccessReview, TokenReview and SelfSubjectReview
+    /// creates, which are questions. `dryRun=All` writes are included (see
+    /// [`RecordedRequest::is_dry_run`]).
+    pub fn mutating_requests(&self) -> Vec<RecordedRequest> {
+        self.requests()
+            .into_iter()
+            .filter(RecordedRequest::is_mutating)
+            .collect()
+    }
+
+    /// The next `times` requests with this method (or "*") and path (exact, or a prefix
+    /// ending in '*'; query ignored) get a Kubernetes `Status` error with `status` as code.
+    pub fn inject_failure(&self, method: &str, path: &str, status: u16, times: usize) {
+        if times == 0 {
+            return;
+        }
+        lock(&self.inner.shared.failures).push(InjectedFailure {
+            method: method.to_uppercase(),
+            path: path.to_string(),
+            status,
+            remaining: times,
+        });
+    }
+
+    /// Makes admission webhooks whose `clientConfig.service` is `namespace/name` reachable
+    /// at `addr` (e.g. the real webhook binary listening on 127.0.0.1). The double verifies
+    /// the webhook's certificate against the configuration's caBundle for the name
+    /// `name.namespace.svc`, as the apiserver does. Webhooks behind Services without a route
+    /// are skipped: the double runs no Pods that could serve them.
+    pub fn route_service(&self, namespace: &str, name: &str, addr: SocketAddr) {
+        lock(&self.inner.shared.routes).insert((namespace.to_string(), name.to_string()), addr);
+    }
+
+    /// The current (latest) resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        lock(&self.inner.shared.store).current_rv()
+    }
+
+    /// Forgets the watch history, like etcd compaction: watches from an older
+    /// resourceVersion then get a 410 Gone ERROR event and must re-list.
+    pub fn compact_history(&self) {
+        lock(&self.inner.shared.store).compact_history();
+    }
+}
+
+fn summarize(obj: &Value) -> String {
+    let text = obj.to_string();
+    match text.char_indices().nth(80) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text,
+    }
+}

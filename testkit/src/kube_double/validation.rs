@@ -1,0 +1,187 @@
+//! The subset of apiserver validation our plugin must not be able to rely on being lax:
+//! object names and label/annotation keys and values.
+
+use serde_json::Value;
+
+/// `(field, message)` problems; empty means valid.
+pub type Causes = Vec<(String, String)>;
+
+fn is_alnum_lower(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// RFC 1123 label: at most 63 lowercase alphanumerics or '-', alphanumeric at both ends.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| is_alnum_lower(c) || c == '-')
+        && s.starts_with(is_alnum_lower)
+        && s.ends_with(is_alnum_lower)
+}
+
+/// RFC 1123 subdomain: at most 253 characters, dot-separated labels.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars().all(|c| is_alnum_lower(c) || c == '-' || c == '.')
+        && s.starts_with(is_alnum_lower)
+        && s.ends_with(is_alnum_lower)
+}
+
+/// RBAC object names only have to be valid path segments (`system:controller:x` is fine).
+fn is_path_segment_name(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '%'])
+}
+
+/// Label value / key name part: up to 63 of `[A-Za-z0-9_.-]`, alphanumeric at both ends.
+fn is_qualified_name_part(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_alphanumeric();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
+}
+
+/// `prefix/name` or `name`, as label and annotation keys must be.
+pub fn is_qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => is_dns1123_subdomain(prefix) && is_qualified_name_part(name),
+        None => is_qualified_name_part(key),
+    }
+}
+
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_qualified_name_part(value)
+}
+
+/// Which name rule a kind follows.
+fn name_is_valid(kind: &str, name: &str) -> Result<(), &'static str> {
+    match kind {
+        "Namespace" | "Service" => is_dns1123_label(name).then_some(()).ok_or(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', \
+             and must start and end with an alphanumeric character",
+        ),
+        "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => is_path_segment_name(name)
+            .then_some(())
+            .ok_or("may not be '.' or '..' and may not contain '/' or '%'"),
+        _ => is_dns1123_subdomain(name).then_some(()).ok_or(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \
+             '-' or '.', and must start and end with an alphanumeric character",
+        ),
+    }
+}
+
+/// Validates an object's metadata as the apiserver would on create/update.
+pub fn validate_metadata(kind: &str, object: &Value) -> Causes {
+    let mut causes = Causes::new();
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Err(why) = name_is_valid(kind, name) {
+        causes.push((
+            "metadata.name".to_string(),
+            format!("Invalid value: \"{name}\": {why}"),
+        ));
+    }
+    if let Some(labels) = object.pointer("/metadata/labels") {
+        match labels.as_object() {
+            Some(labels) => {
+                for (key, value) in labels {
+                    if !is_qualified_name(key) {
+                        causes.push((
+                            "metadata.labels".to_string(),
+                            format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'"),
+                        ));
+                    }
+                    match value.as_str() {
+                        Some(v) if is_label_value(v) => {}
+                        _ => causes.push((
+                            "metadata.labels".to_string(),
+                            format!("Invalid value: {value}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (at most 63)"),
+                        )),
+                    }
+                }
+            }
+            None if labels.is_null() => {}
+            None => causes.push((
+                "metadata.labels".to_string(),
+                "must be a map of strings".to_string(),
+            )),
+        }
+    }
+    if let Some(annotations) = object.pointer("/metadata/annotations") {
+        match annotations.as_object() {
+            Some(annotations) => {
+                let mut total = 0;
+                for (key, value) in annotations {
+                    total += key.len() + value.as_str().map_or(0, str::len);
+                    if !is_qualified_name(&key.to_lowercase()) {
+                        causes.push((
+                            "metadata.annotations".to_string(),
+                            format!("Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.'"),
+                        ));
+                    }
+                    if !value.is_string() {
+                        causes.push((
+                            "metadata.annotations".to_string(),
+                            format!("Invalid value: {value}: annotation values must be strings"),
+                        ));
+                    }
+                }
+                if total > 256 * 1024 {
+                    causes.push((
+                        "metadata.annotations".to_string(),
+                        "Too long: must have at most 262144 bytes".to_string(),
+                    ));
+                }
+            }
+            None if annotations.is_null() => {}
+            None => causes.push((
+                "metadata.annotations".to_string(),
+                "must be a map of strings".to_string(),
+            )),
+        }
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("aws-auth"));
+        assert!(is_dns1123_subdomain("a.b-c"));
+        assert!(!is_dns1123_subdomain("Upper"));
+        assert!(!is_dns1123_subdomain("-x"));
+        assert!(!is_dns1123_subdomain(""));
+        assert!(is_dns1123_label("ml-team"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn rbac_names_may_contain_colons() {
+        let cr = json!({"metadata": {"name": "mlplatform:concurrent-system"}});
+        assert!(validate_metadata("ClusterRole", &cr).is_empty());
+        assert!(!validate_metadata("ConfigMap", &cr).is_empty());
+    }
+
+    #[test]
+    fn labels_and_annotations() {
+        let ok = json!({"metadata": {"name": "x",
+            "labels": {"mlplatform.io/managed": "true", "empty": ""},
+            "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x"}}});
+        assert!(validate_metadata("ConfigMap", &ok).is_empty());
+        let bad_value = json!({"metadata": {"name": "x", "labels": {"a": "has space"}}});
+        assert_eq!(validate_metadata("ConfigMap", &bad_value).len(), 1);
+        let bad_key = json!({"metadata": {"name": "x", "labels": {"Bad_Prefix/a": "b"}}});
+        assert_eq!(validate_metadata("ConfigMap", &bad_key).len(), 1);
+        let non_string = json!({"metadata": {"name": "x", "labels": {"a": true}}});
+        assert_eq!(validate_metadata("ConfigMap", &non_string).len(), 1);
+    }
+}

@@ -1,0 +1,187 @@
+//! Command-line flags (each also an environment variable `MLPLATFORM_WEBHOOK_<NAME>`) and
+//! logging setup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use mlplatform_namespace_policy::eks;
+
+use crate::mutate::InjectionConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Plain,
+}
+
+/// mlplatform admission webhook: IRSA injection and ServiceAccount enforcement for namespaces
+/// managed by `kubectl mlplatform`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mlplatform-webhook", version)]
+pub struct Args {
+    /// HTTPS address for /mutate and /validate.
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// Plain-HTTP address for /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_HEALTH_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub health_listen: SocketAddr,
+
+    /// PEM certificate chain served on --listen; re-read when the file changes.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+
+    /// PEM private key for --tls-cert-file; re-read when the file changes.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+
+    /// Kubeconfig file. Default: in-cluster config, else KUBECONFIG or ~/.kube/config.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Inject AWS_REGION and AWS_DEFAULT_REGION with this value.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount annotation
+    /// eks.amazonaws.com/sts-regional-endpoints says otherwise.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_STS_REGIONAL_ENDPOINTS")]
+    pub sts_regional_endpoints: bool,
+
+    /// Audience of the projected token unless the ServiceAccount annotation
+    /// eks.amazonaws.com/audience sets one.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_TOKEN_AUDIENCE", default_value = eks::DEFAULT_AUDIENCE)]
+    pub token_audience: String,
+
+    /// Token lifetime in seconds unless the pod or ServiceAccount annotation
+    /// eks.amazonaws.com/token-expiration sets one (minimum 600).
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_TOKEN_EXPIRATION", default_value_t = eks::DEFAULT_TOKEN_EXPIRATION,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub token_expiration: i64,
+
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "plain"
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter: a level (info, debug, ...) or tracing directives (mlplatform_webhook=debug).
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Largest AdmissionReview body accepted; larger ones get HTTP 413.
+    #[arg(long, env = "MLPLATFORM_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// How long SIGTERM waits for in-flight requests before exiting.
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_SHUTDOWN_GRACE_SECONDS",
+        default_value_t = 15
+    )]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Args {
+    pub fn injection_config(&self) -> InjectionConfig {
+        InjectionConfig {
+            aws_region: self.aws_region.clone().filter(|r| !r.trim().is_empty()),
+            sts_regional_endpoints: self.sts_regional_endpoints,
+            token_audience: self.token_audience.clone(),
+            token_expiration: self.token_expiration,
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--log-level {value:?} is not a valid filter ({reason}); use e.g. info or mlplatform_webhook=debug"
+)]
+pub struct LogLevelError {
+    value: String,
+    reason: String,
+}
+
+/// Installs the global tracing subscriber. Logs go to stderr.
+pub fn init_tracing(format: LogFormat, level: &str) -> Result<(), LogLevelError> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| LogLevelError {
+        value: level.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Plain => builder.with_ansi(false).try_init(),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_issue() {
+        let args = Args::try_parse_from([
+            "mlplatform-webhook",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(args.health_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.max_body_bytes, 4 << 20);
+        let cfg = args.injection_config();
+        assert_eq!(cfg, InjectionConfig::default());
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let args = Args::try_parse_from([
+            "mlplatform-webhook",
+            "--tls-cert-file=c",
+            "--tls-key-file=k",
+            "--aws-region=eu-west-1",
+            "--sts-regional-endpoints",
+            "--token-audience=aud",
+            "--token-expiration=3600",
+            "--log-format=json",
+        ])
+        .unwrap();
+        let cfg = args.injection_config();
+        assert_eq!(cfg.aws_region.as_deref(), Some("eu-west-1"));
+        assert!(cfg.sts_regional_endpoints);
+        assert_eq!(cfg.token_audience, "aud");
+        assert_eq!(cfg.token_expiration, 3600);
+        assert_eq!(args.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn bad_log_level_is_one_clear_line() {
+        let err = init_tracing(LogFormat::Plain, "info,==bad").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--log-level"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+}

@@ -1,0 +1,289 @@
+//! Prometheus metrics. Label children are resolved once at start and kept as handles (they
+//! share state with the registered family), so the request path does no label hashing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::Endpoint;
+use mlplatform_namespace_policy::EnforcementMode;
+
+/// How a request ended, for `requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Admitted unchanged.
+    allowed,
+    /// Admitted with a patch.
+    patched,
+    /// Admitted with warnings (warn mode, or a lookup that failed).
+    warned,
+    /// `allowed: false`.
+    denied,
+    /// HTTP 400: not an AdmissionReview.
+    bad_request,
+    /// HTTP 413: body over the limit.
+    too_large,
+    /// HTTP 408: body not received in time.
+    timeout,
+}
+
+const OUTCOMES: [Outcome; 7] = [
+    Outcome::allowed,
+    Outcome::patched,
+    Outcome::warned,
+    Outcome::denied,
+    Outcome::bad_request,
+    Outcome::too_large,
+    Outcome::timeout,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FetchLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Handles for one endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointMetrics {
+    outcomes: [Counter; OUTCOMES.len()],
+    pub latency: Histogram,
+}
+
+impl EndpointMetrics {
+    pub fn record(&self, outcome: Outcome, elapsed: Duration) {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            self.outcomes[i].inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Counters for one cache.
+#[derive(Debug, Clone)]
+pub struct CacheMetrics {
+    pub objects: Gauge,
+    pub fetch_found: Counter,
+    pub fetch_not_found: Counter,
+    pub fetch_failed: Counter,
+}
+
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub mutate: EndpointMetrics,
+    pub validate: EndpointMetrics,
+    pub pods_patched: Counter,
+    pub service_accounts_patched: Counter,
+    violations: [Counter; 3],
+    pub denials_policy_invalid: Counter,
+    pub namespaces: CacheMetrics,
+    pub service_accounts: CacheMetrics,
+    pub tls_reload_ok: Counter,
+    pub tls_reload_failed: Counter,
+}
+
+/// Latency buckets from 50µs to 1s: admission decisions take tens of microseconds.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    0.75, 1.0,
+];
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mlplatform_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Admission requests by endpoint and outcome",
+            requests.clone(),
+        );
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to response built, by endpoint",
+            latency.clone(),
+        );
+        let mutations = Family::<ResourceLabels, Counter>::default();
+        registry.register(
+            "mutations",
+            "Objects patched by /mutate, by resource",
+            mutations.clone(),
+        );
+        let violations = Family::<ModeLabels, Counter>::default();
+        registry.register(
+            "service_account_violations",
+            "Workloads running as a ServiceAccount their namespace does not allow, by enforcement mode (enforce = denied)",
+            violations.clone(),
+        );
+        let invalid = Counter::default();
+        registry.register(
+            "denials_invalid_policy",
+            "Requests denied because a managed namespace's policy annotations do not parse",
+            invalid.clone(),
+        );
+        let objects = Family::<CacheLabels, Gauge>::default();
+        registry.register("cache_objects", "Objects held per cache", objects.clone());
+        let fetches = Family::<FetchLabels, Counter>::default();
+        registry.register(
+            "cache_miss_fetches",
+            "API GETs made on a cache miss, by cache and result",
+            fetches.clone(),
+        );
+        let tls = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads after the files changed, by result",
+            tls.clone(),
+        );
+
+        let endpoint = |e: Endpoint| EndpointMetrics {
+            outcomes: OUTCOMES.map(|outcome| {
+                requests.get_or_create_owned(&RequestLabels {
+                    endpoint: e.as_str(),
+                    outcome,
+                })
+            }),
+            latency: latency.get_or_create_owned(&EndpointLabels {
+                endpoint: e.as_str(),
+            }),
+        };
+        let cache = |name: &'static str| {
+            let fetch = |result| {
+                fetches.get_or_create_owned(&FetchLabels {
+                    cache: name,
+                    result,
+                })
+            };
+            CacheMetrics {
+                objects: objects.get_or_create_owned(&CacheLabels { cache: name }),
+                fetch_found: fetch("found"),
+                fetch_not_found: fetch("not_found"),
+                fetch_failed: fetch("failed"),
+            }
+        };
+        let violation = |mode: EnforcementMode| {
+            violations.get_or_create_owned(&ModeLabels {
+                mode: mode.as_str(),
+            })
+        };
+        Self {
+            mutate: endpoint(Endpoint::Mutate),
+            validate: endpoint(Endpoint::Validate),
+            pods_patched: mutations.get_or_create_owned(&ResourceLabels { resource: "pods" }),
+            service_accounts_patched: mutations.get_or_create_owned(&ResourceLabels {
+                resource: "serviceaccounts",
+            }),
+            violations: [
+                violation(EnforcementMode::Enforce),
+                violation(EnforcementMode::Warn),
+                violation(EnforcementMode::Audit),
+            ],
+            denials_policy_invalid: invalid,
+            namespaces: cache("namespaces"),
+            service_accounts: cache("serviceaccounts"),
+            tls_reload_ok: tls.get_or_create_owned(&ResultLabels { result: "ok" }),
+            tls_reload_failed: tls.get_or_create_owned(&ResultLabels { result: "failed" }),
+            registry: Arc::new(registry),
+        }
+    }
+
+    pub fn endpoint(&self, endpoint: Endpoint) -> &EndpointMetrics {
+        match endpoint {
+            Endpoint::Mutate => &self.mutate,
+            Endpoint::Validate => &self.validate,
+        }
+    }
+
+    pub fn violation(&self, mode: EnforcementMode) -> &Counter {
+        match mode {
+            EnforcementMode::Enforce => &self.violations[0],
+            EnforcementMode::Warn => &self.violations[1],
+            EnforcementMode::Audit => &self.violations[2],
+        }
+    }
+
+    /// OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_share_state_with_the_registry() {
+        let metrics = Metrics::new();
+        metrics
+            .mutate
+            .record(Outcome::patched, Duration::from_micros(70));
+        metrics.violation(EnforcementMode::Warn).inc();
+        metrics.namespaces.objects.set(3);
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"mlplatform_webhook_requests_total{endpoint="mutate",outcome="patched"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mlplatform_webhook_request_duration_seconds_bucket{le="0.0001",endpoint="mutate"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mlplatform_webhook_service_account_violations_total{mode="warn"} 1"#)
+        );
+        assert!(text.contains(r#"mlplatform_webhook_cache_objects{cache="namespaces"} 3"#));
+    }
+}

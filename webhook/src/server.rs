@@ -1,0 +1,489 @@
+//! HTTP side: the admission router (`/mutate`, `/validate`, served over TLS), the health router
+//! (`/healthz`, `/readyz`, `/metrics`, plain HTTP), the accept loops and graceful shutdown,
+//! and [`run`], which wires flags, certificates, the Kubernetes client and caches together.
+//!
+//! Startup log lines on stderr (tests and the benchmark read them). The message is
+//! - `listening on https://ADDR` once the admission port is bound (ADDR is the real address,
+//!   e.g. `127.0.0.1:41234` for `--listen 127.0.0.1:0`);
+//! - `health listening on http://ADDR` once the health port is bound.
+//!
+//! Plain format: `2026-01-01T00:00:00.000000Z  INFO mlplatform_webhook::server: listening on
+//! https://127.0.0.1:41234 addr=127.0.0.1:41234`. JSON format: one object per line with
+//! `"message":"listening on https://127.0.0.1:41234"` and `"addr":"127.0.0.1:41234"`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, error, info, warn};
+
+use crate::Endpoint;
+use crate::admission::{self, AdmissionResponse, Violation};
+use crate::cache::ClusterCache;
+use crate::cluster::FinalView;
+use crate::config::Args;
+use crate::metrics::{Metrics, Outcome};
+use crate::mutate::InjectionConfig;
+use crate::tls::{ReloadingCert, TlsError};
+
+/// How long a client may take to send a request body (and the TLS handshake, and headers).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for changes.
+pub const CERT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shared state of the request handlers.
+#[derive(Debug)]
+pub struct App {
+    pub cache: Arc<ClusterCache>,
+    pub injection: InjectionConfig,
+    pub metrics: Metrics,
+    pub max_body_bytes: usize,
+    shutting_down: AtomicBool,
+}
+
+impl App {
+    pub fn new(
+        cache: Arc<ClusterCache>,
+        injection: InjectionConfig,
+        metrics: Metrics,
+        max_body_bytes: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            cache,
+            injection,
+            metrics,
+            max_body_bytes,
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.cache.is_ready() && !self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// `/mutate` and `/validate`.
+pub fn admission_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .with_state(app)
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+pub fn health_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() {
+        (StatusCode::OK, "ok\n").into_response()
+    } else if app.shutting_down.load(Ordering::Acquire) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "caches not synced yet (namespaces, serviceaccounts)\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn mutate(State(app): State<Arc<App>>, request: Request) -> Response {
+    review(&app, Endpoint::Mutate, request).await
+}
+
+async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
+    review(&app, Endpoint::Validate, request).await
+}
+
+fn plain_error(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message + "\n",
+    )
+        .into_response()
+}
+
+async fn review(app: &App, endpoint: Endpoint, request: Request) -> Response {
+    let started = Instant::now();
+    let (outcome, response) = review_inner(app, endpoint, request).await;
+    app.metrics
+        .endpoint(endpoint)
+        .record(outcome, started.elapsed());
+    response
+}
+
+/// Reads the body with a size limit and a deadline.
+async fn read_body(app: &App, request: Request) -> Result<bytes::Bytes, (Outcome, Response)> {
+    let limit = app.max_body_bytes;
+    let too_large = || {
+        (
+            Outcome::too_large,
+            plain_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {limit} bytes (--max-body-bytes)"),
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let body = Limited::new(request.into_body(), limit);
+    match tokio::time::timeout(CLIENT_TIMEOUT, body.collect()).await {
+        Err(_) => Err((
+            Outcome::timeout,
+            plain_error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {CLIENT_TIMEOUT:?}"),
+            ),
+        )),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => Err((
+            Outcome::bad_request,
+            plain_error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read request body: {err}"),
+            ),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outcome, Response) {
+    let body = match read_body(app, request).await {
+        Ok(body) => body,
+        Err(failed) => return failed,
+    };
+    let req = match admission::parse_review(&body) {
+        Ok(req) => req,
+        Err(err) => {
+            debug!(endpoint = endpoint.as_str(), error = %err, "bad request");
+            return (
+                Outcome::bad_request,
+                plain_error(StatusCode::BAD_REQUEST, err.to_string()),
+            );
+        }
+    };
+    let cache = app.cache.as_ref();
+    let decided = match crate::decide(endpoint, &req, cache, &app.injection) {
+        Ok(decided) => decided,
+        Err(missing) => {
+            if let Err(err) = app.cache.fetch(&missing).await {
+                warn!(error = %err, "cache miss not resolved; deciding without it");
+            }
+            crate::decide(endpoint, &req, &FinalView(cache), &app.injection).unwrap_or_else(
+                // FinalView never reports a miss; kept total rather than panicking.
+                |missing| {
+                    AdmissionResponse::deny(
+                        &req.uid,
+                        503,
+                        "ServiceUnavailable",
+                        format!("cluster state not available: {missing:?}"),
+                    )
+                },
+            )
+        }
+    };
+    let outcome = record_decision(app, endpoint, &req.kind.kind, &decided);
+    let encoded = admission::encode_review(&decided);
+    (
+        outcome,
+        ([(header::CONTENT_TYPE, "application/json")], encoded).into_response(),
+    )
+}
+
+fn record_decision(
+    app: &App,
+    endpoint: Endpoint,
+    kind: &str,
+    decided: &AdmissionResponse,
+) -> Outcome {
+    let m = &app.metrics;
+    match decided.violation {
+        Some(Violation::ServiceAccount(mode)) => m.violation(mode).inc(),
+        Some(Violation::InvalidPolicy) => m.denials_policy_invalid.inc(),
+        None => 0,
+    };
+    if !decided.allowed {
+        return Outcome::denied;
+    }
+    if !decided.patch.is_empty() {
+        if endpoint == Endpoint::Mutate && kind == "Pod" {
+            m.pods_patched.inc();
+        } else {
+            m.service_accounts_patched.inc();
+        }
+        return Outcome::patched;
+    }
+    if decided.warnings.is_empty() {
+        Outcome::allowed
+    } else {
+        Outcome::warned
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, then drains connections
+/// for at most `grace`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(CLIENT_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(30));
+    let builder = Arc::new(builder);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Usually EMFILE: back off instead of spinning.
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    debug!(%peer, error = %err, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(err) = watcher.watch(conn).await {
+                debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?grace,
+            "in-flight admission requests did not finish within the grace period"
+        );
+    }
+}
+
+/// Serves the health router on `listener` until `shutdown` resolves.
+pub async fn serve_health(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        let _ = drained_tx.send(());
+    });
+    let server = std::pin::pin!(server.into_future());
+    // After shutdown starts, bound the wait for idle scrapers' connections.
+    let bounded = async {
+        let _ = drained_rx.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => if let Err(err) = result { error!(error = %err, "health server failed") },
+        () = bounded => {}
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {flag} {addr}: {source}")]
+    Bind {
+        flag: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read --kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error(
+        "no Kubernetes configuration found (not in a cluster, no KUBECONFIG or ~/.kube/config): {0}; pass --kubeconfig"
+    )]
+    InferConfig(#[source] kube::config::InferConfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[source] kube::Error),
+}
+
+async fn kube_client(kubeconfig: Option<&Path>) -> Result<kube::Client, RunError> {
+    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+    let config = match kubeconfig {
+        Some(path) => {
+            let to_err = |source| RunError::Kubeconfig {
+                path: path.display().to_string(),
+                source,
+            };
+            let kc = Kubeconfig::read_from(path).map_err(to_err)?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .map_err(to_err)?
+        }
+        None => match Config::incluster() {
+            Ok(config) => config,
+            Err(_) => Config::infer().await.map_err(RunError::InferConfig)?,
+        },
+    };
+    kube::Client::try_from(config).map_err(RunError::Client)
+}
+
+async fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { flag, addr, source })
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(err) => {
+                    warn!(error = %err, "cannot listen for SIGTERM; only ctrl-c stops the server");
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the webhook until `shutdown` resolves. Everything that can be wrong with the flags
+/// (certificate files, kubeconfig, addresses) is checked before serving.
+pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = ReloadingCert::load(
+        args.tls_cert_file.clone(),
+        args.tls_key_file.clone(),
+        provider.clone(),
+    )?;
+    let tls = Arc::new(crate::tls::server_config(cert.clone(), provider)?);
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
+
+    let metrics = Metrics::new();
+    let cache = ClusterCache::new(client, metrics.clone());
+    let app = App::new(
+        cache.clone(),
+        args.injection_config(),
+        metrics.clone(),
+        args.max_body_bytes,
+    );
+
+    let tls_listener = bind("--listen", args.listen).await?;
+    let health_listener = bind("--health-listen", args.health_listen).await?;
+    let tls_addr = tls_listener.local_addr().unwrap_or(args.listen);
+    let health_addr = health_listener.local_addr().unwrap_or(args.health_listen);
+    info!(addr = %tls_addr, "listening on https://{tls_addr}");
+    info!(addr = %health_addr, "health listening on http://{health_addr}");
+
+    let watchers = tokio::spawn(cache.run_watchers());
+    let cert_poller = tokio::spawn(cert.watch(CERT_POLL_INTERVAL, metrics));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = args.shutdown_grace();
+    let tls_server = tokio::spawn(serve_tls(
+        tls_listener,
+        tls,
+        admission_router(app.clone()),
+        stop_rx.clone(),
+        grace,
+    ));
+    let health_server = tokio::spawn(serve_health(
+        health_listener,
+        health_router(app.clone()),
+        stop_rx,
+        grace,
+    ));
+
+    shutdown.await;
+    info!("shutting down: draining in-flight requests");
+    app.shutting_down.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    let _ = tls_server.await;
+    let _ = health_server.await;
+    watchers.abort();
+    cert_poller.abort();
+    info!("stopped");
+    Ok(())
+}

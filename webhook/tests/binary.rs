@@ -1,0 +1,192 @@
+//! The built `mlplatform-webhook` binary: flags, startup log line, readiness against the
+//! Kubernetes API test double, a real /mutate over HTTPS, SIGTERM, and bad flags.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Pki, client_config, pod_review, tls_connect};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use mlplatform_testkit::kube_double::KubeDouble;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mlplatform-webhook");
+
+/// The socket address at the start of `text` (the log line may go on with `"` in JSON).
+fn leading_addr(text: &str) -> Option<SocketAddr> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_alphanumeric() || ".:[]".contains(c)))
+        .unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
+/// Reads stderr until both "listening on" lines appeared; keeps draining it afterwards.
+async fn bound_addresses(child: &mut Child) -> (SocketAddr, SocketAddr) {
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let (mut tls, mut health) = (None, None);
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("webhook: {line}");
+            if let Some(rest) = line.split("health listening on http://").nth(1) {
+                health = leading_addr(rest);
+            } else if let Some(rest) = line.split("listening on https://").nth(1) {
+                tls = leading_addr(rest);
+            }
+            if tls.is_some() && health.is_some() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "no listening lines within 30s");
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("webhook: {line}");
+        }
+    });
+    (tls.expect("https address"), health.expect("health address"))
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.ok()?;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_mutate_over_https_and_exits_0_on_sigterm() {
+    let double = KubeDouble::start().await;
+    double.apply_fixture(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "ml-team", "labels": {"mlplatform.io/managed": "true"},
+                     "annotations": {"mlplatform.io/user-service-account": "ml-user"}}
+    }));
+    double.apply_fixture(json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "ml-user", "namespace": "ml-team",
+                     "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/ml"}}
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig, "double").unwrap();
+    let pki = Pki::new("ca");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    pki.write(&cert, &key);
+
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .env("MLPLATFORM_WEBHOOK_TLS_KEY_FILE", &key)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["--aws-region", "eu-west-1", "--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (tls_addr, health_addr) = bound_addresses(&mut child).await;
+
+    let mut ready = false;
+    for _ in 0..200 {
+        if http_get(health_addr, "/readyz").await == Some(200) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "/readyz never turned 200");
+    assert_eq!(http_get(health_addr, "/healthz").await, Some(200));
+
+    let stream = tls_connect(
+        tls_addr,
+        client_config(&[&pki.ca_der], rustls::DEFAULT_VERSIONS, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = Bytes::from(serde_json::to_vec(&pod_review("bin-1", "ml-team", "ml-user")).unwrap());
+    let request = Request::post("/mutate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let review: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(review["response"]["uid"], "bin-1");
+    assert_eq!(review["response"]["patchType"], "JSONPatch");
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("did not exit within 20s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn missing_certificate_file_is_one_clear_line_and_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.crt");
+    let output = Command::new(BIN)
+        .arg("--tls-cert-file")
+        .arg(&missing)
+        .arg("--tls-key-file")
+        .arg(dir.path().join("nope.key"))
+        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("--tls-cert-file") && lines[0].contains("nope.crt"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn certificate_and_key_that_do_not_match_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (Pki::new("a"), Pki::new("b"));
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, &one.leaf_pem).unwrap();
+    std::fs::write(&key, &two.key_pem).unwrap();
+    let output = Command::new(BIN)
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("do not form a usable pair"), "{stderr}");
+}
