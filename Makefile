@@ -38,6 +38,7 @@ bench: deps
 	scripts/bench.sh
 
 e2e: deps
+	$(CARGO) build --workspace --bins
 	$(CARGO) test -p mlplatform-e2e -- --nocapture
 
 dist:

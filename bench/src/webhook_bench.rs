@@ -83,6 +83,8 @@ pub struct ServerReport {
     pub peak_rss_kib: u64,
     /// Share of one core the server used during the throughput run (1.0 = saturated).
     pub cpu_busy: f64,
+    /// The same for this process (the client), to tell who limited the run.
+    pub client_cpu_busy: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -278,15 +280,18 @@ async fn measure(
         "{name}: {} connections, closed loop, {:?}",
         options.concurrency, options.duration
     ));
-    let cpu_before = procfs::cpu_time(pid);
+    let me = std::process::id();
+    let (cpu_before, client_before) = (procfs::cpu_time(pid), procfs::cpu_time(me));
     let mut run = load::closed_loop(target, options.concurrency, options.duration, &check).await;
-    let cpu_after = procfs::cpu_time(pid);
+    let (cpu_after, client_after) = (procfs::cpu_time(pid), procfs::cpu_time(me));
     ensure_clean(&name, "the throughput run", &run)?;
     let throughput = Summary::from_latencies(&mut run.latencies_ns, run.elapsed);
-    let cpu_busy = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => (b.saturating_sub(a)).as_secs_f64() / run.elapsed.as_secs_f64(),
+    let busy = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
+        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() / run.elapsed.as_secs_f64(),
         _ => f64::NAN,
     };
+    let cpu_busy = busy(cpu_before, cpu_after);
+    let client_cpu_busy = busy(client_before, client_after);
 
     progress(&format!(
         "{name}: fixed rate {} req/s, {:?}",
@@ -311,6 +316,7 @@ async fn measure(
         idle_rss_kib,
         peak_rss_kib,
         cpu_busy,
+        client_cpu_busy,
     })
 }
 
@@ -355,19 +361,29 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10} {:>10}",
-        "server", "req/s", "p50", "p99", "p99.9", "cpu", "p99@rate", "idle RSS", "peak RSS"
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>11} {:>12} {:>10} {:>10}",
+        "server",
+        "req/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "cpu",
+        "client cpu",
+        "p99@rate",
+        "idle RSS",
+        "peak RSS"
     );
     for s in [&report.webhook, &report.ceiling] {
         let _ = writeln!(
             out,
-            "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>12} {:>10} {:>10}",
+            "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>10.0}% {:>12} {:>10} {:>10}",
             s.name,
             s.throughput.requests_per_second(),
             Millis(s.throughput.p50).to_string(),
             Millis(s.throughput.p99).to_string(),
             Millis(s.throughput.p999).to_string(),
             s.cpu_busy * 100.0,
+            s.client_cpu_busy * 100.0,
             Millis(s.fixed_rate.p99).to_string(),
             mib(s.idle_rss_kib),
             mib(s.peak_rss_kib),
@@ -396,9 +412,14 @@ pub fn render(report: &Report) -> String {
         );
     }
     if report.ceiling.cpu_busy < 0.9 {
+        let limit = if report.ceiling.client_cpu_busy >= 0.9 {
+            "the client (one core) limited it"
+        } else {
+            "neither it nor the client saturated a core, so other processes took CPU"
+        };
         let _ = writeln!(
             out,
-            "note: the ceiling used {:.0}% of its core, so the client (one core) limited it; the ratio overstates the webhook",
+            "note: the ceiling used {:.0}% of its core: {limit}; the ratio then overstates the webhook",
             report.ceiling.cpu_busy * 100.0
         );
     }

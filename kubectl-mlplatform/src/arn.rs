@@ -334,6 +334,36 @@ mod tests {
         assert!(!is_account_id("12345678901a"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn valid_arns_round_trip(
+            partition in "aws(-cn|-us-gov)?",
+            account in "[0-9]{12}",
+            kind in proptest::sample::select(vec!["role", "user"]),
+            path in proptest::collection::vec("[A-Za-z0-9_+=,.@-]{1,8}", 0..3),
+            name in "[A-Za-z0-9_+=,.@-]{1,64}",
+        ) {
+            let path_text = if path.is_empty() { "/".to_string() } else { format!("/{}/", path.join("/")) };
+            let text = format!("arn:{partition}:iam::{account}:{kind}{path_text}{name}");
+            let arn = parse_iam_arn(&text).unwrap();
+            proptest::prop_assert_eq!(arn.to_string(), text);
+            proptest::prop_assert_eq!(&arn.path, &path_text);
+            let stripped = parse_iam_arn(&arn.without_path()).unwrap();
+            proptest::prop_assert_eq!(&stripped.name, &name);
+            if kind == "role" {
+                proptest::prop_assert_eq!(stripped.path.as_str(), "/");
+            } else {
+                proptest::prop_assert_eq!(stripped.path, path_text);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,80}") {
+            let _ = parse_iam_arn(&s);
+            let _ = parse_eks_cluster_arn(&s);
+        }
+    }
+
     #[test]
     fn eks_cluster_arns() {
         let c =

@@ -6,7 +6,9 @@ mod error;
 mod policy;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::Tag;
@@ -38,7 +40,14 @@ pub struct AwsSettings {
     pub static_credentials: Option<(String, String)>,
     /// A named AWS profile instead of `AWS_PROFILE`.
     pub profile: Option<String>,
+    /// Limit for one attempt of one call (the SDK has none: a silent endpoint would hang the
+    /// command). None: [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub attempt_timeout: Option<Duration>,
 }
+
+/// Per-attempt limit for AWS calls; the SDK retries a timed-out attempt.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CallerIdentity {
@@ -114,14 +123,21 @@ impl Aws {
             region: Some(region.to_string()),
             endpoint_url: endpoint.map(str::to_string),
             static_credentials: Some(("testing".to_string(), "testing".to_string())),
-            profile: None,
+            ..AwsSettings::default()
         })
         .await
     }
 
     pub async fn from_settings(settings: AwsSettings) -> Result<Aws, AwsError> {
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+        let attempt = settings.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(attempt))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 4)
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(https_client())
+            .timeout_config(timeouts);
         if let Some(region) = settings.region {
             loader = loader.region(Region::new(region));
         }
@@ -236,42 +252,46 @@ impl Aws {
             None => Value::Null,
         };
 
-        let policy_names: Vec<String> = self
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| classify("iam:ListRolePolicies", e))?;
-        let inline = try_join_all(policy_names.iter().map(|policy| async move {
-            const OP: &str = "iam:GetRolePolicy";
-            let out = self
+        // The inline documents and the attached list do not depend on each other: in parallel.
+        let inline = async {
+            let policy_names: Vec<String> = self
                 .iam
-                .get_role_policy()
+                .list_role_policies()
                 .role_name(name)
-                .policy_name(policy)
+                .into_paginator()
+                .items()
                 .send()
+                .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(|e| classify(OP, e))?;
-            let doc =
-                decode_policy_document(out.policy_document()).map_err(|e| unreadable(OP, e))?;
-            Ok::<_, AwsError>((policy.clone(), doc))
-        }))
-        .await?;
-
-        let attached = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| classify("iam:ListRolePolicies", e))?;
+            try_join_all(policy_names.into_iter().map(|policy| async move {
+                const OP: &str = "iam:GetRolePolicy";
+                let out = self
+                    .iam
+                    .get_role_policy()
+                    .role_name(name)
+                    .policy_name(&policy)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))?;
+                let doc =
+                    decode_policy_document(out.policy_document()).map_err(|e| unreadable(OP, e))?;
+                Ok::<_, AwsError>((policy, doc))
+            }))
             .await
-            .map_err(|e| classify("iam:ListAttachedRolePolicies", e))?;
+        };
+        let attached = async {
+            self.iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify("iam:ListAttachedRolePolicies", e))
+        };
+        let (inline, attached) = futures::future::try_join(inline, attached).await?;
         let mut attached_policy_arns: Vec<String> = attached
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_string))

@@ -4,7 +4,8 @@
 //! Rules, each learned from another tool's outage:
 //! - every key is parsed (`mapRoles`, `mapUsers`, `mapAccounts`); entries and fields this code
 //!   does not understand (`sso` entries, unknown fields, other data keys) are kept as they are;
-//! - only keys that changed are re-rendered; untouched keys keep their exact text;
+//! - only keys that changed are re-rendered; untouched keys keep their exact text, and so do
+//!   untouched entries of a changed key whenever their text can be cut out safely;
 //! - a document with an entry that does not parse is refused as a whole (no write);
 //! - entries in `system:nodes` / `system:bootstrappers` are never removed (nodes would be
 //!   locked out);
@@ -60,6 +61,14 @@ pub enum AwsAuthError {
         group: String,
     },
     #[error(
+        "refusing to take {arn} out of group {group} in aws-auth {key}: nodes using it would be locked out of the cluster; keep {group} in --group"
+    )]
+    ProtectedGroupDropped {
+        key: String,
+        arn: String,
+        group: String,
+    },
+    #[error(
         "aws-auth {key} already holds {count} entries for {arn}; refusing to guess which one to change; {FIX_BY_HAND}"
     )]
     DuplicateArn {
@@ -99,9 +108,9 @@ pub enum AwsAuthError {
         message: String,
     },
     #[error(
-        "aws-auth kept changing while we wrote it ({attempts} conflicts in a row); re-run the command"
+        "could not write aws-auth after {attempts} attempts (last: {last}); re-run the command"
     )]
-    ConflictRetriesExhausted { attempts: usize },
+    RetriesExhausted { attempts: usize, last: String },
 }
 
 /// Which list a mapping lives in.
@@ -305,7 +314,7 @@ impl AwsAuth {
                     .iter()
                     .find(|g| has_group(&current.groups, g) && !has_group(&m.groups, g))
                 {
-                    return Err(AwsAuthError::ProtectedEntry {
+                    return Err(AwsAuthError::ProtectedGroupDropped {
                         key: key.into(),
                         arn: current.arn,
                         group: (*group).to_string(),

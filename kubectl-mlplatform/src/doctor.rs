@@ -3,10 +3,11 @@
 //! come out allowed or denied.
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::common::Change;
 use crate::kube_io::AccessQuestion;
-use crate::plan::{ChangeRow, Plan};
+use crate::plan::{ChangeRow, IamAction, Plan};
 use crate::profile::Profile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,8 +80,13 @@ fn describe(row: &ChangeRow) -> String {
 }
 
 /// One check per object of a connect plan computed against the live state: anything the plan
-/// would write is something that is not as it should be.
-pub fn checks_from_plan(plan: &Plan, fix: &str) -> Vec<Check> {
+/// would write is something that is not as it should be. `live_trust`: the role's current
+/// trust policy, to say what exactly is wrong with it.
+pub fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &str) -> Vec<Check> {
+    let wanted_trust = plan.iam.iter().find_map(|s| match &s.action {
+        IamAction::UpdateTrust { trust_policy, .. } => Some(trust_policy),
+        _ => None,
+    });
     plan.changes()
         .iter()
         .map(|row| {
@@ -88,11 +94,80 @@ pub fn checks_from_plan(plan: &Plan, fix: &str) -> Vec<Check> {
             match row.change {
                 Change::Unchanged => Check::pass(name),
                 Change::Created | Change::Absent => Check::fail(name, "missing", fix),
+                Change::Updated if row.kind == "IAMRole" => {
+                    let detail = match (live_trust, wanted_trust) {
+                        (Some(live), Some(wanted)) => trust_drift(live, wanted),
+                        _ => "trust policy differs from what the profile wants".to_owned(),
+                    };
+                    Check::fail(name, detail, fix)
+                }
                 Change::Updated => Check::fail(name, "differs from what the profile wants", fix),
                 Change::Deleted => Check::fail(name, "present but not in the profile", fix),
             }
         })
         .collect()
+}
+
+fn statements(policy: &Value) -> Vec<&Value> {
+    match &policy["Statement"] {
+        Value::Array(items) => items.iter().collect(),
+        one @ Value::Object(_) => vec![one],
+        _ => Vec::new(),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// What differs between two trust policies, in the terms a vendor uses: who is trusted, and
+/// with which external ID.
+pub fn trust_drift(live: &Value, wanted: &Value) -> String {
+    let principals = |p: &Value| -> Vec<String> {
+        let mut out: Vec<String> = statements(p)
+            .iter()
+            .flat_map(|s| strings(&s["Principal"]["AWS"]))
+            .collect();
+        out.sort();
+        out
+    };
+    let external_ids = |p: &Value| -> Vec<String> {
+        let mut out: Vec<String> = statements(p)
+            .iter()
+            .flat_map(|s| strings(&s["Condition"]["StringEquals"]["sts:ExternalId"]))
+            .collect();
+        out.sort();
+        out
+    };
+    let mut problems = Vec::new();
+    let (lp, wp) = (principals(live), principals(wanted));
+    if lp != wp {
+        problems.push(format!(
+            "trusts {} instead of {}",
+            lp.join(","),
+            wp.join(",")
+        ));
+    }
+    let (le, we) = (external_ids(live), external_ids(wanted));
+    if le != we {
+        problems.push(if le.is_empty() {
+            "no external ID required".to_owned()
+        } else {
+            "external ID differs".to_owned()
+        });
+    }
+    if problems.is_empty() {
+        "trust policy differs from what the profile wants".to_owned()
+    } else {
+        problems.join("; ")
+    }
 }
 
 /// An authorization the bundle promises, and whether it must be allowed.
@@ -179,6 +254,21 @@ pub fn failed_count(checks: &[Check]) -> usize {
 mod tests {
     use super::*;
     use crate::profile::load_profile;
+
+    #[test]
+    fn trust_drift_names_the_account_and_the_external_id() {
+        use crate::plan::vendor_trust_policy;
+        let wanted = vendor_trust_policy("aws", "111122223333", Some("x1"));
+        let other_account = vendor_trust_policy("aws", "999999999999", Some("x1"));
+        assert_eq!(
+            trust_drift(&other_account, &wanted),
+            "trusts arn:aws:iam::999999999999:root instead of arn:aws:iam::111122223333:root"
+        );
+        let other_id = vendor_trust_policy("aws", "111122223333", Some("x2"));
+        assert_eq!(trust_drift(&other_id, &wanted), "external ID differs");
+        let none = vendor_trust_policy("aws", "111122223333", None);
+        assert_eq!(trust_drift(&none, &wanted), "no external ID required");
+    }
 
     #[test]
     fn concurrent_rbac_expectations_cover_user_system_and_vendor() {

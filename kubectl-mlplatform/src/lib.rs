@@ -4,6 +4,7 @@
 //! Shape of every command: resolve inputs (no I/O) → preflight reads (parallel, no writes) →
 //! pure plan (`plan`) → apply exactly the plan's writes (`apply`) → report (`output`).
 
+pub mod access_entry;
 pub mod apply;
 pub mod arn;
 pub mod aws;
@@ -13,9 +14,11 @@ pub mod cli;
 pub mod commands;
 pub mod common;
 pub mod doctor;
+pub mod irsa;
 pub mod kube_io;
 pub mod logging;
 pub mod objects;
+pub mod oidc;
 pub mod output;
 pub mod plan;
 pub mod profile;

@@ -66,18 +66,6 @@ impl Kind {
             plural: plural.to_owned(),
         }
     }
-    /// Apply order: things others refer to come first; deletion runs in reverse.
-    pub const fn apply_rank(self) -> u8 {
-        match self {
-            Self::Namespace => 0,
-            Self::StorageClass => 1,
-            Self::ClusterRole => 2,
-            Self::ServiceAccount => 3,
-            Self::Role => 4,
-            Self::RoleBinding => 5,
-            Self::ClusterRoleBinding => 6,
-        }
-    }
 }
 
 impl fmt::Display for Kind {

@@ -31,6 +31,7 @@ impl Progress {
         }
     }
     pub fn step(&self, change: Change, kind: &str, name: &str) {
+        tracing::debug!(%change, kind, name, "applied");
         if self.enabled {
             eprintln!("  ✓ {change} {kind} {name}");
         }
@@ -202,5 +203,33 @@ mod tests {
             vec!["long".into(), "".into(), "x".into()],
         ]);
         assert_eq!(t, "A      BB   C\nlong        x\n");
+    }
+
+    #[test]
+    fn report_table_says_when_nothing_changes_and_lists_the_vendor_outputs() {
+        let plan = Plan {
+            outputs: Outputs {
+                role_arn: Some("arn:aws:iam::1:role/r".into()),
+                external_id: Some("xid".into()),
+                namespace: "ns".into(),
+                user_service_account: "u".into(),
+                ..Outputs::default()
+            },
+            ..Plan::default()
+        };
+        let report = Report::from_plan(&plan, DryRun::None, OutputFormat::Table);
+        let text = report_table(&report, "connect");
+        assert!(text.contains("connect: nothing to change"), "{text}");
+        assert!(text.contains("externalId:         xid"), "{text}");
+        assert!(report.rendered.is_none());
+        let json =
+            serde_json::to_value(Report::from_plan(&plan, DryRun::Client, OutputFormat::Json))
+                .unwrap();
+        assert_eq!(json["roleArn"], "arn:aws:iam::1:role/r");
+        assert_eq!(json["dryRun"], "client");
+        assert!(
+            json["changes"].is_array() && json["rendered"].is_object(),
+            "{json}"
+        );
     }
 }

@@ -19,10 +19,18 @@ use crate::common::Change;
 use crate::objects::{KubeObject, ObjectKey, PROFILE_LABEL, covers, is_ours, merge_patch_for};
 use crate::profile::{ParameterType, Profile, TemplateError, Vars};
 
+mod iam;
+mod kube_steps;
+
+pub use iam::{external_id_from_trust, shorten_role_name, vendor_trust_policy};
+use iam::{plan_vendor_role, role_is_ours};
+use kube_steps::{bundle_for, plan_bundle_apply, plan_bundle_remove, profile_of_namespace};
+
 /// Tag keys that mark an IAM role as made by us for one profile and cluster.
-pub const TAG_PROFILE: &str = "mlplatform.io/profile";
+/// The same keys as on Kubernetes objects, so one vocabulary marks everything we made.
+pub const TAG_PROFILE: &str = PROFILE_ANNOTATION;
 pub const TAG_CLUSTER: &str = "mlplatform.io/cluster";
-pub const TAG_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const TAG_MANAGED_BY: &str = MANAGED_BY_LABEL;
 /// IAM's limit on role names.
 pub const MAX_ROLE_NAME: usize = 64;
 
@@ -82,6 +90,10 @@ pub enum PlanError {
         "namespace {namespace} is already managed for profile {other}; disconnect that profile from it first (`kubectl mlplatform disconnect --profile {other} -n {namespace}`)"
     )]
     NamespaceOwnedByOtherProfile { namespace: String, other: String },
+    #[error(
+        "namespace {0} is being deleted (Terminating); wait until it is gone (`kubectl get namespace {0}`) and re-run"
+    )]
+    NamespaceTerminating(String),
     #[error(
         "namespace {namespace} is not managed for profile {profile}; nothing to remove (see `kubectl mlplatform namespace list`)"
     )]
@@ -193,6 +205,9 @@ pub struct AwsAuthStep {
     pub arn: String,
     pub change: Change,
     pub action: AwsAuthAction,
+    /// The entry as connect wants it (also when unchanged); None for removals.
+    #[serde(skip)]
+    pub wanted: Option<Mapping>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -423,242 +438,6 @@ pub fn vars_for(
     vars
 }
 
-/// IAM role names are at most 64 characters: longer names keep a prefix and get a hash suffix
-/// so that two long cluster names never collide.
-pub fn shorten_role_name(name: &str) -> String {
-    if name.len() <= MAX_ROLE_NAME {
-        return name.to_owned();
-    }
-    let hash = hex::encode(Sha256::digest(name.as_bytes()));
-    let suffix = &hash[..8];
-    let mut prefix: String = name
-        .chars()
-        .take(MAX_ROLE_NAME - 1 - suffix.len())
-        .collect();
-    while prefix.ends_with(['-', '_', '.']) {
-        prefix.pop();
-    }
-    format!("{prefix}-{suffix}")
-}
-
-/// Cross-account trust: the vendor's account root, guarded by the external ID.
-pub fn vendor_trust_policy(
-    partition: &str,
-    vendor_account: &str,
-    external_id: Option<&str>,
-) -> Value {
-    let mut statement = json!({
-        "Effect": "Allow",
-        "Principal": {"AWS": format!("arn:{partition}:iam::{vendor_account}:root")},
-        "Action": "sts:AssumeRole",
-    });
-    if let Some(id) = external_id {
-        statement["Condition"] = json!({"StringEquals": {"sts:ExternalId": id}});
-    }
-    json!({"Version": "2012-10-17", "Statement": [statement]})
-}
-
-/// The external ID an existing trust policy requires, if exactly one.
-pub fn external_id_from_trust(trust: &Value) -> Option<String> {
-    let statements: Vec<&Value> = match &trust["Statement"] {
-        Value::Array(items) => items.iter().collect(),
-        one @ Value::Object(_) => vec![one],
-        _ => return None,
-    };
-    statements.into_iter().find_map(
-        |s| match &s["Condition"]["StringEquals"]["sts:ExternalId"] {
-            Value::String(id) => Some(id.clone()),
-            Value::Array(ids) if ids.len() == 1 => ids[0].as_str().map(str::to_owned),
-            _ => None,
-        },
-    )
-}
-
-fn role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -> bool {
-    role.tags.get(TAG_PROFILE).map(String::as_str) == Some(profile)
-        && role.tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster_arn)
-}
-
-struct VendorRolePlan {
-    role_arn: String,
-    external_id: Option<String>,
-    steps: Vec<IamStep>,
-}
-
-fn plan_vendor_role(
-    profile: &Profile,
-    inputs: &ConnectInputs,
-    cluster: &ClusterFacts,
-    observed: &Observed,
-    vars: &Vars,
-) -> Result<Option<VendorRolePlan>, PlanError> {
-    let Some(spec) = &profile.spec.vendor_role else {
-        return Ok(None);
-    };
-    let name = shorten_role_name(&vars.render("spec.vendorRole.name", &spec.name)?);
-    let vendor_account = vars.render("spec.vendorRole.trustAccount", &spec.trust_account)?;
-    if !is_account_id(&vendor_account) {
-        return Err(PlanError::BadAccount {
-            name: "spec.vendorRole.trustAccount".to_owned(),
-            value: vendor_account,
-            flag: "--vendor-account".to_owned(),
-        });
-    }
-    let partition = vars.get("partition").unwrap_or("aws");
-    let existing = observed.role.as_ref();
-    if let Some(role) = existing
-        && !role_is_ours(role, profile.name(), &cluster.arn)
-    {
-        return Err(PlanError::RoleNotOurs {
-            role: name,
-            profile: profile.name().to_owned(),
-        });
-    }
-    let external_id = spec.external_id.then(|| {
-        inputs
-            .external_id
-            .clone()
-            .or_else(|| existing.and_then(|r| external_id_from_trust(&r.trust_policy)))
-            .unwrap_or_else(|| inputs.generated_external_id.clone())
-    });
-    let trust = vendor_trust_policy(partition, &vendor_account, external_id.as_deref());
-    let description = vars.render("spec.vendorRole.description", &spec.description)?;
-    let mut policies = Vec::new();
-    for (i, p) in spec.inline_policies.iter().enumerate() {
-        let field = format!("spec.vendorRole.inlinePolicies[{i}]");
-        policies.push((
-            vars.render(&field, &p.name)?,
-            vars.render_json(&field, &p.document)?,
-        ));
-    }
-    let mut managed = Vec::new();
-    for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
-        managed.push(vars.render(&format!("spec.vendorRole.managedPolicyArns[{i}]"), arn)?);
-    }
-
-    let mut steps = Vec::new();
-    let role_arn = match existing {
-        None => {
-            steps.push(IamStep {
-                kind: "IAMRole",
-                name: name.clone(),
-                change: Change::Created,
-                action: IamAction::CreateRole {
-                    role: name.clone(),
-                    path: spec.path.clone(),
-                    trust_policy: trust,
-                    description,
-                    tags: vec![
-                        (TAG_PROFILE.to_owned(), profile.name().to_owned()),
-                        (TAG_CLUSTER.to_owned(), cluster.arn.clone()),
-                        (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-                    ],
-                },
-            });
-            format!(
-                "arn:{partition}:iam::{}:role{}{name}",
-                observed.caller.account, spec.path
-            )
-        }
-        Some(role) => {
-            let same = policy_documents_equal(&role.trust_policy, &trust);
-            steps.push(IamStep {
-                kind: "IAMRole",
-                name: name.clone(),
-                change: if same {
-                    Change::Unchanged
-                } else {
-                    Change::Updated
-                },
-                action: if same {
-                    IamAction::None
-                } else {
-                    IamAction::UpdateTrust {
-                        role: name.clone(),
-                        trust_policy: trust,
-                    }
-                },
-            });
-            role.arn.clone()
-        }
-    };
-    let live_inline = existing.map(|r| &r.inline_policies);
-    for (policy_name, document) in &policies {
-        let change = match live_inline.and_then(|m| m.get(policy_name)) {
-            None => Change::Created,
-            Some(live) if policy_documents_equal(live, document) => Change::Unchanged,
-            Some(_) => Change::Updated,
-        };
-        steps.push(IamStep {
-            kind: "IAMInlinePolicy",
-            name: format!("{name}/{policy_name}"),
-            change,
-            action: if change == Change::Unchanged {
-                IamAction::None
-            } else {
-                IamAction::PutInlinePolicy {
-                    role: name.clone(),
-                    policy_name: policy_name.clone(),
-                    document: document.clone(),
-                }
-            },
-        });
-    }
-    // Our role: inline policies the profile no longer names go away.
-    for stale in live_inline
-        .into_iter()
-        .flat_map(|m| m.keys())
-        .filter(|k| !policies.iter().any(|(n, _)| n == *k))
-    {
-        steps.push(IamStep {
-            kind: "IAMInlinePolicy",
-            name: format!("{name}/{stale}"),
-            change: Change::Deleted,
-            action: IamAction::DeleteInlinePolicy {
-                role: name.clone(),
-                policy_name: stale.clone(),
-            },
-        });
-    }
-    let live_managed: &[String] = existing.map_or(&[], |r| &r.attached_policy_arns);
-    for arn in &managed {
-        let attached = live_managed.contains(arn);
-        steps.push(IamStep {
-            kind: "IAMManagedPolicy",
-            name: format!("{name}/{arn}"),
-            change: if attached {
-                Change::Unchanged
-            } else {
-                Change::Created
-            },
-            action: if attached {
-                IamAction::None
-            } else {
-                IamAction::AttachManagedPolicy {
-                    role: name.clone(),
-                    policy_arn: arn.clone(),
-                }
-            },
-        });
-    }
-    for stale in live_managed.iter().filter(|a| !managed.contains(a)) {
-        steps.push(IamStep {
-            kind: "IAMManagedPolicy",
-            name: format!("{name}/{stale}"),
-            change: Change::Deleted,
-            action: IamAction::DetachManagedPolicy {
-                role: name.clone(),
-                policy_arn: stale.clone(),
-            },
-        });
-    }
-    Ok(Some(VendorRolePlan {
-        role_arn,
-        external_id,
-        steps,
-    }))
-}
-
 /// The aws-auth entry a profile wants for `role_arn` (path stripped, as aws-auth needs).
 pub fn desired_mapping(
     profile: &Profile,
@@ -699,8 +478,11 @@ fn plan_mapping(observed: &Observed, wanted: Mapping) -> AwsAuthStep {
         action: if change == Change::Unchanged {
             AwsAuthAction::None
         } else {
-            AwsAuthAction::Upsert { mapping: wanted }
+            AwsAuthAction::Upsert {
+                mapping: wanted.clone(),
+            }
         },
+        wanted: Some(wanted),
     }
 }
 
@@ -728,262 +510,6 @@ fn check_account(cluster: &ClusterFacts, observed: &Observed) -> Result<(), Plan
         });
     }
     Ok(())
-}
-
-fn profile_of_namespace(live: &Value) -> Option<&str> {
-    live["metadata"]["annotations"][PROFILE_ANNOTATION].as_str()
-}
-
-/// Steps that make the bundle true.
-fn plan_bundle_apply(
-    profile: &Profile,
-    bundle: &Bundle,
-    observed: &Observed,
-) -> Result<Vec<KubeStep>, PlanError> {
-    let name = profile.name();
-    let mut steps = Vec::new();
-    let ns_obj = bundle.namespace_object(name);
-    match observed.objects.get(&ns_obj.key) {
-        None => steps.push(KubeStep {
-            key: ns_obj.key.clone(),
-            desired: ns_obj.body.clone(),
-            change: Change::Created,
-            action: KubeAction::Create(ns_obj.body.clone()),
-        }),
-        Some(live) => {
-            if let Some(other) = profile_of_namespace(live).filter(|p| *p != name) {
-                return Err(PlanError::NamespaceOwnedByOtherProfile {
-                    namespace: bundle.namespace.clone(),
-                    other: other.to_owned(),
-                });
-            }
-            // Only the keys we own; stale policy annotations (e.g. an IRSA ARN no longer
-            // wanted) are removed with null.
-            let mut annotations: Map<String, Value> = bundle
-                .namespace_annotations
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone().into()))
-                .collect();
-            for key in POLICY_ANNOTATIONS {
-                if !annotations.contains_key(key)
-                    && live["metadata"]["annotations"].get(key).is_some()
-                {
-                    annotations.insert(key.to_owned(), Value::Null);
-                }
-            }
-            let desired = json!({"metadata": {
-                "labels": bundle.namespace_labels,
-                "annotations": annotations,
-            }});
-            let mut shown = live.clone();
-            json_patch::merge(&mut shown, &desired);
-            let unchanged = covers(live, &desired)
-                && annotations
-                    .iter()
-                    .filter(|(_, v)| v.is_null())
-                    .all(|(k, _)| live["metadata"]["annotations"].get(k).is_none());
-            steps.push(KubeStep {
-                key: ns_obj.key.clone(),
-                desired: strip_server_fields(shown),
-                change: if unchanged {
-                    Change::Unchanged
-                } else {
-                    Change::Updated
-                },
-                action: if unchanged {
-                    KubeAction::None
-                } else {
-                    KubeAction::MergePatch(desired)
-                },
-            });
-        }
-    }
-    for obj in bundle.cluster_scoped.iter().chain(&bundle.namespaced) {
-        steps.push(plan_object_apply(name, obj, observed)?);
-    }
-    Ok(steps)
-}
-
-fn plan_object_apply(
-    profile: &str,
-    obj: &KubeObject,
-    observed: &Observed,
-) -> Result<KubeStep, PlanError> {
-    let (change, action) = match observed.objects.get(&obj.key) {
-        None => (Change::Created, KubeAction::Create(obj.body.clone())),
-        Some(live) if !is_ours(live, profile) => {
-            return Err(PlanError::ObjectNotOurs {
-                object: obj.key.to_string(),
-                profile: profile.to_owned(),
-            });
-        }
-        Some(live) if covers(live, &obj.body) => (Change::Unchanged, KubeAction::None),
-        Some(_) => (
-            Change::Updated,
-            KubeAction::MergePatch(merge_patch_for(&obj.body)),
-        ),
-    };
-    Ok(KubeStep {
-        key: obj.key.clone(),
-        desired: obj.body.clone(),
-        change,
-        action,
-    })
-}
-
-fn strip_server_fields(mut v: Value) -> Value {
-    if let Some(meta) = v["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "managedFields",
-            "generation",
-            "selfLink",
-        ] {
-            meta.remove(k);
-        }
-    }
-    if let Some(map) = v.as_object_mut() {
-        map.remove("status");
-    }
-    v
-}
-
-/// Steps that remove the bundle: our namespaced objects; the namespace's label/annotations
-/// (or the namespace with `delete_namespace`); the shared ClusterRole when `last` is true.
-fn plan_bundle_remove(
-    profile: &Profile,
-    bundle: &Bundle,
-    observed: &Observed,
-    delete_namespace: bool,
-    last: bool,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<KubeStep>, PlanError> {
-    let name = profile.name();
-    let ns_key = bundle.namespace_object(name).key;
-    let live_ns = observed.objects.get(&ns_key);
-    if let Some(live) = live_ns
-        && let Some(other) = profile_of_namespace(live).filter(|p| *p != name)
-    {
-        return Err(PlanError::NamespaceOwnedByOtherProfile {
-            namespace: bundle.namespace.clone(),
-            other: other.to_owned(),
-        });
-    }
-    let mut steps = Vec::new();
-    let mut remove =
-        |obj: &KubeObject, steps: &mut Vec<KubeStep>| match observed.objects.get(&obj.key) {
-            None => steps.push(KubeStep {
-                key: obj.key.clone(),
-                desired: obj.body.clone(),
-                change: Change::Absent,
-                action: KubeAction::None,
-            }),
-            Some(live) if !is_ours(live, name) => {
-                warnings.push(format!(
-                    "kept {}: it is not labelled as made by kubectl-mlplatform for profile {name}",
-                    obj.key
-                ));
-                steps.push(KubeStep {
-                    key: obj.key.clone(),
-                    desired: live.clone(),
-                    change: Change::Unchanged,
-                    action: KubeAction::None,
-                });
-            }
-            Some(live) => steps.push(KubeStep {
-                key: obj.key.clone(),
-                desired: strip_server_fields(live.clone()),
-                change: Change::Deleted,
-                action: KubeAction::Delete,
-            }),
-        };
-    // Bindings before what they bind, then the shared role.
-    for obj in bundle.namespaced.iter().rev() {
-        remove(obj, &mut steps);
-    }
-    if last {
-        for obj in &bundle.cluster_scoped {
-            remove(obj, &mut steps);
-        }
-    } else {
-        for obj in &bundle.cluster_scoped {
-            steps.push(KubeStep {
-                key: obj.key.clone(),
-                desired: obj.body.clone(),
-                change: Change::Unchanged,
-                action: KubeAction::None,
-            });
-        }
-    }
-    match live_ns {
-        None => steps.push(KubeStep {
-            key: ns_key,
-            desired: Value::Null,
-            change: Change::Absent,
-            action: KubeAction::None,
-        }),
-        Some(live) if delete_namespace => steps.push(KubeStep {
-            key: ns_key,
-            desired: strip_server_fields(live.clone()),
-            change: Change::Deleted,
-            action: KubeAction::Delete,
-        }),
-        Some(live) => {
-            let labels = &live["metadata"]["labels"];
-            let annotations = &live["metadata"]["annotations"];
-            let mut label_patch = Map::new();
-            for key in [MANAGED_LABEL, PROFILE_LABEL] {
-                if labels.get(key).is_some() {
-                    label_patch.insert(key.to_owned(), Value::Null);
-                }
-            }
-            if labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE {
-                label_patch.insert(MANAGED_BY_LABEL.to_owned(), Value::Null);
-            }
-            let mut annotation_patch = Map::new();
-            for key in POLICY_ANNOTATIONS {
-                if annotations.get(key).is_some() {
-                    annotation_patch.insert(key.to_owned(), Value::Null);
-                }
-            }
-            let changed = !label_patch.is_empty() || !annotation_patch.is_empty();
-            let patch =
-                json!({"metadata": {"labels": label_patch, "annotations": annotation_patch}});
-            let mut shown = live.clone();
-            json_patch::merge(&mut shown, &patch);
-            steps.push(KubeStep {
-                key: ns_key,
-                desired: strip_server_fields(shown),
-                change: if changed {
-                    Change::Updated
-                } else {
-                    Change::Unchanged
-                },
-                action: if changed {
-                    KubeAction::MergePatch(patch)
-                } else {
-                    KubeAction::None
-                },
-            });
-        }
-    }
-    Ok(steps)
-}
-
-fn bundle_for(
-    profile: &Profile,
-    vars: &Vars,
-    namespace: &str,
-) -> Result<Option<Bundle>, PlanError> {
-    profile
-        .spec
-        .namespace
-        .as_ref()
-        .map(|spec| render_bundle(profile, spec, vars, namespace))
-        .transpose()
-        .map_err(PlanError::from)
 }
 
 /// connect: vendor role, its mapping, the namespace bundle.
@@ -1126,6 +652,7 @@ pub fn plan_disconnect(
             arn,
             change,
             action,
+            wanted: None,
         });
     }
     if let Some(bundle) = bundle_for(profile, &vars, &inputs.namespace)? {
@@ -1245,6 +772,65 @@ mod tests {
         let arr = json!({"Statement": {"Condition": {"StringEquals": {"sts:ExternalId": ["x1"]}}}});
         assert_eq!(external_id_from_trust(&arr).as_deref(), Some("x1"));
         assert_eq!(external_id_from_trust(&json!({})), None);
+    }
+
+    #[test]
+    fn parameters_are_checked_by_type_and_name() {
+        let concurrent = crate::profile::load_profile("concurrent").unwrap();
+        let given = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert!(resolve_params(&concurrent, &given("vendorAccount", "111122223333"), true).is_ok());
+        assert!(matches!(
+            resolve_params(&concurrent, &given("vendorAccount", "abc"), true),
+            Err(PlanError::BadAccount { .. })
+        ));
+        assert!(matches!(
+            resolve_params(&concurrent, &given("nope", "1"), true),
+            Err(PlanError::UnknownParameter { .. })
+        ));
+        let missing = resolve_params(&concurrent, &BTreeMap::new(), true).unwrap_err();
+        assert!(
+            missing.to_string().contains("pass --vendor-account"),
+            "{missing}"
+        );
+        assert!(resolve_params(&concurrent, &BTreeMap::new(), false).is_ok());
+        let hopsworks = crate::profile::load_profile("hopsworks").unwrap();
+        let user_arn = given("instanceRoleArn", "arn:aws:iam::123456789012:user/bob");
+        assert!(matches!(
+            resolve_params(&hopsworks, &user_arn, true),
+            Err(PlanError::BadRoleArn { .. })
+        ));
+    }
+
+    #[test]
+    fn a_namespace_of_another_profile_is_refused() {
+        let profile = crate::profile::load_profile("concurrent").unwrap();
+        let mut vars = Vars::new();
+        vars.set("profile", "concurrent").set("namespace", "shared");
+        let mut objects = BTreeMap::new();
+        objects.insert(
+            ObjectKey {
+                kind: crate::objects::Kind::Namespace,
+                namespace: None,
+                name: "shared".into(),
+            },
+            json!({"metadata": {"name": "shared", "annotations": {PROFILE_ANNOTATION: "arthur"}}}),
+        );
+        let observed = Observed {
+            caller: CallerIdentity {
+                account: String::new(),
+                arn: String::new(),
+            },
+            role: None,
+            aws_auth: None,
+            objects,
+            profile_namespaces: Vec::new(),
+        };
+        let err = plan_namespace_add(&profile, &vars, "shared", &observed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("already managed for profile arthur"),
+            "{err}"
+        );
     }
 
     #[test]

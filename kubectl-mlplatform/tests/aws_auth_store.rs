@@ -155,6 +155,50 @@ async fn injected_conflict_is_retried_with_a_fresh_read() {
 }
 
 #[tokio::test]
+async fn transient_failures_and_a_vanished_configmap_are_retried() {
+    for status in [503, 429, 404] {
+        let double = KubeDouble::start().await;
+        load(&double, "eksctl.yaml");
+        double.inject_failure("PUT", CM_PATH, status, 1);
+        let change = modify_aws_auth(&double.client(), DryRun::None, |a| {
+            a.upsert(MappingKind::Role, vendor())
+        })
+        .await
+        .unwrap();
+        assert_eq!(change, Change::Created, "after HTTP {status}");
+        let puts = double
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count();
+        assert_eq!(puts, 2, "after HTTP {status}");
+        assert!(stored_map_roles(&double).contains(VENDOR_NO_PATH));
+    }
+}
+
+#[tokio::test]
+async fn other_failures_are_not_retried() {
+    let double = KubeDouble::start().await;
+    load(&double, "eksctl.yaml");
+    double.inject_failure("PUT", CM_PATH, 422, 1);
+    let err = modify_aws_auth(&double.client(), DryRun::None, |a| {
+        a.upsert(MappingKind::Role, vendor())
+    })
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AwsAuthError::Kube { .. }), "{err}");
+    assert!(err.to_string().contains("(HTTP 422)"), "{err}");
+    assert_eq!(
+        double
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PUT")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_real_concurrent_writer_is_not_overwritten() {
     let double = KubeDouble::start().await;
     load(&double, "eksctl.yaml");
@@ -201,10 +245,13 @@ async fn endless_conflicts_give_up_with_a_clear_line() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, AwsAuthError::ConflictRetriesExhausted { .. }),
+        matches!(err, AwsAuthError::RetriesExhausted { .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("re-run"));
+    assert_eq!(
+        err.to_string(),
+        "could not write aws-auth after 5 attempts (last: HTTP 409: aws-auth changed since it was read); re-run the command"
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, create_mock_http_client, mock};
 use kubectl_mlplatform::aws::{Aws, AwsError};
 
-/// An `Aws` whose clients never reach a network (port 1), then one client swapped for a mock.
+/// An `Aws` for one test: the client under test is swapped for a mock; the others (pointed at
+/// an unused local endpoint) are never called.
 async fn offline() -> Aws {
     Aws::from_conf("us-east-1", Some("http://127.0.0.1:1"))
         .await
@@ -149,4 +150,37 @@ async fn a_cluster_answer_without_an_arn_is_reported_not_panicked() {
     aws.eks = eks_with(&rule);
     let err = aws.describe_cluster("x").await.unwrap_err();
     assert!(matches!(err, AwsError::BadResponse { .. }), "{err}");
+}
+
+/// An endpoint that accepts connections and never answers must not hang the command.
+#[tokio::test]
+async fn a_silent_endpoint_times_out_instead_of_hanging() {
+    use kubectl_mlplatform::aws::AwsSettings;
+    use std::time::Duration;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let aws = Aws::from_settings(AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(format!("http://{addr}")),
+        static_credentials: Some(("a".into(), "b".into())),
+        attempt_timeout: Some(Duration::from_millis(300)),
+        ..AwsSettings::default()
+    })
+    .await
+    .unwrap();
+    // Without the attempt timeout this call would wait forever; the guard only turns such a
+    // hang into a failure, it measures nothing.
+    let result = tokio::time::timeout(Duration::from_secs(120), aws.caller_identity()).await;
+    let err = result.expect("caller_identity hung").unwrap_err();
+    assert!(
+        matches!(err, AwsError::EndpointUnreachable { .. }),
+        "{err:?}"
+    );
 }

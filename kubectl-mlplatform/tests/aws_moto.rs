@@ -216,8 +216,13 @@ async fn oidc_provider_find_create_delete() {
 
 #[tokio::test]
 async fn unreachable_endpoint_is_one_clear_line() {
-    // Port 1 on localhost: nothing listens there.
-    let aws = Aws::from_conf(REGION, Some("http://127.0.0.1:1"))
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let aws = Aws::from_conf(REGION, Some(&format!("http://127.0.0.1:{port}")))
         .await
         .unwrap();
     let err = aws.caller_identity().await.unwrap_err();

@@ -442,6 +442,24 @@ async fn doctor_passes_after_connect_and_fails_with_fix_commands_after_a_binding
     assert!(ok.stdout.contains("✓"), "{}", ok.stdout);
     assert!(!ok.stdout.contains("✗"), "{}", ok.stdout);
 
+    let wrong_id = env
+        .run(&[
+            "doctor",
+            "--profile",
+            "concurrent",
+            "--vendor-account",
+            VENDOR,
+            "--external-id",
+            "not-the-one",
+        ])
+        .await;
+    assert_eq!(wrong_id.code, 1, "{}", wrong_id.stdout);
+    assert!(
+        wrong_id.stdout.contains("external ID differs"),
+        "{}",
+        wrong_id.stdout
+    );
+
     use k8s_openapi::api::rbac::v1::RoleBinding;
     let api: kube::Api<RoleBinding> = kube::Api::namespaced(env.double.client(), NS);
     api.delete(
@@ -611,4 +629,148 @@ async fn unimplemented_profiles_are_refused_up_front() {
         run.stderr
     );
     assert!(env.double.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_webhook_configurations_and_probes_admission() {
+    let env = Env::new().await;
+    env.connect(&[]).await.assert_ok();
+    let doctor_args = [
+        "doctor",
+        "--profile",
+        "concurrent",
+        "--vendor-account",
+        VENDOR,
+        "-o",
+        "json",
+    ];
+    let before = env.run(&doctor_args).await;
+    before.assert_ok();
+    let checks = before.json()["checks"].clone();
+    let warned: Vec<&Value> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "warn")
+        .collect();
+    assert_eq!(warned.len(), 2, "{checks}");
+    assert!(
+        warned
+            .iter()
+            .all(|c| c["fix"] == "kubectl mlplatform webhook install"),
+        "{checks}"
+    );
+
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        env.double.apply_fixture(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": "mlplatform-webhook"}, "webhooks": [],
+        }));
+    }
+    env.double.clear_requests();
+    let after = env.run(&doctor_args).await;
+    after.assert_ok();
+    let checks = after.json()["checks"].clone();
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "pass"),
+        "{checks}"
+    );
+    let probe = env.double.mutating_requests();
+    assert_eq!(probe.len(), 1, "{probe:?}");
+    assert!(
+        probe[0].path.ends_with(&format!("/namespaces/{NS}/pods")) && probe[0].is_dry_run(),
+        "{probe:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_shows_on_a_terminal_and_not_in_pipes() {
+    if !std::path::Path::new("/usr/bin/script").exists() {
+        panic!("/usr/bin/script (util-linux) is needed to give the binary a terminal");
+    }
+    let env = Env::new().await;
+    // In a pipe: no progress lines, just the report.
+    let piped = env.connect(&[]).await;
+    piped.assert_ok();
+    assert_eq!(piped.stderr, "", "progress leaked into a pipe");
+    env.run(&["disconnect", "--profile", "concurrent"])
+        .await
+        .assert_ok();
+    // On a terminal (script(1) allocates a pty): one line per step.
+    let command = format!(
+        "{} connect --profile concurrent --vendor-account {VENDOR}",
+        support::BIN
+    );
+    let tty = env
+        .run_program("/usr/bin/script", &["-qec", &command, "/dev/null"], None)
+        .await;
+    tty.assert_ok();
+    assert!(
+        tty.stdout.contains("reading the current state"),
+        "{}",
+        tty.stdout
+    );
+    assert!(
+        tty.stdout.contains("✓ created RoleBinding"),
+        "{}",
+        tty.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_auth_conflict_is_retried_on_a_fresh_read() {
+    let env = Env::new().await;
+    env.seed_aws_auth();
+    env.double.inject_failure(
+        "PUT",
+        "/api/v1/namespaces/kube-system/configmaps/aws-auth",
+        409,
+        1,
+    );
+    env.connect(&[]).await.assert_ok();
+    let puts: Vec<_> = env
+        .double
+        .mutating_requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/aws-auth"))
+        .collect();
+    assert_eq!(puts.len(), 2, "{puts:?}");
+    let map_roles = env.aws_auth_data().unwrap()["mapRoles"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        map_roles.contains("mlplatform:concurrent") && map_roles.contains("role/ops"),
+        "{map_roles}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_add_twice_writes_nothing_the_second_time() {
+    let env = Env::new().await;
+    let args = [
+        "namespace",
+        "add",
+        "--profile",
+        "concurrent",
+        "-n",
+        "team-b",
+    ];
+    env.run(&args).await.assert_ok();
+    env.double.clear_requests();
+    let again = env.run(&args).await;
+    again.assert_ok();
+    assert!(
+        again.stdout.contains("nothing to change"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(env.double.mutating_requests(), vec![]);
 }

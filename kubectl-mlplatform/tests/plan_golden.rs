@@ -326,7 +326,10 @@ fn disconnect_removes_exactly_what_connect_made_and_only_our_namespace_keys() {
     let KubeAction::MergePatch(patch) = &ns_step.action else {
         panic!("{:?}", ns_step.action)
     };
-    golden("disconnect-namespace-patch.yaml", std::slice::from_ref(patch));
+    golden(
+        "disconnect-namespace-patch.yaml",
+        std::slice::from_ref(patch),
+    );
     assert_eq!(ns_step.desired["metadata"]["labels"]["team"], "ml");
     assert_eq!(ns_step.desired["metadata"]["annotations"]["owner"], "alice");
     let deleted: Vec<String> = plan
@@ -408,4 +411,20 @@ fn clusters_that_ignore_aws_auth_are_refused() {
         ..cluster()
     };
     assert!(plan_connect(&profile, &inputs(), &both, &empty_observed()).is_ok());
+}
+
+#[test]
+fn a_terminating_namespace_is_refused() {
+    let profile = load_profile("concurrent").unwrap();
+    let mut observed = empty_observed();
+    observed.objects.insert(
+        ObjectKey {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: NS.into(),
+        },
+        json!({"metadata": {"name": NS}, "status": {"phase": "Terminating"}}),
+    );
+    let err = plan_connect(&profile, &inputs(), &cluster(), &observed).unwrap_err();
+    assert_eq!(err, PlanError::NamespaceTerminating(NS.into()));
 }

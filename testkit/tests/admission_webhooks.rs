@@ -172,6 +172,13 @@ async fn setup() -> (KubeDouble, FakeWebhook) {
     double.apply_fixture(
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "free"}}),
     );
+    // Pods need their ServiceAccount to exist, as on a real cluster.
+    for ns in ["ml", "free"] {
+        for sa in ["ml-user", "other"] {
+            double.apply_fixture(json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": sa, "namespace": ns}}));
+        }
+    }
     double.apply_fixture(configuration(
         "MutatingWebhookConfiguration",
         "/mutate",

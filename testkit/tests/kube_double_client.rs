@@ -732,3 +732,199 @@ async fn clones_share_one_server() {
         "still served while a clone lives"
     );
 }
+
+#[tokio::test]
+async fn server_side_apply_owns_fields_per_manager() {
+    let double = KubeDouble::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(double.client());
+    let config = |annotations: serde_json::Value, data: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "applied", "annotations": annotations}, "data": data})
+    };
+    let installer = PatchParams::apply("mlplatform");
+    cms.patch(
+        "applied",
+        &installer,
+        &Patch::Apply(config(
+            json!({"cert-manager.io/inject-ca-from": "x/y"}),
+            json!({"a": "1"}),
+        )),
+    )
+    .await
+    .unwrap();
+    // Re-applying without the annotation removes it, as on a real cluster.
+    let out = cms
+        .patch(
+            "applied",
+            &installer,
+            &Patch::Apply(config(json!({}), json!({"a": "2"}))),
+        )
+        .await
+        .unwrap();
+    assert!(out.metadata.annotations.unwrap_or_default().is_empty());
+    assert_eq!(out.data.unwrap()["a"], "2");
+
+    // Another manager changing an owned field conflicts unless it forces.
+    let other = PatchParams::apply("someone-else");
+    let err = cms
+        .patch(
+            "applied",
+            &other,
+            &Patch::Apply(config(json!({}), json!({"a": "3"}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (409, "Conflict".to_string()));
+    cms.patch(
+        "applied",
+        &other.clone().force(),
+        &Patch::Apply(config(json!({}), json!({"a": "3"}))),
+    )
+    .await
+    .unwrap();
+    // A plain merge patch is not an apply and needs no manager.
+    cms.patch(
+        "applied",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"b": "1"}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        double
+            .object("v1", "ConfigMap", Some("default"), "applied")
+            .unwrap()["data"],
+        json!({"a": "3", "b": "1"})
+    );
+}
+
+#[tokio::test]
+async fn lists_paginate_with_limit_and_continue() {
+    let double = KubeDouble::start().await;
+    for i in 0..5 {
+        double.apply_fixture(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": "default"}}));
+    }
+    let cms: Api<ConfigMap> = Api::default_namespaced(double.client());
+    let first = cms.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    let token = first.metadata.continue_.clone().unwrap();
+    let second = cms
+        .list(&ListParams::default().limit(2).continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(second.items[0].metadata.name.as_deref(), Some("cm-2"));
+    // kube's watcher pages through everything (page size 2 here).
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let config = watcher::Config {
+        page_size: Some(2),
+        ..Default::default()
+    };
+    let task = tokio::spawn(
+        reflector(writer, watcher(cms.clone(), config))
+            .applied_objects()
+            .for_each(|_| async {}),
+    );
+    tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.state().len(), 5);
+    task.abort();
+}
+
+#[tokio::test]
+async fn server_stops_when_the_last_clone_drops() {
+    let double = KubeDouble::start().await;
+    let clone = double.clone();
+    let cms: Api<ConfigMap> = Api::default_namespaced(double.client());
+    cms.list(&ListParams::default()).await.unwrap();
+    drop(double);
+    cms.list(&ListParams::default()).await.unwrap();
+    drop(clone);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(cms.list(&ListParams::default()).await.is_err());
+}
+
+#[tokio::test]
+async fn impersonated_requests_are_authorized_by_rbac() {
+    let double = KubeDouble::start().await;
+    create_namespace(&double.client(), "team").await;
+    double.apply_fixture(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "cm-reader", "namespace": "team"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
+    }));
+    double.apply_fixture(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "cm-reader", "namespace": "team"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "vendor", "namespace": "team"}]
+    }));
+    let vendor = double.client_as("system:serviceaccount:team:vendor", &[]);
+    let team: Api<ConfigMap> = Api::namespaced(vendor.clone(), "team");
+    assert!(team.list(&ListParams::default()).await.is_ok());
+    let err = team
+        .create(&PostParams::default(), &cm("x", json!({})))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 403);
+            assert_eq!(
+                s.message,
+                "configmaps is forbidden: User \"system:serviceaccount:team:vendor\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team\""
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let elsewhere: Api<ConfigMap> = Api::namespaced(vendor.clone(), "default");
+    assert_eq!(
+        api_code(elsewhere.list(&ListParams::default()).await.unwrap_err()).0,
+        403
+    );
+    assert!(
+        double.list_objects("v1", "ConfigMap").is_empty(),
+        "nothing was written"
+    );
+
+    // A self review answers for the impersonated user.
+    let ssars: Api<SelfSubjectAccessReview> = Api::all(vendor.clone());
+    let ask = |verb: &str| SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some("team".into()),
+                verb: Some(verb.into()),
+                resource: Some("configmaps".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        ssars
+            .create(&PostParams::default(), &ask("watch"))
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !ssars
+            .create(&PostParams::default(), &ask("delete"))
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .allowed
+    );
+    // system:masters may do anything.
+    let admin_again = double.client_as("someone", &["system:masters"]);
+    Api::<ConfigMap>::namespaced(admin_again, "team")
+        .create(&PostParams::default(), &cm("ok", json!({})))
+        .await
+        .unwrap();
+}

@@ -75,9 +75,71 @@ async fn kubectl_reads_through_discovery() {
             .object("apps/v1", "Deployment", Some("ml-team"), "web")
             .is_none()
     );
+    // Impersonation: discovery stays open, RBAC decides the rest (nobody is bound here).
+    let (ok, _, stderr) = kubectl(&kubeconfig, &["--as", "nobody", "get", "ns"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("namespaces is forbidden: User \"nobody\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"),
+        "{stderr}"
+    );
     let (ok, _, stderr) = kubectl(&kubeconfig, &["get", "ns", "nope"]).await;
     assert!(!ok);
     assert!(stderr.contains("namespaces \"nope\" not found"), "{stderr}");
+}
+
+/// kubectl writes built-in objects in protobuf (unsupported here), but server-side apply
+/// sends YAML: `kubectl apply --server-side` works, with field ownership like the apiserver.
+#[tokio::test]
+async fn kubectl_server_side_apply_writes_and_reconciles() {
+    let double = KubeDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig, EKS_CONTEXT).unwrap();
+    let manifest = dir.path().join("cm.yaml");
+    let write = |labels: &str| {
+        std::fs::write(
+            &manifest,
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\n  labels: {{{labels}}}\ndata: {{a: \"1\"}}\n"),
+        )
+        .unwrap();
+    };
+    let path = manifest.to_str().unwrap().to_string();
+    write("team: ml, old: x");
+    let (ok, stdout, stderr) = kubectl(
+        &kubeconfig,
+        &["apply", "--server-side", "--validate=false", "-f", &path],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("configmap/applied serverside-applied"),
+        "{stdout}"
+    );
+    write("team: ml");
+    let (ok, _, stderr) = kubectl(
+        &kubeconfig,
+        &["apply", "--server-side", "--validate=false", "-f", &path],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let stored = double
+        .object("v1", "ConfigMap", Some("default"), "applied")
+        .unwrap();
+    assert_eq!(
+        stored["metadata"]["labels"],
+        json!({"team": "ml"}),
+        "the dropped label is removed"
+    );
+    let applies: Vec<_> = double
+        .mutating_requests()
+        .into_iter()
+        .filter(|r| r.content_type.as_deref() == Some("application/apply-patch+yaml"))
+        .collect();
+    assert_eq!(applies.len(), 2);
+    assert_eq!(
+        applies[0].query_param("fieldManager").as_deref(),
+        Some("kubectl")
+    );
 }
 
 #[tokio::test]

@@ -109,3 +109,30 @@ fn private_moto_is_isolated_and_stops_on_drop() {
         "moto stopped with its handle"
     );
 }
+
+/// Run by `missing_moto_is_one_clear_line` in a child process with an empty PATH.
+#[test]
+#[ignore = "run by missing_moto_is_one_clear_line with PATH emptied"]
+fn start_without_moto_on_path() {
+    let _ = Moto::start();
+}
+
+#[test]
+fn missing_moto_is_one_clear_line() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "start_without_moto_on_path",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("moto_server not found: pip install 'moto[server]'"),
+        "{stderr}"
+    );
+}

@@ -110,6 +110,12 @@ fn connect_doctor_reconnect_disconnect_against_a_real_cluster() {
         v
     };
 
+    // A failed assertion must not leave objects behind in a real cluster.
+    let _cleanup = Cleanup {
+        plugin: &plugin,
+        args: with(&["--delete-namespace"], "disconnect"),
+    };
+
     let connect = with(&["--vendor-account", VENDOR, "-o", "json"], "connect");
     let first = plugin.ok_json(&args(&connect));
     assert_eq!(first["namespace"], namespace.as_str());
@@ -149,4 +155,19 @@ fn connect_doctor_reconnect_disconnect_against_a_real_cluster() {
     );
     let (code, stdout, _) = plugin.run(&args(&doctor));
     assert_eq!(code, 1, "doctor must fail after disconnect: {stdout}");
+}
+
+/// Runs `disconnect --delete-namespace` when dropped during a panic.
+struct Cleanup<'a> {
+    plugin: &'a Plugin,
+    args: Vec<String>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let (code, _, stderr) = self.plugin.run(&args(&self.args));
+            eprintln!("cleanup after failure: disconnect exited {code}: {stderr}");
+        }
+    }
 }

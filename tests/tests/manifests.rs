@@ -30,6 +30,8 @@ const WEBHOOK_FLAGS: &[&str] = &[
     "--token-expiration",
     "--log-format",
     "--log-level",
+    "--max-body-bytes",
+    "--shutdown-grace-seconds",
 ];
 
 fn strings(list: &[&str]) -> Vec<String> {

@@ -14,7 +14,6 @@ mod webhook_support;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail, ensure};
@@ -35,6 +34,7 @@ use mlplatform_namespace_policy::{
 };
 use serde_json::{Value, json};
 use webhook_support::manifests::Manifests;
+use webhook_support::process::{free_port, start_webhook};
 
 /// What the environment asks this test to do.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,24 +78,57 @@ async fn webhook_mutates_and_enforces_through_a_real_api_server() {
         E2eMode::Fail(why) => panic!("{why}"),
     };
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cluster = Cluster::connect(&path)
+    let webhook_bin = webhook_binary().expect("webhook e2e");
+    let (client, server) = connect(&path)
         .await
         .expect("cluster from MLPLATFORM_E2E_KUBECONFIG");
+    let host = webhook_host(&server).await.expect("webhook host");
+    run_scenario(&client, &path, &host, &webhook_bin).await;
+}
+
+/// The same scenario with the testkit's API double as the API server: it calls admission
+/// webhooks the way kube-apiserver does (rules, namespaceSelector, caBundle-verified HTTPS
+/// to the `url:`, patches, denials), so the scenario runs on every machine.
+#[tokio::test]
+async fn webhook_mutates_and_enforces_through_the_kube_double() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let webhook_bin = match webhook_binary() {
+        Ok(bin) => bin,
+        Err(e) if std::env::var("MLPLATFORM_E2E_REQUIRED").as_deref() != Ok("1") => {
+            eprintln!("skipping webhook e2e against the double: {e:#}");
+            return;
+        }
+        Err(e) => panic!("{e:#}"),
+    };
+    let double = mlplatform_testkit::KubeDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig, "kube-double").unwrap();
+    run_scenario(&double.client(), &kubeconfig, "127.0.0.1", &webhook_bin).await;
+}
+
+fn webhook_binary() -> anyhow::Result<PathBuf> {
+    webhook_support::workspace_binary("mlplatform-webhook", "MLPLATFORM_WEBHOOK_BIN").context(
+        "mlplatform-webhook is not built: run `cargo build -p mlplatform-webhook` or set MLPLATFORM_WEBHOOK_BIN",
+    )
+}
+
+/// Runs the scenario, always cleans up, then fails with the first problem.
+async fn run_scenario(
+    client: &Client,
+    kubeconfig: &std::path::Path,
+    host: &str,
+    bin: &std::path::Path,
+) {
     let names = Names::random();
     let mut webhook = None;
-    let outcome = run(&cluster, &path, &names, &mut webhook).await;
-    // Always clean up, then report the first failure.
-    let cleanup = cluster.cleanup(&names).await;
+    let outcome = run(client, kubeconfig, host, bin, &names, &mut webhook).await;
+    let cleanup = cleanup(client, &names).await;
     if let Some(child) = webhook.as_mut() {
         let _ = child.kill().await;
     }
     outcome.expect("webhook e2e");
     cleanup.expect("webhook e2e cleanup");
-}
-
-struct Cluster {
-    client: Client,
-    server: http::Uri,
 }
 
 /// Names of everything this run creates.
@@ -126,66 +159,59 @@ impl Names {
     }
 }
 
-impl Cluster {
-    async fn connect(path: &std::path::Path) -> anyhow::Result<Self> {
-        let kubeconfig = Kubeconfig::read_from(path)?;
-        let config =
-            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        let server = config.cluster_url.clone();
-        Ok(Self {
-            client: Client::try_from(config)?,
-            server,
-        })
-    }
+async fn connect(path: &std::path::Path) -> anyhow::Result<(Client, http::Uri)> {
+    let kubeconfig = Kubeconfig::read_from(path)?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let server = config.cluster_url.clone();
+    Ok((Client::try_from(config)?, server))
+}
 
-    /// The address the API server should dial for the webhook.
-    async fn webhook_host(&self) -> anyhow::Result<String> {
-        if let Ok(host) = std::env::var("MLPLATFORM_E2E_WEBHOOK_HOST")
-            && !host.trim().is_empty()
-        {
-            return Ok(host.trim().to_owned());
-        }
-        let host = self
-            .server
-            .host()
-            .ok_or_else(|| anyhow!("API server URL has no host"))?;
-        let port = self.server.port_u16().unwrap_or(443);
-        let api = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-            .await?
-            .next()
-            .ok_or_else(|| anyhow!("cannot resolve API server {host}"))?;
-        // A connected UDP socket sends nothing; its local address is the one on the route.
-        let probe = std::net::UdpSocket::bind(if api.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
-        probe.connect(api)?;
-        let local = probe.local_addr()?.ip();
-        ensure!(
-            !local.is_loopback(),
-            "the API server is on loopback ({api}), so it runs in a container or VM that cannot dial 127.0.0.1 here; set MLPLATFORM_E2E_WEBHOOK_HOST to this machine's address as the cluster sees it"
-        );
-        Ok(local.to_string())
+/// The address the API server should dial for the webhook.
+async fn webhook_host(server: &http::Uri) -> anyhow::Result<String> {
+    if let Ok(host) = std::env::var("MLPLATFORM_E2E_WEBHOOK_HOST")
+        && !host.trim().is_empty()
+    {
+        return Ok(host.trim().to_owned());
     }
+    let host = server
+        .host()
+        .ok_or_else(|| anyhow!("API server URL has no host"))?;
+    let port = server.port_u16().unwrap_or(443);
+    let api = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow!("cannot resolve API server {host}"))?;
+    // A connected UDP socket sends nothing; its local address is the one on the route.
+    let probe = std::net::UdpSocket::bind(if api.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    probe.connect(api)?;
+    let local = probe.local_addr()?.ip();
+    ensure!(
+        !local.is_loopback(),
+        "the API server is on loopback ({api}), so it runs in a container or VM that cannot dial 127.0.0.1 here; set MLPLATFORM_E2E_WEBHOOK_HOST to this machine's address as the cluster sees it"
+    );
+    Ok(local.to_string())
+}
 
-    async fn cleanup(&self, names: &Names) -> anyhow::Result<()> {
-        let dp = DeleteParams::background();
-        let mut errors = Vec::new();
-        let mwc: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        let vwc: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-        let ns: Api<Namespace> = Api::all(self.client.clone());
-        // Configurations first: a namespace being deleted must not wait on the webhook.
-        if let Err(e) = ignore_not_found(mwc.delete(&names.configuration, &dp).await.map(drop)) {
-            errors.push(format!("MutatingWebhookConfiguration: {e}"));
-        }
-        if let Err(e) = ignore_not_found(vwc.delete(&names.configuration, &dp).await.map(drop)) {
-            errors.push(format!("ValidatingWebhookConfiguration: {e}"));
-        }
-        if let Err(e) = ignore_not_found(ns.delete(&names.namespace, &dp).await.map(drop)) {
-            errors.push(format!("namespace: {e}"));
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            bail!("cleanup failed: {}", errors.join("; "))
-        }
+async fn cleanup(client: &Client, names: &Names) -> anyhow::Result<()> {
+    let dp = DeleteParams::background();
+    let mut errors = Vec::new();
+    let mwc: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let vwc: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let ns: Api<Namespace> = Api::all(client.clone());
+    // Configurations first: a namespace being deleted must not wait on the webhook.
+    if let Err(e) = ignore_not_found(mwc.delete(&names.configuration, &dp).await.map(drop)) {
+        errors.push(format!("MutatingWebhookConfiguration: {e}"));
+    }
+    if let Err(e) = ignore_not_found(vwc.delete(&names.configuration, &dp).await.map(drop)) {
+        errors.push(format!("ValidatingWebhookConfiguration: {e}"));
+    }
+    if let Err(e) = ignore_not_found(ns.delete(&names.namespace, &dp).await.map(drop)) {
+        errors.push(format!("namespace: {e}"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        bail!("cleanup failed: {}", errors.join("; "))
     }
 }
 
@@ -194,12 +220,6 @@ fn ignore_not_found(result: Result<(), kube::Error>) -> Result<(), kube::Error> 
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other,
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("0.0.0.0:0")?
-        .local_addr()?
-        .port())
 }
 
 /// CA and serving certificate for `host` (IP or DNS name).
@@ -223,56 +243,6 @@ fn certificates(host: &str) -> anyhow::Result<(String, String, String)> {
     }
     let cert = leaf.signed_by(&key, &issuer)?;
     Ok((ca_cert.pem(), cert.pem(), key.serialize_pem()))
-}
-
-async fn start_webhook(
-    kubeconfig: &std::path::Path,
-    dir: &std::path::Path,
-    port: u16,
-    health: SocketAddr,
-) -> anyhow::Result<tokio::process::Child> {
-    let bin = webhook_support::workspace_binary("mlplatform-webhook", "MLPLATFORM_WEBHOOK_BIN")
-        .context("mlplatform-webhook is not built: run `cargo build -p mlplatform-webhook` or set MLPLATFORM_WEBHOOK_BIN")?;
-    let log = std::fs::File::create(dir.join("webhook.log"))?;
-    let mut child = tokio::process::Command::new(&bin)
-        .arg(format!("--listen=0.0.0.0:{port}"))
-        .arg(format!("--health-listen={health}"))
-        .arg(format!("--tls-cert-file={}", dir.join("tls.crt").display()))
-        .arg(format!("--tls-key-file={}", dir.join("tls.key").display()))
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg("--aws-region=us-east-1")
-        .arg("--log-format=plain")
-        .arg("--log-level=info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(dir.join("webhook.log")).unwrap_or_default();
-            bail!("mlplatform-webhook exited ({status}):\n{log}");
-        }
-        if readyz(health).await {
-            return Ok(child);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("mlplatform-webhook not ready after 60s")
-}
-
-async fn readyz(addr: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return false;
-    };
-    let req = format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut head = [0u8; 12];
-    tcp.write_all(req.as_bytes()).await.is_ok()
-        && tcp.read_exact(&mut head).await.is_ok()
-        && head.starts_with(b"HTTP/1.1 200")
 }
 
 /// The manifests/ configurations, renamed for this run, pointed at `base_url` with the CA,
@@ -424,24 +394,25 @@ fn env_value<'a>(
 }
 
 async fn run(
-    cluster: &Cluster,
+    client: &Client,
     kubeconfig: &std::path::Path,
+    host: &str,
+    bin: &std::path::Path,
     names: &Names,
     webhook: &mut Option<tokio::process::Child>,
 ) -> anyhow::Result<()> {
-    let client = cluster.client.clone();
-    let host = cluster.webhook_host().await?;
+    let client = client.clone();
     let dir = tempfile::tempdir()?;
-    let (ca_pem, cert_pem, key_pem) = certificates(&host)?;
+    let (ca_pem, cert_pem, key_pem) = certificates(host)?;
     std::fs::write(dir.path().join("tls.crt"), &cert_pem)?;
     std::fs::write(dir.path().join("tls.key"), &key_pem)?;
     let port = free_port()?;
     let health: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    *webhook = Some(start_webhook(kubeconfig, dir.path(), port, health).await?);
+    *webhook = Some(start_webhook(bin, kubeconfig, dir.path(), port, health).await?);
     let host_in_url = if host.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{host}]")
     } else {
-        host.clone()
+        host.to_owned()
     };
     let base_url = format!("https://{host_in_url}:{port}");
     eprintln!(
@@ -493,7 +464,9 @@ async fn run(
 
     // ServiceAccounts: the user SA gets the namespace's role ARN.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &names.namespace);
-    for name in [&names.user_sa, &names.system_sa] {
+    // `other` exists but is not allowed: a missing SA would be refused by the API server's
+    // ServiceAccount admission before the webhook is asked.
+    for name in [&names.user_sa, &names.system_sa, &"other".to_owned()] {
         let sa: ServiceAccount = from_json(
             json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}),
         );

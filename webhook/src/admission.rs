@@ -20,6 +20,8 @@ pub const KIND: &str = "AdmissionReview";
 pub enum ReviewError {
     #[error("request body is not JSON: {0}; send an admission.k8s.io/v1 AdmissionReview")]
     NotJson(serde_json::Error),
+    #[error("request body is not a valid AdmissionReview: {0}")]
+    Malformed(serde_json::Error),
     #[error(
         "request body is not an admission.k8s.io/v1 AdmissionReview (apiVersion {api_version:?}, kind {kind:?}); configure admissionReviewVersions: [v1]"
     )]
@@ -93,8 +95,13 @@ impl AdmissionRequest<'_> {
 
 /// Parses a request body into its `request`; the envelope must be a v1 AdmissionReview.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<'_>, ReviewError> {
-    let envelope: ReviewEnvelope<'_> =
-        serde_json::from_slice(body).map_err(ReviewError::NotJson)?;
+    let envelope: ReviewEnvelope<'_> = serde_json::from_slice(body).map_err(|err| {
+        if err.is_data() {
+            ReviewError::Malformed(err)
+        } else {
+            ReviewError::NotJson(err)
+        }
+    })?;
     let api_version = envelope.api_version.unwrap_or_default();
     let kind = envelope.kind.unwrap_or_default();
     if *api_version != *API_VERSION || *kind != *KIND {
@@ -251,6 +258,10 @@ mod tests {
         ));
         let no_uid = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#;
         assert!(matches!(parse_review(no_uid), Err(ReviewError::MissingUid)));
+        let no_operation = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u"}}"#;
+        let err = parse_review(no_operation).unwrap_err();
+        assert!(matches!(err, ReviewError::Malformed(_)), "{err}");
+        assert!(err.to_string().contains("operation"), "{err}");
     }
 
     #[test]

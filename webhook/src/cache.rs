@@ -1,11 +1,12 @@
 //! The live cluster cache: namespaces and ServiceAccounts from metadata-only watches
-//! (`kube::runtime::metadata_watcher`), each stored as the small parsed entry the decisions need
+//! (`kube::runtime::watcher` over `Api<PartialObjectMeta<K>>`, kube 5's replacement for the
+//! deprecated `metadata_watcher`), each stored as the small parsed entry the decisions need
 //! (no managedFields, labels or unrelated annotations are kept). A request that misses the
 //! cache triggers one bounded GET whose result (found or not found) is cached.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -42,6 +43,8 @@ pub enum FetchError {
 /// `None` values are negative entries: fetched and known not to exist.
 type NamespaceMap = HashMap<String, Option<Arc<NamespaceEntry>>>;
 type ServiceAccountMap = HashMap<String, HashMap<String, Option<Arc<ServiceAccountEntry>>>>;
+/// The outcome of one GET, shared with the requests that waited for it.
+type SharedFetch = OnceCell<Result<(), String>>;
 
 pub struct ClusterCache {
     client: Option<kube::Client>,
@@ -51,7 +54,7 @@ pub struct ClusterCache {
     service_accounts_synced: AtomicBool,
     /// Fetches in progress: concurrent misses on one key (a Deployment scaling up right
     /// after its ServiceAccount was created) share one GET.
-    in_flight: Mutex<HashMap<Missing, Arc<OnceCell<Result<(), String>>>>>,
+    in_flight: Mutex<HashMap<Missing, Arc<SharedFetch>>>,
     metrics: Metrics,
 }
 
@@ -87,11 +90,20 @@ impl ClusterView for ClusterCache {
     }
 }
 
+/// Shared by every unmanaged namespace (most of a cluster).
+static UNMANAGED: LazyLock<Arc<NamespaceEntry>> =
+    LazyLock::new(|| Arc::new(NamespaceEntry { policy: Ok(None) }));
+
 fn namespace_entry(meta: &PartialObjectMeta<Namespace>) -> Arc<NamespaceEntry> {
-    Arc::new(NamespaceEntry::from_metadata(
+    let entry = NamespaceEntry::from_metadata(
         meta.metadata.labels.as_ref(),
         meta.metadata.annotations.as_ref(),
-    ))
+    );
+    if entry.policy == Ok(None) {
+        UNMANAGED.clone()
+    } else {
+        Arc::new(entry)
+    }
 }
 
 fn service_account_entry(meta: &PartialObjectMeta<ServiceAccount>) -> Arc<ServiceAccountEntry> {

@@ -15,7 +15,8 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Our errors already carry their causes in one line; the chain would repeat them.
+            eprintln!("error: {err}");
             std::process::ExitCode::FAILURE
         }
     }

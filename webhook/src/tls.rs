@@ -27,7 +27,7 @@ pub enum TlsError {
         #[source]
         source: rustls_pki_types::pem::Error,
     },
-    #[error("{flag} {path} holds no PEM certificate")]
+    #[error("{flag} {path} holds no PEM certificate; point it at the serving certificate chain")]
     NoCertificate { flag: &'static str, path: PathBuf },
     #[error("--tls-cert-file and --tls-key-file do not form a usable pair: {0}")]
     Pair(rustls::Error),

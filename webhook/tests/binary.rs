@@ -134,12 +134,56 @@ async fn binary_serves_mutate_over_https_and_exits_0_on_sigterm() {
     assert_eq!(review["response"]["uid"], "bin-1");
     assert_eq!(review["response"]["patchType"], "JSONPatch");
 
+    // A request whose body is half sent when SIGTERM arrives is still answered.
+    let stream = tls_connect(
+        tls_addr,
+        client_config(&[&pki.ca_der], rustls::DEFAULT_VERSIONS, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (chunks_tx, mut chunks_rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(2);
+    let body = http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| {
+        chunks_rx.poll_recv(cx)
+    }));
+    let request = Request::post("/mutate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let in_flight = tokio::spawn(async move { sender.send_request(request).await });
+    let review = serde_json::to_vec(&pod_review("draining", "ml-team", "ml-user")).unwrap();
+    let (first, rest) = review.split_at(review.len() / 2);
+    chunks_tx
+        .send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(first))))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    chunks_tx
+        .send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(rest))))
+        .await
+        .unwrap();
+    drop(chunks_tx);
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request failed during shutdown");
+    assert_eq!(response.status(), 200);
+    let review: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(review["response"]["uid"], "draining");
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await
         .expect("did not exit within 20s of SIGTERM")

@@ -110,6 +110,16 @@ async fn readiness_after_first_sync_then_watch_updates() {
         }
     })
     .await;
+    // A deleted ServiceAccount leaves the cache (a later request would GET it again).
+    let api = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        double.client(),
+        "ml-team",
+    );
+    api.delete("late", &Default::default()).await.unwrap();
+    eventually("deleted ServiceAccount dropped", || {
+        cache.service_account("ml-team", "late") == Lookup::Missing
+    })
+    .await;
     let text = metrics.encode();
     assert!(
         text.contains(r#"mlplatform_webhook_cache_objects{cache="serviceaccounts"}"#),

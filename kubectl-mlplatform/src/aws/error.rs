@@ -151,12 +151,11 @@ where
             let message = e.message().unwrap_or("no message");
             classify_code(operation, code, message)
         }
-        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
-            AwsError::EndpointUnreachable {
-                operation: operation.to_string(),
-                message: one_line(&err),
-            }
-        }
+        // Not sent, or no HTTP answer (refused, timed out, TLS, not an HTTP server).
+        SdkError::DispatchFailure(d) if !d.is_user() => AwsError::EndpointUnreachable {
+            operation: operation.to_string(),
+            message: one_line(&err),
+        },
         SdkError::TimeoutError(_) => AwsError::EndpointUnreachable {
             operation: operation.to_string(),
             message: "timed out".to_string(),
@@ -285,5 +284,19 @@ mod tests {
             "{classified}"
         );
         assert!(classified.to_string().contains("AWS_ENDPOINT_URL"));
+
+        // Something answered, but not HTTP (a wrong AWS_ENDPOINT_URL port).
+        let garbage = std::io::Error::other("invalid HTTP version parsed");
+        let err: SdkError<GetCallerIdentityError, HttpResponse> =
+            SdkError::dispatch_failure(ConnectorError::other(Box::new(garbage), None));
+        let classified = classify("sts:GetCallerIdentity", err);
+        assert!(
+            matches!(classified, AwsError::EndpointUnreachable { .. }),
+            "{classified}"
+        );
+        assert!(
+            classified.to_string().contains("invalid HTTP version"),
+            "{classified}"
+        );
     }
 }

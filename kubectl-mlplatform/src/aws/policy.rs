@@ -20,8 +20,10 @@ pub fn normalize_policy(doc: &Value) -> Value {
     for (k, v) in map {
         let v = match k.as_str() {
             "Statement" => {
-                let mut statements: Vec<Value> =
-                    as_list(v).iter().map(normalize_statement).collect();
+                let mut statements: Vec<Value> = as_list(v)
+                    .iter()
+                    .map(|st| sort_keys(normalize_statement(st)))
+                    .collect();
                 statements.sort_by_key(Value::to_string);
                 statements.dedup();
                 Value::Array(statements)
@@ -32,7 +34,27 @@ pub fn normalize_policy(doc: &Value) -> Value {
     }
     out.entry("Version")
         .or_insert_with(|| Value::String("2012-10-17".into()));
-    Value::Object(out)
+    sort_keys(Value::Object(out))
+}
+
+/// Objects rebuilt with keys in sorted order at every level, so the text form used to sort
+/// statements does not depend on how the input ordered its keys (serde_json may keep
+/// insertion order when another crate enables `preserve_order`).
+fn sort_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sort_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
 }
 
 fn as_list(v: &Value) -> Vec<Value> {
@@ -196,6 +218,64 @@ mod tests {
             json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::a/*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]}),
         ] {
             assert!(!policy_documents_equal(&base, &other), "{other}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn action() -> impl Strategy<Value = String> {
+            "[a-z]{2,5}:[A-Z][a-zA-Z]{1,10}"
+        }
+
+        /// A statement, and the same statement written differently (string vs one-element
+        /// list, list order, action case, key order).
+        fn statement_pair() -> impl Strategy<Value = (Value, Value)> {
+            (
+                prop::sample::select(vec!["Allow", "Deny"]),
+                prop::collection::vec(action(), 1..4),
+                prop::collection::vec("arn:aws:s3:::[a-z]{1,6}/\\*", 1..3),
+                any::<bool>(),
+            )
+                .prop_map(|(effect, actions, resources, scalar)| {
+                    let a = json!({"Effect": effect, "Action": actions, "Resource": resources});
+                    let mut reversed_actions: Vec<String> =
+                        actions.iter().rev().map(|x| x.to_ascii_uppercase()).collect();
+                    reversed_actions.dedup();
+                    let action_value = if scalar && reversed_actions.len() == 1 {
+                        json!(reversed_actions[0])
+                    } else {
+                        json!(reversed_actions)
+                    };
+                    let resources_rev: Vec<String> = resources.iter().rev().cloned().collect();
+                    let b = json!({"Resource": resources_rev, "Action": action_value, "Effect": effect});
+                    (a, b)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn rewritten_documents_are_equal_and_normalizing_is_idempotent(
+                pairs in prop::collection::vec(statement_pair(), 1..4),
+                reverse in any::<bool>(),
+            ) {
+                let (mut left, mut right): (Vec<Value>, Vec<Value>) = pairs.into_iter().unzip();
+                if reverse {
+                    right.reverse();
+                }
+                let a = json!({"Version": "2012-10-17", "Statement": left.clone()});
+                let b = json!({"Statement": right.clone()});
+                prop_assert!(policy_documents_equal(&a, &b));
+                let once = normalize_policy(&a);
+                prop_assert_eq!(normalize_policy(&once), once);
+                // Dropping a statement is a real difference (unless it was a duplicate).
+                let removed = left.remove(0);
+                if !left.iter().any(|s| policy_documents_equal(&json!({"Statement": [s]}), &json!({"Statement": [&removed]}))) {
+                    let c = json!({"Version": "2012-10-17", "Statement": left});
+                    prop_assert!(!policy_documents_equal(&a, &c));
+                }
+            }
         }
     }
 

@@ -180,6 +180,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever the text, splicing never panics and never returns text that does not
+        /// parse back to exactly the wanted entries.
+        #[test]
+        fn any_text_is_safe(original in "(( {0,3}- |#| {0,4})[a-z:'\"\\[\\]{}, ]{0,12}\n){0,8}", keep in proptest::option::of(0usize..4)) {
+            let entries = parse("- rolearn: arn:aws:iam::1:role/c\n  username: c\n");
+            if let Some(text) = splice(&original, &entries, &[keep]) {
+                proptest::prop_assert_eq!(parse(&text), entries);
+            }
+        }
+    }
+
     #[test]
     fn gives_up_on_shapes_it_cannot_cut() {
         let flow = "[{rolearn: 'arn:aws:iam::1:role/a', username: a}]";

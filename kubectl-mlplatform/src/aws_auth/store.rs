@@ -15,6 +15,9 @@ use crate::common::{Change, DryRun};
 /// Attempts before giving up when someone else keeps writing aws-auth between our read and write.
 const MAX_ATTEMPTS: usize = 5;
 const FIELD_MANAGER: &str = "kubectl-mlplatform";
+/// Answers worth another attempt: throttled or a temporarily unavailable API server.
+const RETRIABLE_CODES: [u16; 5] = [429, 500, 502, 503, 504];
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What [`modify_aws_auth_detailed`] did: the edit's change and the data before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -90,6 +93,7 @@ where
     F: Fn(&mut AwsAuth) -> Result<Change, AwsAuthError>,
 {
     let api = api(client);
+    let mut last = String::new();
     for attempt in 1..=MAX_ATTEMPTS {
         let current = api
             .get_opt(CONFIGMAP_NAME)
@@ -140,9 +144,28 @@ where
                 outcome.sent = true;
                 return Ok(outcome);
             }
-            // Someone wrote aws-auth (or created it) since we read it: start over from theirs.
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                tracing::info!(attempt, "aws-auth changed since it was read; re-reading");
+            // Someone wrote, created or deleted aws-auth since we read it: start over from
+            // theirs.
+            Err(kube::Error::Api(status))
+                if status.code == 409 || (status.code == 404 && outcome.existed) =>
+            {
+                tracing::info!(
+                    attempt,
+                    code = status.code,
+                    "aws-auth changed since it was read; re-reading"
+                );
+                last = format!("HTTP {}: aws-auth changed since it was read", status.code);
+            }
+            // A transient API server failure. Retrying is safe: the write is conditional on the
+            // version read, so if it did land, the next attempt sees it and writes nothing.
+            Err(kube::Error::Api(status)) if RETRIABLE_CODES.contains(&status.code) => {
+                tracing::info!(
+                    attempt,
+                    code = status.code,
+                    "API server busy; retrying aws-auth write"
+                );
+                last = format!("HTTP {}: {}", status.code, status.message);
+                tokio::time::sleep(RETRY_PAUSE * attempt as u32).await;
             }
             Err(e) => {
                 let action = if outcome.existed {
@@ -154,7 +177,8 @@ where
             }
         }
     }
-    Err(AwsAuthError::ConflictRetriesExhausted {
+    Err(AwsAuthError::RetriesExhausted {
         attempts: MAX_ATTEMPTS,
+        last,
     })
 }

@@ -204,7 +204,14 @@ fn never_removes_node_entries() {
             mapping(NODE_ROLE, "x", &["system:nodes"]),
         )
         .unwrap_err();
-    assert!(matches!(err, AwsAuthError::ProtectedEntry { .. }));
+    assert!(
+        matches!(err, AwsAuthError::ProtectedGroupDropped { ref group, .. } if group == "system:bootstrappers"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("keep system:bootstrappers in --group")
+    );
     assert_eq!(auth.render(), d, "a refused edit changes nothing");
     // A Fargate-style entry with only system:nodes is protected too.
     let d = data(&[(

@@ -136,6 +136,22 @@ pub async fn run(
     }
 }
 
+/// Checks the flags without any I/O, so bad input is reported before kubeconfig or cluster
+/// problems (callers may run this before building the kube client).
+pub fn validate(cmd: &AwsAuthCommand) -> Result<(), AwsAuthError> {
+    match &cmd.action {
+        AwsAuthAction::Get => Ok(()),
+        AwsAuthAction::Add(args) => mapping_from_args(args).map(|_| ()),
+        AwsAuthAction::Remove(args) => {
+            let kind = match args.kind {
+                Some(kind) => kind,
+                None => kind_of_arn(&args.arn)?,
+            };
+            normalize_arn(kind, &args.arn).map(|_| ())
+        }
+    }
+}
+
 /// Flags → the mapping to write, with the ARN normalized and system:masters checked.
 pub fn mapping_from_args(args: &AddArgs) -> Result<(MappingKind, Mapping), AwsAuthError> {
     let kind = match args.kind {
@@ -338,10 +354,33 @@ pub fn data_diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, Str
     diff
 }
 
-/// Longest-common-subsequence line diff; aws-auth keys are small.
+/// Line diff: common head and tail as context, longest common subsequence in between. The
+/// middle is bounded (a ConfigMap holds up to 1 MiB); past the bound it is shown as replaced.
 fn line_diff(old: &str, new: &str) -> Vec<String> {
+    const MAX_LCS_CELLS: usize = 4_000_000;
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (mid_a, mid_b) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
+
+    let mut lines: Vec<String> = a[..head].iter().map(|l| format!("  {l}")).collect();
+    if (mid_a.len() + 1).saturating_mul(mid_b.len() + 1) > MAX_LCS_CELLS {
+        lines.extend(mid_a.iter().map(|l| format!("- {l}")));
+        lines.extend(mid_b.iter().map(|l| format!("+ {l}")));
+    } else {
+        lines.extend(lcs_diff(mid_a, mid_b));
+    }
+    lines.extend(a[a.len() - tail..].iter().map(|l| format!("  {l}")));
+    lines
+}
+
+fn lcs_diff(a: &[&str], b: &[&str]) -> Vec<String> {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
@@ -395,6 +434,28 @@ mod tests {
             AwsAuthAction::Add(a) => a,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn validate_needs_no_cluster() {
+        let parse = |argv: &[&str]| {
+            let mut full = vec!["kubectl-mlplatform", "aws-auth"];
+            full.extend_from_slice(argv);
+            let Top::AwsAuth(cmd) = Cli::try_parse_from(full).unwrap().cmd;
+            cmd
+        };
+        assert!(validate(&parse(&["get"])).is_ok());
+        assert!(
+            validate(&parse(&[
+                "remove",
+                "--arn",
+                "arn:aws:iam::111122223333:role/x"
+            ]))
+            .is_ok()
+        );
+        let err = validate(&parse(&["remove", "--arn", "arn:aws:iam::1:role/x"])).unwrap_err();
+        assert!(err.to_string().contains("12-digit"), "{err}");
+        assert!(validate(&parse(&["add", "--arn", "x"])).is_err());
     }
 
     #[test]
@@ -473,6 +534,13 @@ mod tests {
             "--- aws-auth mapRoles\n+++ aws-auth mapRoles\n  - a\n+ - c\n  - b\n"
         );
         assert_eq!(data_diff(&before, &before), "");
+        // A huge change stays bounded: shown as replaced, no quadratic table.
+        let big_old: String = (0..5000).map(|i| format!("- old{i}\n")).collect();
+        let big_new: String = (0..5000).map(|i| format!("- new{i}\n")).collect();
+        let lines = line_diff(&big_old, &big_new);
+        assert_eq!(lines.len(), 10_000);
+        assert_eq!(lines[0], "- - old0");
+        assert_eq!(lines[5000], "+ - new0");
         after.insert("mapRoles".into(), "- a\n- d\n".into());
         assert_eq!(
             data_diff(&before, &after),

@@ -18,7 +18,7 @@ use crate::common::{GlobalArgs, OutputFormat};
 use crate::doctor::{Check, CheckStatus, checks_from_plan, failed_count, rbac_expectations};
 use crate::kube_io::{can_i, one_line};
 use crate::output::{render_data, table};
-use crate::plan::{check_implemented, plan_connect};
+use crate::plan::{Plan, check_implemented, plan_connect};
 use crate::profile::{Profile, load_profile};
 
 const WEBHOOK_NAME: &str = "mlplatform-webhook";
@@ -77,7 +77,8 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
     let connect_inputs = inputs(args, &session.namespace, params, false)?;
     let plan = match plan_connect(&profile, &connect_inputs, &cluster, &observed) {
         Ok(plan) => {
-            checks.extend(checks_from_plan(&plan, &fix));
+            let live_trust = observed.role.as_ref().map(|r| &r.trust_policy);
+            checks.extend(checks_from_plan(&plan, live_trust, &fix));
             Some(plan)
         }
         Err(e) => {
@@ -145,18 +146,9 @@ fn checks_table(checks: &[Check]) -> String {
 }
 
 async fn rbac_checks(kube: &kube::Client, profile: &Profile, plan: &Plan, fix: &str) -> Vec<Check> {
-    let vendor = plan.aws_auth.as_ref().and_then(|step| match &step.action {
-        crate::plan::AwsAuthAction::Upsert { mapping } => Some(mapping.clone()),
-        _ => None,
-    });
-    // The mapping as wanted (also when unchanged): recompute username/group from the profile.
-    let access = profile.spec.cluster_access.as_ref();
-    let username = vendor
-        .as_ref()
-        .map(|m| m.username.clone())
-        .or_else(|| access.map(|a| a.username.clone()));
-    let group = access.map(|a| a.group.clone());
-    let vendor_pair = username.as_deref().zip(group.as_deref());
+    // The vendor as the authorizer sees it through the mapping: its username and named group.
+    let wanted = plan.aws_auth.as_ref().and_then(|step| step.wanted.as_ref());
+    let vendor_pair = wanted.and_then(|m| Some((m.username.as_str(), m.groups.first()?.as_str())));
     let expectations = rbac_expectations(
         profile,
         &plan.outputs.namespace,
@@ -186,8 +178,6 @@ async fn rbac_checks(kube: &kube::Client, profile: &Profile, plan: &Plan, fix: &
         })
         .collect()
 }
-
-use crate::plan::Plan;
 
 fn webhook_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {

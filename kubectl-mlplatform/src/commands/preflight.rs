@@ -114,6 +114,7 @@ pub async fn session(
         .clone()
         .or_else(|| hint.as_ref().and_then(|h| h.region.clone()));
     let namespace = resolve_namespace(global, Some(&target), profile)?;
+    tracing::debug!(cluster = %cluster_name, region = ?region, %namespace, hint = ?hint, "target resolved");
     let (kube, aws) = tokio::join!(target.client(), Aws::from_env(region.as_deref()));
     Ok(Session {
         kube: kube?,
@@ -214,6 +215,12 @@ pub async fn read_state(
             read_objects(&session.kube, &keys).await?
         }
     };
+    tracing::debug!(
+        role_found = role.is_some(),
+        aws_auth_found = aws_auth.is_some(),
+        objects_found = objects.len(),
+        "preflight read"
+    );
     let observed = Observed {
         caller,
         role,

@@ -6,7 +6,9 @@
 //! the caBundle filled in. [`apply`] server-side-applies them in order and reports what
 //! changed; [`render_yaml`] prints them for `--dry-run=client -o yaml`. Re-running keeps
 //! valid certificates (nothing changes) and renews them within 30 days of expiry.
+mod cert_manager;
 mod embedded;
+mod status;
 pub mod tls;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchP
 use serde_json::{Value, json};
 
 pub use embedded::MANIFEST_FILES;
+pub use status::{Reachability, WebhookStatus, status, uninstall};
 pub use tls::{TlsDecision, TlsMaterial};
 
 pub const NAMESPACE: &str = "mlplatform-system";
@@ -69,6 +72,21 @@ pub enum InstallError {
     NotReady(Duration),
     #[error("rendering YAML: {0}")]
     Render(String),
+    #[error(
+        "deleting {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook uninstall` finishes it)"
+    )]
+    Delete {
+        object: String,
+        source: kube::Error,
+        done: usize,
+        total: usize,
+    },
+    #[error(
+        "--cert-manager: cert-manager is not installed in this cluster (no cert-manager.io/v1 API); install cert-manager first, or leave out --cert-manager to use generated certificates"
+    )]
+    CertManagerMissing,
+    #[error("reading {what}: {source}; check that your kubeconfig can read it")]
+    Read { what: String, source: kube::Error },
 }
 
 /// `failurePolicy` of every webhook.
@@ -93,6 +111,9 @@ pub struct InstallOptions {
     pub image: Option<String>,
     pub replicas: Option<i32>,
     pub failure_policy: Option<FailurePolicy>,
+    /// Let cert-manager issue and renew the certificates and inject the caBundle, instead
+    /// of generating them here.
+    pub cert_manager: bool,
 }
 
 /// What is in the cluster now (read by [`observe`]).
@@ -106,8 +127,10 @@ pub struct Observed {
 #[derive(Debug, Clone)]
 pub struct InstallPlan {
     pub objects: Vec<Value>,
-    pub tls: TlsDecision,
-    pub certificate_not_after: i64,
+    /// None with `--cert-manager` (cert-manager decides).
+    pub tls: Option<TlsDecision>,
+    /// Serving certificate expiry (Unix seconds); None with `--cert-manager`.
+    pub certificate_not_after: Option<i64>,
 }
 
 /// How one object fared in [`apply`].
@@ -116,6 +139,9 @@ pub enum Outcome {
     Created,
     Updated,
     Unchanged,
+    Deleted,
+    /// Nothing to delete.
+    Absent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,11 +174,29 @@ pub fn plan(
     {
         return Err(InstallError::BadImage(image.clone()));
     }
-    let existing = tls::Existing::read(observed.ca_secret.as_ref(), observed.tls_secret.as_ref());
-    let decision = tls::decide(&existing, now_unix);
-    let dns_names = tls::service_dns_names(SERVICE, NAMESPACE);
-    let material = tls::material(&decision, &existing, &dns_names, now_unix)?;
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&material.ca_bundle_pem);
+    // Generated certificates: the Secrets and the caBundle now. cert-manager: its objects,
+    // and the cainjector annotation instead of a caBundle.
+    let (tls_objects, ca_bundle, decision, not_after) = if options.cert_manager {
+        (cert_manager::objects(), None, None, None)
+    } else {
+        let existing =
+            tls::Existing::read(observed.ca_secret.as_ref(), observed.tls_secret.as_ref());
+        let decision = tls::decide(&existing, now_unix);
+        let dns_names = tls::service_dns_names(SERVICE, NAMESPACE);
+        let material = tls::material(&decision, &existing, &dns_names, now_unix)?;
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&material.ca_bundle_pem);
+        let (ca_contents, tls_contents) = tls::secrets_data(&material);
+        let secrets = vec![
+            secret(CA_SECRET, "Opaque", ca_contents),
+            secret(TLS_SECRET, "kubernetes.io/tls", tls_contents),
+        ];
+        (
+            secrets,
+            Some(ca_bundle),
+            Some(decision),
+            Some(material.cert_not_after),
+        )
+    };
 
     let mut objects = embedded::objects()?;
     let mut found_deployment = false;
@@ -165,8 +209,14 @@ pub fn plan(
             }
             "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
                 found_configurations += 1;
+                if ca_bundle.is_none() {
+                    object["metadata"]["annotations"][cert_manager::INJECT_CA_FROM] =
+                        json!(format!("{NAMESPACE}/{TLS_SECRET}"));
+                }
                 for webhook in object["webhooks"].as_array_mut().into_iter().flatten() {
-                    webhook["clientConfig"]["caBundle"] = json!(ca_bundle);
+                    if let Some(bundle) = &ca_bundle {
+                        webhook["clientConfig"]["caBundle"] = json!(bundle);
+                    }
                     if let Some(policy) = options.failure_policy {
                         webhook["failurePolicy"] = json!(policy.as_str());
                     }
@@ -181,21 +231,16 @@ pub fn plan(
     if found_configurations != 2 {
         return Err(InstallError::MissingObject("both webhook configurations"));
     }
-    // The Secrets go right after the Namespace, so the pods find them when they start.
-    let (ca_contents, tls_contents) = tls::secrets_data(&material);
-    let secrets = [
-        secret(CA_SECRET, "Opaque", ca_contents),
-        secret(TLS_SECRET, "kubernetes.io/tls", tls_contents),
-    ];
+    // TLS objects go right after the Namespace, so the pods find their Secret when they start.
     let after_namespace = objects
         .iter()
         .position(|o| o["kind"] == "Namespace")
         .map_or(0, |i| i + 1);
-    objects.splice(after_namespace..after_namespace, secrets);
+    objects.splice(after_namespace..after_namespace, tls_objects);
     Ok(InstallPlan {
         objects,
         tls: decision,
-        certificate_not_after: material.cert_not_after,
+        certificate_not_after: not_after,
     })
 }
 
@@ -269,7 +314,7 @@ pub async fn observe(client: &kube::Client) -> Result<Observed, InstallError> {
     })
 }
 
-fn describe(object: &Value) -> String {
+pub(crate) fn describe(object: &Value) -> String {
     let kind = object["kind"].as_str().unwrap_or("object");
     let name = object["metadata"]["name"].as_str().unwrap_or("?");
     match object["metadata"]["namespace"].as_str() {
@@ -278,7 +323,7 @@ fn describe(object: &Value) -> String {
     }
 }
 
-fn api_for(client: &kube::Client, object: &Value) -> Option<Api<DynamicObject>> {
+pub(crate) fn api_for(client: &kube::Client, object: &Value) -> Option<Api<DynamicObject>> {
     let (group, version) = match object["apiVersion"].as_str()?.split_once('/') {
         Some((g, v)) => (g, v),
         None => ("", object["apiVersion"].as_str()?),
@@ -300,6 +345,14 @@ pub async fn apply(
     dry_run_server: bool,
     wait_ready: Option<Duration>,
 ) -> Result<Vec<Applied>, InstallError> {
+    if plan
+        .objects
+        .iter()
+        .any(|o| o["apiVersion"] == cert_manager::API_VERSION)
+        && !cert_manager::served(client).await
+    {
+        return Err(InstallError::CertManagerMissing);
+    }
     let total = plan.objects.len();
     let mut params = PatchParams::apply(FIELD_MANAGER).force();
     params.dry_run = dry_run_server;

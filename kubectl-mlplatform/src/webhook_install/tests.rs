@@ -41,7 +41,7 @@ fn observed_from(plan: &InstallPlan) -> Observed {
 #[test]
 fn fresh_plan_adds_secrets_after_the_namespace_and_fills_both_ca_bundles() {
     let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
-    assert!(matches!(plan.tls, TlsDecision::NewCa { .. }));
+    assert!(matches!(plan.tls, Some(TlsDecision::NewCa { .. })));
     assert_eq!(
         kinds(&plan),
         [
@@ -86,7 +86,10 @@ fn fresh_plan_adds_secrets_after_the_namespace_and_fills_both_ca_bundles() {
             assert_eq!(String::from_utf8(pem).unwrap(), ca, "{kind}");
         }
     }
-    assert_eq!(plan.certificate_not_after, NOW + tls::SERVING_VALIDITY);
+    assert_eq!(
+        plan.certificate_not_after,
+        Some(NOW + tls::SERVING_VALIDITY)
+    );
 }
 
 #[test]
@@ -96,6 +99,7 @@ fn options_change_image_replicas_and_failure_policy_only() {
         image: Some("registry.example.com/mlp/webhook:v9".into()),
         replicas: Some(3),
         failure_policy: Some(FailurePolicy::Ignore),
+        cert_manager: false,
     };
     let custom = plan(&options, &observed_from(&defaults), NOW).unwrap();
     let deployment = find(&custom, "Deployment", DEPLOYMENT);
@@ -150,7 +154,7 @@ fn replanning_with_valid_certificates_changes_nothing() {
         NOW + 200 * DAY,
     )
     .unwrap();
-    assert_eq!(again.tls, TlsDecision::Keep);
+    assert_eq!(again.tls, Some(TlsDecision::Keep));
     assert_eq!(again.objects, first.objects);
 }
 
@@ -218,7 +222,7 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
     double.clear_requests();
     let observed = observe(&client).await.unwrap();
     let second = plan(&InstallOptions::default(), &observed, NOW + DAY).unwrap();
-    assert_eq!(second.tls, TlsDecision::Keep);
+    assert_eq!(second.tls, Some(TlsDecision::Keep));
     let applied = apply(&client, &second, false, None).await.unwrap();
     assert!(
         outcomes(&applied).iter().all(|o| *o == Outcome::Unchanged),
@@ -231,11 +235,11 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
     );
 
     // Near expiry: only the serving Secret changes; the caBundle stays.
-    let near_expiry = first.certificate_not_after - 10 * DAY;
+    let near_expiry = first.certificate_not_after.unwrap() - 10 * DAY;
     let observed = observe(&client).await.unwrap();
     let third = plan(&InstallOptions::default(), &observed, near_expiry).unwrap();
     assert!(
-        matches!(third.tls, TlsDecision::RenewServing { .. }),
+        matches!(third.tls, Some(TlsDecision::RenewServing { .. })),
         "{:?}",
         third.tls
     );
@@ -270,4 +274,81 @@ async fn apply_stops_with_a_rerun_hint_when_the_api_refuses() {
     assert!(double.object("v1", "Namespace", None, NAMESPACE).is_some());
     let applied = apply(&client, &plan, false, None).await.unwrap();
     assert!(applied.iter().any(|a| a.outcome == Outcome::Created));
+}
+
+fn cert_manager_options() -> InstallOptions {
+    InstallOptions {
+        cert_manager: true,
+        ..InstallOptions::default()
+    }
+}
+
+#[test]
+fn cert_manager_plan_has_issuers_and_certificates_and_the_cainjector_annotation() {
+    let plan = plan(&cert_manager_options(), &Observed::default(), NOW).unwrap();
+    assert_eq!(plan.tls, None);
+    assert_eq!(
+        &kinds(&plan)[..5],
+        [
+            "Namespace mlplatform-system",
+            "Issuer mlplatform-system/mlplatform-webhook-selfsigned",
+            "Certificate mlplatform-system/mlplatform-webhook-ca",
+            "Issuer mlplatform-system/mlplatform-webhook-ca",
+            "Certificate mlplatform-system/mlplatform-webhook-tls",
+        ]
+    );
+    assert!(!plan.objects.iter().any(|o| o["kind"] == "Secret"));
+    let serving = find(&plan, "Certificate", TLS_SECRET);
+    assert_eq!(
+        serving["spec"]["secretName"], TLS_SECRET,
+        "the Secret the pods mount"
+    );
+    assert!(
+        serving["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("mlplatform-webhook.mlplatform-system.svc"))
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = find(&plan, kind, "mlplatform-webhook");
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "mlplatform-system/mlplatform-webhook-tls"
+        );
+        for webhook in config["webhooks"].as_array().unwrap() {
+            assert!(webhook["clientConfig"].get("caBundle").is_none(), "{kind}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cert_manager_install_needs_cert_manager_and_writes_nothing_without_it() {
+    let double = KubeDouble::start().await;
+    let client = double.client();
+    let plan = plan(&cert_manager_options(), &Observed::default(), NOW).unwrap();
+    // The double serves cert-manager's API; a cluster without it answers discovery with 404.
+    double.inject_failure("GET", "/apis/cert-manager.io/v1", 404, 1);
+    let err = apply(&client, &plan, false, None).await.unwrap_err();
+    assert!(matches!(err, InstallError::CertManagerMissing), "{err}");
+    assert!(err.to_string().contains("install cert-manager"), "{err}");
+    assert!(double.mutating_requests().is_empty());
+
+    let applied = apply(&client, &plan, false, None).await.unwrap();
+    assert!(
+        applied.iter().all(|a| a.outcome == Outcome::Created),
+        "{applied:?}"
+    );
+    assert!(
+        double
+            .object(
+                "cert-manager.io/v1",
+                "Certificate",
+                Some(NAMESPACE),
+                TLS_SECRET
+            )
+            .is_some()
+    );
 }

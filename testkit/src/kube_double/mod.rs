@@ -3,26 +3,41 @@
 //!
 //! What it does: discovery (`/api`, `/apis`, `/version`), CRUD on built-in resources and
 //! on resources of stored CRDs, one global resourceVersion, optimistic concurrency (stale
-//! PUT → 409), merge / JSON / strategic-merge (approximated) / server-side apply (approximated)
-//! patches, `dryRun=All`, `/status` subresources, finalizers, namespace deletion that takes
-//! the contents, label and field selectors, watches with history replay, bookmarks and
-//! 410 Gone, metadata-only (`PartialObjectMetadata`) and Table responses, and
-//! SubjectAccessReviews decided by real RBAC over stored Roles and bindings.
+//! PUT → 409), merge / JSON / strategic-merge (approximated: lists of named objects merge by
+//! name) patches, server-side apply with per-manager field ownership (re-applying without
+//! a field removes it; conflicts with other appliers → 409 unless `force`), `dryRun=All`,
+//! `/status` subresources, finalizers, namespace deletion that takes the contents, label and
+//! field selectors, watches with history replay, bookmarks and 410 Gone, metadata-only
+//! (`PartialObjectMetadata`) and Table responses, SubjectAccessReviews decided by real RBAC
+//! over stored Roles and bindings, and admission webhooks from stored webhook
+//! configurations, called over HTTPS (see [`KubeDouble::route_service`]).
+//!
+//! Requests are the kubeconfig's admin (system:masters) unless they impersonate
+//! (`Impersonate-User`/`-Group`, [`KubeDouble::client_as`], `kubectl --as`): then RBAC over
+//! the stored Roles and bindings decides, with the apiserver's 403 messages. Discovery stays
+//! open to everyone, as the default `system:discovery` role makes it.
+//!
+//! Pods go through the built-in ServiceAccount admission: no `serviceAccountName` means
+//! `default`, and a Pod whose ServiceAccount does not exist is refused with 403, before any
+//! webhook sees it.
 //!
 //! A fresh double holds what a fresh cluster has: namespaces `default`, `kube-system`,
 //! `kube-public`, `kube-node-lease`, each with a `default` ServiceAccount created on
 //! namespace creation (as the serviceaccount controller does), and the `cluster-admin`
 //! ClusterRole bound to `system:masters`.
 //!
-//! What it does not model: authentication (every request is the admin), admission
-//! webhooks, garbage collection through ownerReferences, field managers, pagination
-//! (`limit`/`continue` are ignored: everything comes back at once), OpenAPI documents, and
-//! schema validation beyond object names, labels and annotations.
+//! What it does not model: authentication (every request is the admin), controllers
+//! (nothing runs: Deployments get no Pods, statuses change only when a test writes them),
+//! OpenAPI documents, and schema validation beyond object names, labels and annotations.
+//! Garbage collection through ownerReferences happens at once rather than in the
+//! background; list pages (`limit`/`continue`) read the current state, not a snapshot.
 //!
-//! Protobuf is not spoken. kubectl reads work (it accepts JSON back), but kubectl sends
-//! protobuf bodies when it creates built-in objects and does not fall back to JSON
-//! (kubernetes/kubernetes#86253), so `kubectl create`/`apply`/`auth can-i` get a clear
-//! 415 here. Write through kube's client, or `kubectl delete` (JSON), instead.
+//! Protobuf is not spoken. kubectl reads work (it accepts JSON back), and so do
+//! `kubectl apply --server-side --validate=false` (apply sends YAML), `kubectl apply
+//! --dry-run=client --validate=false` and `kubectl delete`. But kubectl sends protobuf
+//! bodies when it creates or updates built-in objects otherwise, and does not fall back to
+//! JSON (kubernetes/kubernetes#86253), so `kubectl create`, client-side `apply` and `auth
+//! can-i` get a clear 415 here. There is no OpenAPI document, hence `--validate=false`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -37,13 +52,17 @@
 //! ```
 
 mod admission;
+mod apply;
+mod authz;
 mod rbac;
+mod render;
 mod resources;
 mod selectors;
 mod server;
 mod status;
 mod store;
 mod validation;
+mod watch_stream;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -184,7 +203,7 @@ impl KubeDouble {
     /// # Panics
     /// When no local port can be bound (test infrastructure: there is nothing to recover).
     pub async fn start() -> KubeDouble {
-        match KubeDouble::bind("127.0.0.1:0".parse().expect("a valid literal address")).await {
+        match KubeDouble::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await {
             Ok(double) => double,
             Err(e) => panic!("kube double: cannot listen on 127.0.0.1:0: {e}"),
         }
@@ -249,6 +268,30 @@ impl KubeDouble {
             Err(e) => panic!("kube double: bad url {}: {e}", self.inner.url),
         };
         match kube::Client::try_from(kube::Config::new(uri)) {
+            Ok(client) => client,
+            Err(e) => panic!("kube double: cannot build a kube client: {e}"),
+        }
+    }
+
+    /// A kube client that impersonates `user` (and `groups`), as `kubectl --as` does: the
+    /// double then authorizes every request with RBAC over the stored Roles and bindings, and
+    /// a denial is the apiserver's 403. ServiceAccounts are `system:serviceaccount:NS:NAME`.
+    ///
+    /// # Panics
+    /// Like [`KubeDouble::client`].
+    pub fn client_as(&self, user: &str, groups: &[&str]) -> kube::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let uri: http::Uri = match self.inner.url.parse() {
+            Ok(uri) => uri,
+            Err(e) => panic!("kube double: bad url {}: {e}", self.inner.url),
+        };
+        let mut config = kube::Config::new(uri);
+        config.auth_info.impersonate = Some(user.to_string());
+        if !groups.is_empty() {
+            config.auth_info.impersonate_groups =
+                Some(groups.iter().map(|g| g.to_string()).collect());
+        }
+        match kube::Client::try_from(config) {
             Ok(client) => client,
             Err(e) => panic!("kube double: cannot build a kube client: {e}"),
         }

@@ -1,25 +1,26 @@
 //! HTTP translation around the store: path routing, query parameters, content
 //! negotiation, watch streams, request recording and injected failures.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, watch};
-use tokio::time::Instant;
+use tokio::sync::watch;
 
 use super::admission::{self, Attributes, Operation};
-use super::rbac::{self, RbacObjects, UserInfo};
+use super::authz::{authorize_impersonated, impersonation, review};
+use super::rbac::UserInfo;
+use super::render::{Shape, paginate, render, render_list, shape_of};
+use super::watch_stream::watch_response;
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{Part, PatchType, Store, WatchEvent, filter_event};
+use super::store::{ApplyOptions, Part, PatchType, Store};
 use super::{InjectedFailure, RecordedRequest};
 
 /// Request bodies above this are refused with 413, as the apiserver does (3 MiB + slack).
@@ -44,44 +45,11 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// How the client wants objects back (the Accept header's `as=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Full,
-    Metadata,
-    Table,
-}
-
-fn shape_of(headers: &HeaderMap) -> Shape {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    for option in accept.split(',') {
-        let params: Vec<&str> = option.split(';').map(str::trim).collect();
-        let wants = |p: &str| params.contains(&p);
-        if wants("as=PartialObjectMetadata") || wants("as=PartialObjectMetadataList") {
-            return Shape::Metadata;
-        }
-        if wants("as=Table") && wants("v=v1") {
-            return Shape::Table;
-        }
-        if params
-            .first()
-            .is_some_and(|m| *m == "application/json" || *m == "*/*")
-            && params.len() == 1
-        {
-            return Shape::Full;
-        }
-    }
-    Shape::Full
-}
-
 /// Decoded query parameters, in order.
-struct Query(Vec<(String, String)>);
+pub struct Query(Vec<(String, String)>);
 
 impl Query {
-    fn parse(raw: &str) -> Query {
+    pub fn parse(raw: &str) -> Query {
         Query(
             raw.split('&')
                 .filter(|p| !p.is_empty())
@@ -93,14 +61,14 @@ impl Query {
         )
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
 
-    fn flag(&self, key: &str) -> bool {
+    pub fn flag(&self, key: &str) -> bool {
         matches!(self.get(key), Some("true" | "1"))
     }
 }
@@ -202,12 +170,19 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: http::Request<Bo
         query,
         content_type,
         shape: shape_of(&parts.headers),
+        impersonate: match impersonation(&parts.headers) {
+            Ok(who) => who,
+            Err(err) => return error_response(&err),
+        },
         body,
     };
     let routed = match dispatch(&shared, &request) {
         Ok(Routed::Done(response)) => return response,
         Ok(Routed::Resource(target, watch_path)) => {
-            serve(&shared, &request, target, watch_path).await
+            match authorize_impersonated(&shared, &request, &target, watch_path) {
+                Ok(()) => serve(&shared, &request, target, watch_path).await,
+                Err(err) => Err(err),
+            }
         }
         Err(err) => Err(err),
     };
@@ -253,17 +228,19 @@ fn parse_body(body: &Bytes, content_type: Option<&str>) -> Result<Value, ApiErro
     }
 }
 
-struct ApiRequest {
-    method: Method,
-    path: String,
-    query: Query,
-    content_type: Option<String>,
-    shape: Shape,
-    body: Bytes,
+pub struct ApiRequest {
+    pub method: Method,
+    /// `Impersonate-User` / `Impersonate-Group`: who the request acts as (RBAC applies).
+    pub impersonate: Option<UserInfo>,
+    pub path: String,
+    pub query: Query,
+    pub content_type: Option<String>,
+    pub shape: Shape,
+    pub body: Bytes,
 }
 
 impl ApiRequest {
-    fn dry_run(&self) -> Result<bool, ApiError> {
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
         match self.query.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
@@ -273,7 +250,15 @@ impl ApiRequest {
         }
     }
 
-    fn json_body(&self) -> Result<Value, ApiError> {
+    /// Server-side apply's `fieldManager` and `force` query parameters.
+    pub fn apply_options(&self) -> ApplyOptions {
+        ApplyOptions {
+            field_manager: self.query.get("fieldManager").map(str::to_string),
+            force: self.query.flag("force"),
+        }
+    }
+
+    pub fn json_body(&self) -> Result<Value, ApiError> {
         match parse_body(&self.body, self.content_type.as_deref())? {
             Value::Null => Err(ApiError::bad_request("a request body is required")),
             v => Ok(v),
@@ -283,11 +268,11 @@ impl ApiRequest {
 
 /// What a resource URL addresses.
 #[derive(Clone)]
-struct Target {
-    rt: ResourceType,
-    namespace: Option<String>,
-    name: Option<String>,
-    subresource: Option<String>,
+pub struct Target {
+    pub rt: ResourceType,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
 }
 
 fn dispatch(shared: &Arc<Shared>, request: &ApiRequest) -> Result<Routed, ApiError> {
@@ -481,6 +466,8 @@ async fn admitted_write(
     let part = part_of(&rt, subresource.as_deref())?;
     let mut dry_run = request.dry_run()?;
     let mut options = Value::Null;
+    // The apply configuration, to record field ownership after the real write.
+    let mut applied: Option<Value> = None;
     let (operation, candidate, old_object) = {
         let mut store = lock(&shared.store);
         match (&request.method, name.as_deref()) {
@@ -499,8 +486,20 @@ async fn admitted_write(
             (&Method::PATCH, Some(name)) => {
                 let old = store.get(&rt, ns, name).ok();
                 let patch = request.json_body()?;
-                let patched =
-                    store.patch(&rt, ns, name, patch_type_of(request)?, &patch, part, true)?;
+                let patch_type = patch_type_of(request)?;
+                let patched = store.patch(
+                    &rt,
+                    ns,
+                    name,
+                    patch_type,
+                    &patch,
+                    part,
+                    true,
+                    &request.apply_options(),
+                )?;
+                if patch_type == PatchType::Apply {
+                    applied = Some(patch.clone());
+                }
                 let operation = if old.is_some() {
                     Operation::Update
                 } else {
@@ -555,14 +554,22 @@ async fn admitted_write(
     let (code, out) = {
         let mut store = lock(&shared.store);
         let object = attrs.object.clone().unwrap_or(Value::Null);
-        match operation {
+        let out = match operation {
             Operation::Create => (201, store.create(&rt, ns, object, dry_run)?),
             Operation::Update => (
                 200,
                 store.replace(&rt, ns, &object_name, object, part, dry_run)?,
             ),
             Operation::Delete => (200, store.delete(&rt, ns, &object_name, &options, dry_run)?),
+        };
+        if let Some(applied) = applied.filter(|_| !dry_run) {
+            store.record_apply(
+                &Store::key_for(&rt, ns, &object_name),
+                &request.apply_options(),
+                &applied,
+            );
         }
+        out
     };
     let mut response = json_response(code, &render(out, request.shape));
     for warning in warnings {
@@ -591,7 +598,13 @@ fn serve_resource(
         if request.method != Method::POST || name.is_some() {
             return Err(ApiError::method_not_allowed(request.method.as_str()));
         }
-        let review = review(shared, &rt, ns, request.json_body()?)?;
+        let review = review(
+            shared,
+            &rt,
+            ns,
+            request.json_body()?,
+            request.impersonate.as_ref(),
+        )?;
         return Ok(json_response(201, &review));
     }
     let part = part_of(&rt, subresource.as_deref())?;
@@ -605,10 +618,21 @@ fn serve_resource(
                 watch_response(shared, &request.query, rt, namespace, labels, fields, shape)
             }
             Method::GET => {
-                let store = lock(&shared.store);
-                let items = store.list(&rt, ns, &labels, &fields);
-                let rv = store.current_rv();
-                Ok(json_response(200, &render_list(&rt, items, rv, shape)))
+                let (items, rv) = {
+                    let store = lock(&shared.store);
+                    (store.list(&rt, ns, &labels, &fields), store.current_rv())
+                };
+                let limit = request
+                    .query
+                    .get("limit")
+                    .and_then(|l| l.parse::<usize>().ok());
+                let page = paginate(items, limit, request.query.get("continue"), rv)?;
+                let mut list = render_list(&rt, page.items, page.resource_version, shape);
+                if let Some(token) = page.next {
+                    list["metadata"]["continue"] = json!(token);
+                    list["metadata"]["remainingItemCount"] = json!(page.remaining);
+                }
+                Ok(json_response(200, &list))
             }
             Method::POST => {
                 if rt.namespaced && ns.is_none() {
@@ -651,7 +675,16 @@ fn serve_resource(
             let dry_run = request.dry_run()?;
             let mut store = lock(&shared.store);
             let existed = store.get(&rt, ns, &name).is_ok();
-            let out = store.patch(&rt, ns, &name, patch_type, &patch, part, dry_run)?;
+            let out = store.patch(
+                &rt,
+                ns,
+                &name,
+                patch_type,
+                &patch,
+                part,
+                dry_run,
+                &request.apply_options(),
+            )?;
             let code = if existed { 200 } else { 201 };
             Ok(json_response(code, &render(out, shape)))
         }
@@ -677,377 +710,6 @@ fn options_dry_run(options: &Value) -> Result<bool, ApiError> {
     }
 }
 
-/// SubjectAccessReview and friends: evaluated, echoed back with a status, never stored.
-fn review(
-    shared: &Shared,
-    rt: &ResourceType,
-    namespace: Option<&str>,
-    body: Value,
-) -> Result<Value, ApiError> {
-    let mut out = body;
-    if !out.is_object() {
-        return Err(ApiError::bad_request("the review must be a JSON object"));
-    }
-    out["apiVersion"] = json!(rt.api_version());
-    out["kind"] = json!(rt.kind);
-    if !out["metadata"].is_object() {
-        out["metadata"] = json!({});
-    }
-    let spec = out.get("spec").cloned().unwrap_or(json!({}));
-    match rt.kind.as_str() {
-        "SubjectAccessReview" | "LocalSubjectAccessReview" => {
-            if let Some(ns) = namespace {
-                let asked = spec
-                    .pointer("/resourceAttributes/namespace")
-                    .and_then(Value::as_str);
-                if asked.is_some_and(|a| a != ns) {
-                    return Err(ApiError::bad_request(format!(
-                        "spec.resourceAttributes.namespace must match the namespace of the request ({ns})"
-                    )));
-                }
-            }
-            let who = UserInfo {
-                user: spec
-                    .get("user")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                groups: spec
-                    .get("groups")
-                    .and_then(Value::as_array)
-                    .map(|g| {
-                        g.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            if who.user.is_empty() && who.groups.is_empty() {
-                return Err(ApiError::invalid(
-                    "authorization.k8s.io",
-                    &rt.kind,
-                    "",
-                    &[(
-                        "spec.user".to_string(),
-                        "Invalid value: \"\": at least one of user or group must be specified"
-                            .to_string(),
-                    )],
-                ));
-            }
-            let request = rbac::Request::from_sar_spec(&spec, namespace).ok_or_else(|| {
-                ApiError::bad_request("exactly one of spec.resourceAttributes and spec.nonResourceAttributes must be set")
-            })?;
-            let objects = {
-                let store = lock(&shared.store);
-                RbacObjects {
-                    roles: store.objects_of("rbac.authorization.k8s.io", "Role"),
-                    cluster_roles: store.objects_of("rbac.authorization.k8s.io", "ClusterRole"),
-                    role_bindings: store.objects_of("rbac.authorization.k8s.io", "RoleBinding"),
-                    cluster_role_bindings: store
-                        .objects_of("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-                }
-            };
-            let decision = rbac::authorize(&objects, &who, &request);
-            out["status"] = json!({"allowed": decision.allowed, "reason": decision.reason});
-        }
-        "SelfSubjectAccessReview" => {
-            out["status"] = json!({
-                "allowed": true,
-                "reason": format!("the kube double's kubeconfig user \"{ADMIN_USER}\" is in system:masters"),
-            });
-        }
-        "SelfSubjectReview" => {
-            out["status"] = json!({"userInfo": {"username": ADMIN_USER, "groups": ["system:masters", "system:authenticated"]}});
-        }
-        _ => {
-            out["status"] = json!({"authenticated": false, "error": "the kube double does not authenticate tokens"});
-        }
-    }
-    Ok(out)
-}
-
-fn metadata_only(object: &Value) -> Value {
-    json!({
-        "apiVersion": "meta.k8s.io/v1",
-        "kind": "PartialObjectMetadata",
-        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
-    })
-}
-
-fn render(object: Value, shape: Shape) -> Value {
-    match shape {
-        Shape::Metadata => metadata_only(&object),
-        Shape::Full | Shape::Table => object,
-    }
-}
-
-fn render_list(rt: &ResourceType, items: Vec<Value>, rv: u64, shape: Shape) -> Value {
-    let metadata = json!({"resourceVersion": rv.to_string()});
-    match shape {
-        Shape::Metadata => json!({
-            "apiVersion": "meta.k8s.io/v1",
-            "kind": "PartialObjectMetadataList",
-            "metadata": metadata,
-            "items": items.iter().map(metadata_only).collect::<Vec<_>>(),
-        }),
-        Shape::Table => table(rt, &items, metadata),
-        Shape::Full => json!({
-            "apiVersion": rt.api_version(),
-            "kind": format!("{}List", rt.kind),
-            "metadata": metadata,
-            "items": items,
-        }),
-    }
-}
-
-/// A meta.k8s.io/v1 Table (what kubectl asks for): name, namespace-phase for namespaces, age.
-fn table(rt: &ResourceType, items: &[Value], metadata: Value) -> Value {
-    let is_namespace = rt.group.is_empty() && rt.kind == "Namespace";
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
-    ];
-    if is_namespace {
-        columns.push(json!({"name": "Status", "type": "string", "format": "", "description": "Phase", "priority": 0}));
-    }
-    columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}));
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|item| {
-            let name = item.pointer("/metadata/name").cloned().unwrap_or(json!(""));
-            let mut cells = vec![name];
-            if is_namespace {
-                cells.push(item.pointer("/status/phase").cloned().unwrap_or(json!("")));
-            }
-            cells.push(json!(age(item
-                .pointer("/metadata/creationTimestamp")
-                .and_then(Value::as_str))));
-            json!({"cells": cells, "object": metadata_only(item)})
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": metadata,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
-}
-
-/// "5s", "3m", "2h", "4d" since an RFC 3339 timestamp written by this double.
-fn age(timestamp: Option<&str>) -> String {
-    let Some(ts) = timestamp else {
-        return "<unknown>".to_string();
-    };
-    let now = super::store::now_rfc3339();
-    // Both are `YYYY-MM-DDTHH:MM:SSZ`; compare via seconds since epoch.
-    match (rfc3339_secs(ts), rfc3339_secs(&now)) {
-        (Some(then), Some(now)) => {
-            let s = now.saturating_sub(then);
-            match s {
-                0..120 => format!("{s}s"),
-                120..7200 => format!("{}m", s / 60),
-                7200..172_800 => format!("{}h", s / 3600),
-                _ => format!("{}d", s / 86_400),
-            }
-        }
-        _ => "<unknown>".to_string(),
-    }
-}
-
-fn rfc3339_secs(ts: &str) -> Option<u64> {
-    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
-fn event_line(event_type: &str, object: Value) -> Bytes {
-    let mut line = json!({"type": event_type, "object": object}).to_string();
-    line.push('\n');
-    Bytes::from(line)
-}
-
-struct WatchState {
-    shared: Arc<Shared>,
-    rt: ResourceType,
-    namespace: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
-    shape: Shape,
-    pending: VecDeque<Bytes>,
-    live: broadcast::Receiver<Arc<WatchEvent>>,
-    covered_rv: u64,
-    deadline: Instant,
-    bookmarks: bool,
-    shutdown: watch::Receiver<bool>,
-    done: bool,
-}
-
-impl WatchState {
-    fn render_event(&self, event: &WatchEvent) -> Bytes {
-        let object = match self.shape {
-            Shape::Metadata => metadata_only(&event.object),
-            _ => event.object.clone(),
-        };
-        event_line(event.event_type.as_str(), object)
-    }
-
-    fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {
-        let mut metadata = json!({"resourceVersion": rv.to_string()});
-        if initial_events_end {
-            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
-        }
-        let (api_version, kind) = match self.shape {
-            Shape::Metadata => (
-                "meta.k8s.io/v1".to_string(),
-                "PartialObjectMetadata".to_string(),
-            ),
-            _ => (self.rt.api_version(), self.rt.kind.clone()),
-        };
-        event_line(
-            "BOOKMARK",
-            json!({"apiVersion": api_version, "kind": kind, "metadata": metadata}),
-        )
-    }
-
-    /// The next chunk of the stream, or None when the watch ends.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if let Some(chunk) = self.pending.pop_front() {
-            return Some(chunk);
-        }
-        if self.done {
-            return None;
-        }
-        loop {
-            tokio::select! {
-                received = self.live.recv() => match received {
-                    Ok(event) => {
-                        if event.resource_version <= self.covered_rv {
-                            continue;
-                        }
-                        self.covered_rv = event.resource_version;
-                        let ns = self.namespace.as_deref();
-                        if let Some(seen) = filter_event(&event, &self.rt, ns, &self.labels, &self.fields) {
-                            return Some(self.render_event(&seen));
-                        }
-                    }
-                    // Fell behind the live feed: end the watch; the client re-watches from
-                    // its last resourceVersion and gets the rest from history.
-                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = tokio::time::sleep_until(self.deadline) => {
-                    self.done = true;
-                    if self.bookmarks {
-                        let rv = lock(&self.shared.store).current_rv();
-                        return Some(self.bookmark(rv, false));
-                    }
-                    return None;
-                }
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() || *self.shutdown.borrow() {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn watch_response(
-    shared: &Arc<Shared>,
-    query: &Query,
-    rt: ResourceType,
-    namespace: Option<String>,
-    labels: LabelSelector,
-    fields: FieldSelector,
-    shape: Shape,
-) -> Result<Response, ApiError> {
-    let send_initial = query.flag("sendInitialEvents");
-    let since = match query.get("resourceVersion") {
-        None | Some("" | "0") => None,
-        Some(_) if send_initial => None,
-        Some(rv) => Some(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?,
-        ),
-    };
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(1800);
-    let started = {
-        let store = lock(&shared.store);
-        store.watch_start(&rt, namespace.as_deref(), since, &labels, &fields)
-    };
-    let state = match started {
-        Ok(start) => WatchState {
-            shared: shared.clone(),
-            rt,
-            namespace,
-            labels,
-            fields,
-            shape,
-            pending: VecDeque::new(),
-            live: start.live,
-            covered_rv: start.covered_rv,
-            deadline: Instant::now() + Duration::from_secs(timeout),
-            bookmarks: query.flag("allowWatchBookmarks"),
-            shutdown: shared.shutdown.clone(),
-            done: false,
-        }
-        .with_initial(start.initial, send_initial),
-        Err(err) if err.code == 410 => {
-            // The apiserver answers 200 and sends the 410 as an ERROR event.
-            let body = event_line("ERROR", err.to_status());
-            return Ok(stream_response(futures::stream::iter([Ok::<
-                _,
-                std::io::Error,
-            >(body)])));
-        }
-        Err(err) => return Err(err),
-    };
-    let stream = futures::stream::unfold(state, |mut state| async move {
-        state
-            .next_chunk()
-            .await
-            .map(|chunk| (Ok::<_, std::io::Error>(chunk), state))
-    });
-    Ok(stream_response(stream))
-}
-
-impl WatchState {
-    fn with_initial(mut self, initial: Vec<WatchEvent>, send_initial: bool) -> Self {
-        for event in &initial {
-            let line = self.render_event(event);
-            self.pending.push_back(line);
-        }
-        if send_initial {
-            let end = self.bookmark(self.covered_rv, true);
-            self.pending.push_back(end);
-        }
-        self
-    }
-}
-
-fn stream_response<S>(stream: S) -> Response
-where
-    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-{
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from_stream(stream))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1062,33 +724,9 @@ mod tests {
         assert_eq!(percent_decode("%zz"), "%zz");
     }
 
-    #[test]
-    fn accept_shapes() {
-        let mut h = HeaderMap::new();
-        assert_eq!(shape_of(&h), Shape::Full);
-        h.insert(
-            header::ACCEPT,
-            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(shape_of(&h), Shape::Metadata);
-        h.insert(
-            header::ACCEPT,
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-                .parse()
-                .unwrap(),
-        );
-        assert_eq!(shape_of(&h), Shape::Table);
-    }
 
-    #[test]
-    fn timestamps_round_trip() {
-        for secs in [0u64, 951_782_400, 1_700_000_000] {
-            assert_eq!(
-                rfc3339_secs(&super::super::store::rfc3339(secs)),
-                Some(secs)
-            );
-        }
-    }
+
+
+
+
 }

@@ -12,16 +12,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use super::apply::{self, FieldSet};
 use super::resources::{self, ResourceType, split_api_version};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::validation::validate_metadata;
+use super::validation::{validate_metadata, validate_update};
 
 /// How many watch events are kept for `watch?resourceVersion=N` replays; older → 410 Gone.
 const HISTORY_LIMIT: usize = 10_000;
 
 /// Where one object lives.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     pub group: String,
     pub kind: String,
@@ -99,9 +100,18 @@ pub enum Part {
     Status,
 }
 
+/// Who applies (server-side apply's `fieldManager`) and whether to take fields over.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyOptions {
+    pub field_manager: Option<String>,
+    pub force: bool,
+}
+
 pub struct Store {
     built_in: Vec<ResourceType>,
     objects: BTreeMap<ObjectKey, Value>,
+    /// Server-side apply ownership: per object, per field manager, the fields it applied.
+    applied_fields: std::collections::HashMap<ObjectKey, BTreeMap<String, FieldSet>>,
     resource_version: u64,
     history: VecDeque<Arc<WatchEvent>>,
     /// Events at or below this resourceVersion are no longer in `history`.
@@ -124,6 +134,7 @@ impl Store {
         let mut store = Store {
             built_in: resources::built_in(),
             objects: BTreeMap::new(),
+            applied_fields: std::collections::HashMap::new(),
             resource_version: 0,
             history: VecDeque::new(),
             compacted_rv: 0,
@@ -302,6 +313,7 @@ impl Store {
         match event_type {
             EventType::Deleted => {
                 self.objects.remove(&key);
+                self.applied_fields.remove(&key);
             }
             _ => {
                 self.objects.insert(key.clone(), object.clone());
@@ -332,6 +344,48 @@ impl Store {
     pub fn compact_history(&mut self) {
         self.history.clear();
         self.compacted_rv = self.resource_version;
+    }
+
+    /// The apiserver's built-in ServiceAccount admission (it runs before webhooks): a Pod
+    /// without `serviceAccountName` runs as `default`, and the SA must exist. (The projected
+    /// API token volume it also adds is not modelled.)
+    fn admit_pod_service_account(
+        &self,
+        pod: &mut Value,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let asked = pod
+            .pointer("/spec/serviceAccountName")
+            .and_then(Value::as_str)
+            .filter(|sa| !sa.is_empty())
+            .or_else(|| {
+                pod.pointer("/spec/serviceAccount")
+                    .and_then(Value::as_str)
+                    .filter(|sa| !sa.is_empty())
+            })
+            .unwrap_or("default")
+            .to_string();
+        let key = ObjectKey {
+            group: String::new(),
+            kind: "ServiceAccount".to_string(),
+            namespace: namespace.to_string(),
+            name: asked.clone(),
+        };
+        if !self.objects.contains_key(&key) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "pods \"{name}\" is forbidden: error looking up service account {namespace}/{asked}: serviceaccount \"{asked}\" not found"
+                ),
+            ));
+        }
+        if pod.get("spec").is_some_and(Value::is_object) {
+            pod["spec"]["serviceAccountName"] = json!(asked);
+            pod["spec"]["serviceAccount"] = json!(asked);
+        }
+        Ok(())
     }
 
     /// The serviceaccount controller gives every new namespace a `default` SA.
@@ -547,6 +601,9 @@ impl Store {
             map.remove("status");
         }
         apply_create_defaults(rt, &mut object, &name);
+        if rt.group.is_empty() && rt.kind == "Pod" {
+            self.admit_pod_service_account(&mut object, namespace.unwrap_or(""), &name)?;
+        }
         if dry_run {
             return Ok(object);
         }
@@ -619,6 +676,10 @@ impl Store {
             _ => {}
         }
         Store::validate(rt, &object)?;
+        let causes = validate_update(&rt.group, &rt.kind, existing, &object);
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&rt.group, &rt.kind, &name, &causes));
+        }
         for preserved in [
             "uid",
             "creationTimestamp",
@@ -665,7 +726,10 @@ impl Store {
             return object;
         }
         if deleting && finalizers_done {
-            return self.commit(key, object, EventType::Deleted, Some(existing));
+            let uid = meta_str(&existing, "uid").unwrap_or("").to_string();
+            let deleted = self.commit(key, object, EventType::Deleted, Some(existing));
+            self.collect_garbage(&uid, false);
+            return deleted;
         }
         self.commit(key, object, EventType::Modified, Some(existing))
     }
@@ -702,8 +766,13 @@ impl Store {
         patch: &Value,
         part: Part,
         dry_run: bool,
+        apply_options: &ApplyOptions,
     ) -> Result<Value, ApiError> {
         let key = Store::key(rt, namespace, name);
+        let manager = match patch_type {
+            PatchType::Apply => Some(apply_manager(apply_options)?),
+            _ => None,
+        };
         let Some(existing) = self.objects.get(&key).cloned() else {
             if patch_type == PatchType::Apply && part == Part::Main {
                 // Server-side apply creates what does not exist yet.
@@ -711,19 +780,50 @@ impl Store {
                 if body.is_object() && body.get("metadata").is_none_or(Value::is_object) {
                     set_meta(&mut body, "name", json!(name));
                 }
-                return self.create(rt, namespace, body, dry_run);
+                let created = self.create(rt, namespace, body, dry_run)?;
+                if !dry_run {
+                    self.record_apply(&key, apply_options, patch);
+                }
+                return Ok(created);
             }
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
         };
         let mut patched = existing.clone();
         match patch_type {
-            PatchType::Merge | PatchType::Apply => {
+            PatchType::Merge => {
                 if !patch.is_object() {
                     return Err(ApiError::bad_request("a merge patch must be a JSON object"));
                 }
-                // Server-side apply is approximated by a merge patch: field ownership
-                // (fieldManager, managedFields, conflicts between managers) is not modelled.
                 json_patch::merge(&mut patched, patch);
+            }
+            PatchType::Apply => {
+                if !patch.is_object() {
+                    return Err(ApiError::bad_request(
+                        "an apply configuration must be an object",
+                    ));
+                }
+                let manager = manager.unwrap_or_default();
+                let owners = self.applied_fields.get(&key).cloned().unwrap_or_default();
+                let previous = owners.get(&manager).cloned().unwrap_or_default();
+                let others: BTreeMap<String, FieldSet> =
+                    owners.into_iter().filter(|(m, _)| *m != manager).collect();
+                if !apply_options.force {
+                    let found =
+                        apply::conflicts(&existing, patch, &apply::leaf_paths(patch), &others);
+                    if !found.is_empty() {
+                        return Err(ApiError::new(
+                            409,
+                            "Conflict",
+                            format!(
+                                "Apply failed with {} conflict{}: {}",
+                                found.len(),
+                                if found.len() == 1 { "" } else { "s" },
+                                found.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                patched = apply::apply(&existing, patch, &previous, &others);
             }
             PatchType::StrategicMerge => {
                 if !patch.is_object() {
@@ -750,10 +850,38 @@ impl Store {
             }
         }
         let patched = Store::normalize_body(rt, namespace, patched)?;
-        match Store::updated_object(rt, &existing, patched, part)? {
-            None => Ok(with_type(existing, rt)),
-            Some(object) => Ok(self.commit_update(key, existing, object, dry_run)),
+        let out = match Store::updated_object(rt, &existing, patched, part)? {
+            None => with_type(existing, rt),
+            Some(object) => self.commit_update(key.clone(), existing, object, dry_run),
+        };
+        if patch_type == PatchType::Apply && !dry_run {
+            self.record_apply(&key, apply_options, patch);
         }
+        Ok(out)
+    }
+
+    /// Records that `options.field_manager` now owns the fields of `applied` (taking them
+    /// from other managers when forced). The admission path calls this after its own write.
+    pub fn record_apply(&mut self, key: &ObjectKey, options: &ApplyOptions, applied: &Value) {
+        let Some(manager) = options.field_manager.clone().filter(|m| !m.is_empty()) else {
+            return;
+        };
+        if !self.objects.contains_key(key) {
+            return;
+        }
+        let paths = apply::leaf_paths(applied);
+        let owners = self.applied_fields.entry(key.clone()).or_default();
+        if options.force {
+            for (_, owned) in owners.iter_mut().filter(|(m, _)| **m != manager) {
+                owned.retain(|p| !paths.contains(p));
+            }
+        }
+        owners.insert(manager, paths);
+    }
+
+    /// Where an object of `rt` named `name` is stored.
+    pub fn key_for(rt: &ResourceType, namespace: Option<&str>, name: &str) -> ObjectKey {
+        Store::key(rt, namespace, name)
     }
 
     /// Deletes one object (namespaces take their contents with them); objects with
@@ -846,10 +974,49 @@ impl Store {
                 self.commit(k, v.clone(), EventType::Deleted, Some(v));
             }
         }
-        Ok(with_type(
-            self.commit(key, object, EventType::Deleted, Some(existing)),
-            rt,
-        ))
+        let uid = meta_str(&existing, "uid").unwrap_or("").to_string();
+        let deleted = self.commit(key, object, EventType::Deleted, Some(existing));
+        self.collect_garbage(&uid, orphans_dependents(options));
+        Ok(with_type(deleted, rt))
+    }
+
+    /// What the garbage collector does when an owner goes: dependents (objects whose
+    /// ownerReferences name `owner_uid`) are deleted, recursively, or with `orphan` lose
+    /// that reference. The collector runs in the background on a real cluster; here at once.
+    fn collect_garbage(&mut self, owner_uid: &str, orphan: bool) {
+        if owner_uid.is_empty() {
+            return;
+        }
+        let names_owner = |v: &Value| {
+            v.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| r.get("uid").and_then(Value::as_str) == Some(owner_uid))
+                })
+        };
+        let dependents: Vec<(ObjectKey, Value)> = self
+            .objects
+            .iter()
+            .filter(|(_, v)| names_owner(v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (key, dependent) in dependents {
+            if orphan {
+                let mut updated = dependent.clone();
+                if let Some(refs) = updated
+                    .pointer_mut("/metadata/ownerReferences")
+                    .and_then(Value::as_array_mut)
+                {
+                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+                }
+                self.commit(key, updated, EventType::Modified, Some(dependent));
+            } else {
+                let uid = meta_str(&dependent, "uid").unwrap_or("").to_string();
+                self.commit(key, dependent.clone(), EventType::Deleted, Some(dependent));
+                self.collect_garbage(&uid, false);
+            }
+        }
     }
 
     /// DELETE on a collection: every matching object, returned as a list.
@@ -924,6 +1091,32 @@ impl Store {
             covered_rv: self.resource_version,
         })
     }
+}
+
+/// DeleteOptions asking to keep dependents: `propagationPolicy: Orphan` (or the
+/// deprecated `orphanDependents: true`).
+fn orphans_dependents(options: &Value) -> bool {
+    options.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
+        || options.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+}
+
+/// The field manager an apply must name (the apiserver rejects apply without one).
+fn apply_manager(options: &ApplyOptions) -> Result<String, ApiError> {
+    options
+        .field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                &[(
+                    "fieldManager".to_string(),
+                    "Required value: is required for apply patch".to_string(),
+                )],
+            )
+        })
 }
 
 /// What a watcher of `rt` in `namespace` with these selectors sees of `event`, if anything:
@@ -1277,9 +1470,128 @@ mod tests {
             &json!({"metadata": {"finalizers": null}}),
             Part::Main,
             false,
+            &ApplyOptions {
+                field_manager: Some("test".into()),
+                force: false,
+            },
         )
         .unwrap();
         assert!(s.get(&cms, Some("default"), "a").is_err());
+    }
+
+    #[test]
+    fn owners_take_dependents_with_them_unless_orphaned() {
+        let mut s = Store::new();
+        let deps = rt(&s, "apps", "deployments");
+        let rss = rt(&s, "apps", "replicasets");
+        let pods = rt(&s, "", "pods");
+        let owned_by = |name: &str, uid: &str, kind: &str| {
+            json!({"metadata": {"name": name, "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": uid}]}})
+        };
+        let d = s
+            .create(
+                &deps,
+                Some("default"),
+                json!({"metadata": {"name": "d"}}),
+                false,
+            )
+            .unwrap();
+        let rs = s
+            .create(
+                &rss,
+                Some("default"),
+                owned_by("rs", meta_str(&d, "uid").unwrap(), "Deployment"),
+                false,
+            )
+            .unwrap();
+        s.create(
+            &pods,
+            Some("default"),
+            owned_by("p", meta_str(&rs, "uid").unwrap(), "ReplicaSet"),
+            false,
+        )
+        .unwrap();
+        s.delete(&deps, Some("default"), "d", &Value::Null, false)
+            .unwrap();
+        assert!(s.get(&rss, Some("default"), "rs").is_err());
+        assert!(
+            s.get(&pods, Some("default"), "p").is_err(),
+            "grandchildren too"
+        );
+
+        let d = s
+            .create(
+                &deps,
+                Some("default"),
+                json!({"metadata": {"name": "d2"}}),
+                false,
+            )
+            .unwrap();
+        s.create(
+            &rss,
+            Some("default"),
+            owned_by("rs2", meta_str(&d, "uid").unwrap(), "Deployment"),
+            false,
+        )
+        .unwrap();
+        s.delete(
+            &deps,
+            Some("default"),
+            "d2",
+            &json!({"propagationPolicy": "Orphan"}),
+            false,
+        )
+        .unwrap();
+        let orphan = s.get(&rss, Some("default"), "rs2").unwrap();
+        assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+    }
+
+    #[test]
+    fn pods_default_their_service_account_which_must_exist() {
+        let mut s = Store::new();
+        let pods = rt(&s, "", "pods");
+        let pod = |sa: Option<&str>| {
+            let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}});
+            if let Some(sa) = sa {
+                p["spec"]["serviceAccountName"] = json!(sa);
+            }
+            p
+        };
+        let out = s.create(&pods, Some("default"), pod(None), true).unwrap();
+        assert_eq!(out["spec"]["serviceAccountName"], "default");
+        let err = s
+            .create(&pods, Some("default"), pod(Some("ml-user")), true)
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+        assert_eq!(
+            err.message,
+            "pods \"p\" is forbidden: error looking up service account default/ml-user: serviceaccount \"ml-user\" not found"
+        );
+    }
+
+    #[test]
+    fn role_binding_role_ref_cannot_change() {
+        let mut s = Store::new();
+        let rbs = rt_rbac(&s, "rolebindings");
+        let body = |role: &str| json!({"metadata": {"name": "b"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": []});
+        s.create(&rbs, Some("default"), body("view"), false)
+            .unwrap();
+        let err = s
+            .replace(&rbs, Some("default"), "b", body("edit"), Part::Main, false)
+            .unwrap_err();
+        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+        assert!(
+            err.message.contains("cannot change roleRef"),
+            "{}",
+            err.message
+        );
+    }
+
+    fn rt_rbac(store: &Store, plural: &str) -> ResourceType {
+        store
+            .resolve("rbac.authorization.k8s.io", "v1", plural)
+            .unwrap()
     }
 
     #[test]
@@ -1299,6 +1611,10 @@ mod tests {
                 &patch,
                 Part::Status,
                 false,
+                &ApplyOptions {
+                    field_manager: Some("test".into()),
+                    force: false,
+                },
             )
             .unwrap();
         assert_eq!(out["status"]["readyReplicas"], 1);
@@ -1312,6 +1628,10 @@ mod tests {
                 &patch,
                 Part::Main,
                 false,
+                &ApplyOptions {
+                    field_manager: Some("test".into()),
+                    force: false,
+                },
             )
             .unwrap();
         assert_eq!(out["status"]["readyReplicas"], 1);
@@ -1333,6 +1653,10 @@ mod tests {
                 &json!([{"op": "add", "path": "/data/b", "value": "2"}]),
                 Part::Main,
                 false,
+                &ApplyOptions {
+                    field_manager: Some("test".into()),
+                    force: false,
+                },
             )
             .unwrap();
         assert_eq!(out["data"], json!({"a": "1", "b": "2"}));
@@ -1345,11 +1669,15 @@ mod tests {
                 &json!([{"op": "test", "path": "/data/a", "value": "9"}]),
                 Part::Main,
                 false,
+                &ApplyOptions {
+                    field_manager: Some("test".into()),
+                    force: false,
+                },
             )
             .unwrap_err();
         assert_eq!(err.code, 422);
         let out = s
-            .patch(&cms, Some("default"), "new", PatchType::Apply, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}, "data": {"x": "y"}}), Part::Main, false)
+            .patch(&cms, Some("default"), "new", PatchType::Apply, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}, "data": {"x": "y"}}), Part::Main, false, &ApplyOptions { field_manager: Some("test".into()), force: false })
             .unwrap();
         assert_eq!(out["data"]["x"], "y");
         let err = s
@@ -1361,9 +1689,101 @@ mod tests {
                 &json!({"metadata": {"resourceVersion": "1"}}),
                 Part::Main,
                 false,
+                &ApplyOptions {
+                    field_manager: Some("test".into()),
+                    force: false,
+                },
             )
             .unwrap_err();
         assert_eq!(err.code, 409);
+    }
+
+    #[test]
+    fn apply_needs_a_manager_and_tracks_ownership() {
+        let mut s = Store::new();
+        let cms = rt(&s, "", "configmaps");
+        let none = ApplyOptions::default();
+        let apply_cm = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": data});
+        let err = s
+            .patch(
+                &cms,
+                Some("default"),
+                "a",
+                PatchType::Apply,
+                &apply_cm(json!({"x": "1"})),
+                Part::Main,
+                false,
+                &none,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+        let me = ApplyOptions {
+            field_manager: Some("me".into()),
+            force: false,
+        };
+        let other = ApplyOptions {
+            field_manager: Some("other".into()),
+            force: false,
+        };
+        s.patch(
+            &cms,
+            Some("default"),
+            "a",
+            PatchType::Apply,
+            &apply_cm(json!({"x": "1", "y": "1"})),
+            Part::Main,
+            false,
+            &me,
+        )
+        .unwrap();
+        let err = s
+            .patch(
+                &cms,
+                Some("default"),
+                "a",
+                PatchType::Apply,
+                &apply_cm(json!({"x": "2"})),
+                Part::Main,
+                false,
+                &other,
+            )
+            .unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (
+                409,
+                "Apply failed with 1 conflict: conflict with \"me\": .data.x"
+            )
+        );
+        let forced = ApplyOptions {
+            force: true,
+            ..other
+        };
+        s.patch(
+            &cms,
+            Some("default"),
+            "a",
+            PatchType::Apply,
+            &apply_cm(json!({"x": "2"})),
+            Part::Main,
+            false,
+            &forced,
+        )
+        .unwrap();
+        // "me" drops y (only it owned y) and x (now owned by "other", so it stays).
+        let out = s
+            .patch(
+                &cms,
+                Some("default"),
+                "a",
+                PatchType::Apply,
+                &apply_cm(json!({})),
+                Part::Main,
+                false,
+                &me,
+            )
+            .unwrap();
+        assert_eq!(out["data"], json!({"x": "2"}));
     }
 
     #[test]

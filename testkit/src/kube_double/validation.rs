@@ -147,6 +147,125 @@ pub fn validate_metadata(kind: &str, object: &Value) -> Causes {
     causes
 }
 
+/// Fields the apiserver refuses to change on update, per (group, kind): (path, message).
+fn immutable_fields(group: &str, kind: &str) -> &'static [(&'static str, &'static str)] {
+    match (group, kind) {
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            &[("/roleRef", "roleRef: Invalid value: cannot change roleRef")]
+        }
+        ("storage.k8s.io", "StorageClass") => &[
+            (
+                "/provisioner",
+                "provisioner: Forbidden: updates to provisioner are forbidden.",
+            ),
+            (
+                "/parameters",
+                "parameters: Forbidden: updates to parameters are forbidden.",
+            ),
+            (
+                "/reclaimPolicy",
+                "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden.",
+            ),
+            (
+                "/volumeBindingMode",
+                "volumeBindingMode: Forbidden: field is immutable",
+            ),
+        ],
+        ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet") => &[(
+            "/spec/selector",
+            "spec.selector: Invalid value: field is immutable",
+        )],
+        ("batch", "Job") => &[
+            (
+                "/spec/selector",
+                "spec.selector: Invalid value: field is immutable",
+            ),
+            (
+                "/spec/template",
+                "spec.template: Invalid value: field is immutable",
+            ),
+        ],
+        ("", "Secret") => &[("/type", "type: Invalid value: field is immutable")],
+        ("storage.k8s.io", "CSIDriver") => &[
+            (
+                "/spec/attachRequired",
+                "spec.attachRequired: Invalid value: field is immutable",
+            ),
+            (
+                "/spec/podInfoOnMount",
+                "spec.podInfoOnMount: Invalid value: field is immutable",
+            ),
+        ],
+        _ => &[],
+    }
+}
+
+/// Pod spec fields that may change after creation (everything else is immutable).
+fn pod_spec_without_mutable_fields(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    for list in ["containers", "initContainers"] {
+        if let Some(items) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                item.remove("image");
+            }
+        }
+    }
+    if let Some(map) = spec.as_object_mut() {
+        for mutable in [
+            "activeDeadlineSeconds",
+            "tolerations",
+            "terminationGracePeriodSeconds",
+            "schedulingGates",
+        ] {
+            map.remove(mutable);
+        }
+    }
+    spec
+}
+
+/// What the apiserver rejects when `new` replaces `old`: immutable fields, immutable
+/// ConfigMaps/Secrets, Pod specs.
+pub fn validate_update(group: &str, kind: &str, old: &Value, new: &Value) -> Causes {
+    let mut causes = Causes::new();
+    for (pointer, message) in immutable_fields(group, kind) {
+        if old.pointer(pointer) != new.pointer(pointer) {
+            let (field, text) = message.split_once(": ").unwrap_or((message, ""));
+            causes.push((field.to_string(), text.to_string()));
+        }
+    }
+    if group.is_empty()
+        && matches!(kind, "ConfigMap" | "Secret")
+        && old.get("immutable") == Some(&Value::Bool(true))
+    {
+        if new.get("immutable") != Some(&Value::Bool(true)) {
+            causes.push((
+                "immutable".to_string(),
+                "Forbidden: field is immutable when `immutable` is set".to_string(),
+            ));
+        }
+        if old.get("data") != new.get("data") || old.get("binaryData") != new.get("binaryData") {
+            causes.push((
+                "data".to_string(),
+                "Forbidden: field is immutable when `immutable` is set".to_string(),
+            ));
+        }
+    }
+    if group.is_empty() && kind == "Pod" {
+        let before = old.get("spec").map(pod_spec_without_mutable_fields);
+        let after = new.get("spec").map(pod_spec_without_mutable_fields);
+        if before != after {
+            causes.push((
+                "spec".to_string(),
+                "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, \
+                 `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` \
+                 (only additions to existing tolerations), `spec.terminationGracePeriodSeconds`"
+                    .to_string(),
+            ));
+        }
+    }
+    causes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +281,58 @@ mod tests {
         assert!(is_dns1123_label("ml-team"));
         assert!(!is_dns1123_label("a.b"));
         assert!(!is_dns1123_label(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn immutable_fields_are_refused_on_update() {
+        let rb = |role: &str| json!({"roleRef": {"kind": "Role", "name": role}, "subjects": []});
+        assert!(
+            validate_update(
+                "rbac.authorization.k8s.io",
+                "RoleBinding",
+                &rb("a"),
+                &rb("a")
+            )
+            .is_empty()
+        );
+        let causes = validate_update(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            &rb("a"),
+            &rb("b"),
+        );
+        assert_eq!(
+            causes,
+            vec![(
+                "roleRef".to_string(),
+                "Invalid value: cannot change roleRef".to_string()
+            )]
+        );
+        let sc = |p: &str| json!({"provisioner": "ebs.csi.aws.com", "parameters": {"type": p}});
+        assert_eq!(
+            validate_update("storage.k8s.io", "StorageClass", &sc("gp3"), &sc("gp2")).len(),
+            1
+        );
+        let cm = |v: &str| json!({"immutable": true, "data": {"k": v}});
+        assert_eq!(
+            validate_update("", "ConfigMap", &cm("1"), &cm("2")).len(),
+            1
+        );
+        assert!(
+            validate_update(
+                "",
+                "ConfigMap",
+                &json!({"data": {"k": "1"}}),
+                &json!({"data": {"k": "2"}})
+            )
+            .is_empty()
+        );
+        let pod = |image: &str, sa: &str| json!({"spec": {"serviceAccountName": sa, "containers": [{"name": "c", "image": image}]}});
+        assert!(validate_update("", "Pod", &pod("a", "x"), &pod("b", "x")).is_empty());
+        assert_eq!(
+            validate_update("", "Pod", &pod("a", "x"), &pod("a", "y")).len(),
+            1
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod discovery;
 pub mod manifests;
+pub mod process;
 pub mod selector;
 
 use std::path::PathBuf;
