@@ -66,6 +66,8 @@ pub struct Options {
     /// Core the servers are pinned to (None: not pinned).
     pub server_core: Option<usize>,
     pub concurrency: usize,
+    /// The throughput run is split into this many slices per server, alternating.
+    pub rounds: u32,
     pub warmup: Duration,
     pub duration: Duration,
     pub fixed_rate: u32,
@@ -103,6 +105,10 @@ type AnswerCheck = Arc<dyn Fn(&[u8]) -> Result<(), ResponseError> + Send + Sync>
 const UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 
 /// Runs the whole benchmark; `progress` gets one line per step.
+///
+/// Both servers run for the whole benchmark (the idle one costs nothing) and the
+/// throughput runs alternate between them in `rounds`, so a change in background load
+/// during the run hits both alike instead of skewing the ratio.
 pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, BenchError> {
     let load_before = procfs::load_average();
     let dir = tempfile::tempdir().map_err(|e| BenchError::Io("creating a temp dir".into(), e))?;
@@ -115,7 +121,7 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
     progress("starting kube-double with a managed namespace and its user ServiceAccount");
     let (kube, kubeconfig) = start_kube_double(&options, dir.path()).await?;
 
-    progress("starting mlplatform-webhook (release)");
+    progress("starting mlplatform-webhook (release) and noop-ceiling");
     let webhook = {
         let listen = child::free_loopback_addr()?;
         let health = child::free_loopback_addr()?;
@@ -136,11 +142,8 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         let pod = pod.clone();
         let verify: AnswerCheck =
             Arc::new(move |b| review::check_irsa_mutation(b, UID, &pod, review::ROLE_ARN));
-        let report = measure(&options, server, &target, verify, progress).await;
-        report?
+        Subject::prepare(server, target, verify).await?
     };
-
-    progress("starting noop-ceiling");
     let ceiling = {
         let listen = child::free_loopback_addr()?;
         let args = vec![
@@ -160,8 +163,38 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
             .await?;
         let target = target(listen, "/mutate", &client_tls, &body);
         let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
-        measure(&options, server, &target, verify, progress).await?
+        Subject::prepare(server, target, verify).await?
     };
+    let mut subjects = [webhook, ceiling];
+
+    for subject in &mut subjects {
+        progress(&format!("{}: warm-up {:?}", subject.name(), options.warmup));
+        subject.warm_up(&options).await?;
+    }
+    let rounds = options.rounds.max(1);
+    let slice = options.duration / rounds;
+    for round in 1..=rounds {
+        for subject in &mut subjects {
+            progress(&format!(
+                "{}: round {round}/{rounds}, {} connections, closed loop, {slice:?}",
+                subject.name(),
+                options.concurrency
+            ));
+            subject.throughput_slice(&options, slice).await?;
+        }
+    }
+    for subject in &mut subjects {
+        progress(&format!(
+            "{}: fixed rate {} req/s, {:?}",
+            subject.name(),
+            options.fixed_rate,
+            options.fixed_rate_duration
+        ));
+        subject.fixed_rate(&options).await?;
+    }
+    let [webhook, ceiling] = subjects;
+    let webhook = webhook.finish().await;
+    let ceiling = ceiling.finish().await;
     kube.stop().await;
     Ok(Report {
         load_before,
@@ -243,81 +276,129 @@ fn response_check(verify: AnswerCheck, known_good: Bytes) -> ResponseCheck {
     })
 }
 
-async fn measure(
-    options: &Options,
+/// One server under test and what has been measured so far.
+struct Subject {
     server: ServerProcess,
-    target: &Target,
-    verify: AnswerCheck,
-    progress: &dyn Fn(&str),
-) -> Result<ServerReport, BenchError> {
-    let name = server.name.clone();
-    let pid = server.pid().unwrap_or_default();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss_kib = procfs::memory(pid).map_or(0, |m| m.rss_kib);
+    pid: u32,
+    target: Target,
+    check: ResponseCheck,
+    idle_rss_kib: u64,
+    latencies_ns: Vec<u64>,
+    elapsed: Duration,
+    server_cpu: Duration,
+    client_cpu: Duration,
+    fixed_rate: Option<Summary>,
+}
 
-    // The first answer, verified in full before any load.
-    let mut conn = Connection::open(target).await?;
-    let (status, first) = conn.post().await?;
-    drop(conn);
-    if status != StatusCode::OK {
-        return Err(BenchError::BadStatus {
-            server: name,
-            status,
-            body: String::from_utf8_lossy(&first).into_owned(),
-        });
+impl Subject {
+    /// Idle RSS, then the first answer verified in full before any load.
+    async fn prepare(
+        server: ServerProcess,
+        target: Target,
+        verify: AnswerCheck,
+    ) -> Result<Self, BenchError> {
+        let pid = server.pid().unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_rss_kib = procfs::memory(pid).map_or(0, |m| m.rss_kib);
+        let mut conn = Connection::open(&target).await?;
+        let (status, first) = conn.post().await?;
+        drop(conn);
+        if status != StatusCode::OK {
+            return Err(BenchError::BadStatus {
+                server: server.name.clone(),
+                status,
+                body: String::from_utf8_lossy(&first).into_owned(),
+            });
+        }
+        verify(&first).map_err(|source| BenchError::WrongAnswer {
+            server: server.name.clone(),
+            source,
+        })?;
+        Ok(Self {
+            check: response_check(verify, first),
+            server,
+            pid,
+            target,
+            idle_rss_kib,
+            latencies_ns: Vec::new(),
+            elapsed: Duration::ZERO,
+            server_cpu: Duration::ZERO,
+            client_cpu: Duration::ZERO,
+            fixed_rate: None,
+        })
     }
-    verify(&first).map_err(|source| BenchError::WrongAnswer {
-        server: name.clone(),
-        source,
-    })?;
-    let check = response_check(verify, first);
 
-    progress(&format!("{name}: warm-up {:?}", options.warmup));
-    let warm = load::closed_loop(target, options.concurrency, options.warmup, &check).await;
-    ensure_clean(&name, "warm-up", &warm)?;
+    fn name(&self) -> &str {
+        &self.server.name
+    }
 
-    progress(&format!(
-        "{name}: {} connections, closed loop, {:?}",
-        options.concurrency, options.duration
-    ));
-    let me = std::process::id();
-    let (cpu_before, client_before) = (procfs::cpu_time(pid), procfs::cpu_time(me));
-    let mut run = load::closed_loop(target, options.concurrency, options.duration, &check).await;
-    let (cpu_after, client_after) = (procfs::cpu_time(pid), procfs::cpu_time(me));
-    ensure_clean(&name, "the throughput run", &run)?;
-    let throughput = Summary::from_latencies(&mut run.latencies_ns, run.elapsed);
-    let busy = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
-        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() / run.elapsed.as_secs_f64(),
-        _ => f64::NAN,
-    };
-    let cpu_busy = busy(cpu_before, cpu_after);
-    let client_cpu_busy = busy(client_before, client_after);
+    async fn warm_up(&self, options: &Options) -> Result<(), BenchError> {
+        let warm = load::closed_loop(
+            &self.target,
+            options.concurrency,
+            options.warmup,
+            &self.check,
+        )
+        .await;
+        ensure_clean(self.name(), "warm-up", &warm)
+    }
 
-    progress(&format!(
-        "{name}: fixed rate {} req/s, {:?}",
-        options.fixed_rate, options.fixed_rate_duration
-    ));
-    let mut paced = load::fixed_rate(
-        target,
-        options.fixed_rate,
-        options.fixed_rate_connections,
-        options.fixed_rate_duration,
-        &check,
-    )
-    .await;
-    ensure_clean(&name, "the fixed-rate run", &paced)?;
-    let fixed_rate = Summary::from_latencies(&mut paced.latencies_ns, paced.elapsed);
-    let peak_rss_kib = procfs::memory(pid).map_or(0, |m| m.peak_rss_kib);
-    server.stop().await;
-    Ok(ServerReport {
-        name,
-        throughput,
-        fixed_rate,
-        idle_rss_kib,
-        peak_rss_kib,
-        cpu_busy,
-        client_cpu_busy,
-    })
+    async fn throughput_slice(
+        &mut self,
+        options: &Options,
+        duration: Duration,
+    ) -> Result<(), BenchError> {
+        let me = std::process::id();
+        let before = (procfs::cpu_time(self.pid), procfs::cpu_time(me));
+        let run = load::closed_loop(&self.target, options.concurrency, duration, &self.check).await;
+        let after = (procfs::cpu_time(self.pid), procfs::cpu_time(me));
+        ensure_clean(self.name(), "the throughput run", &run)?;
+        let used = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => Duration::ZERO,
+        };
+        self.server_cpu += used(before.0, after.0);
+        self.client_cpu += used(before.1, after.1);
+        self.elapsed += run.elapsed;
+        self.latencies_ns.extend(run.latencies_ns);
+        Ok(())
+    }
+
+    async fn fixed_rate(&mut self, options: &Options) -> Result<(), BenchError> {
+        let mut paced = load::fixed_rate(
+            &self.target,
+            options.fixed_rate,
+            options.fixed_rate_connections,
+            options.fixed_rate_duration,
+            &self.check,
+        )
+        .await;
+        ensure_clean(self.name(), "the fixed-rate run", &paced)?;
+        self.fixed_rate = Some(Summary::from_latencies(
+            &mut paced.latencies_ns,
+            paced.elapsed,
+        ));
+        Ok(())
+    }
+
+    /// Peak RSS, stop the server, summarize.
+    async fn finish(mut self) -> ServerReport {
+        let peak_rss_kib = procfs::memory(self.pid).map_or(0, |m| m.peak_rss_kib);
+        let name = self.server.name.clone();
+        self.server.stop().await;
+        let secs = self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
+        ServerReport {
+            name,
+            throughput: Summary::from_latencies(&mut self.latencies_ns, self.elapsed),
+            fixed_rate: self
+                .fixed_rate
+                .unwrap_or(Summary::from_latencies(&mut [], Duration::ZERO)),
+            idle_rss_kib: self.idle_rss_kib,
+            peak_rss_kib,
+            cpu_busy: self.server_cpu.as_secs_f64() / secs,
+            client_cpu_busy: self.client_cpu.as_secs_f64() / secs,
+        }
+    }
 }
 
 fn ensure_clean(server: &str, phase: &'static str, run: &RunOutcome) -> Result<(), BenchError> {
@@ -351,9 +432,10 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "throughput: {} connections, closed loop, {:?} after {:?} warm-up; latency: {} req/s fixed rate over {} connections for {:?}\n",
+        "throughput: {} connections, closed loop, {:?} in {} alternating rounds after {:?} warm-up; latency: {} req/s fixed rate over {} connections for {:?}\n",
         o.concurrency,
         o.duration,
+        o.rounds,
         o.warmup,
         o.fixed_rate,
         o.fixed_rate_connections,

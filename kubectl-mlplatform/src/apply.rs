@@ -10,7 +10,8 @@ use crate::common::{Change, DryRun};
 use crate::kube_io::{KubeIoError, create_object, delete_object, merge_patch_object};
 use crate::objects::Kind;
 use crate::output::Progress;
-use crate::plan::{AwsAuthAction, IamAction, KubeAction, KubeStep, Plan};
+use crate::access_entry;
+use crate::plan::{AwsAuthAction, IamAction, KubeAction, KubeStep, OidcAction, Plan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -73,14 +74,18 @@ pub async fn apply(
     let mut counter = Counter { done: 0, total };
     match direction {
         Direction::Create => {
+            apply_oidc(plan, aws, dry_run, progress, &mut counter).await?;
             apply_iam(plan, aws, dry_run, progress, &mut counter).await?;
             apply_aws_auth(plan, kube, dry_run, progress, &mut counter).await?;
+            apply_access_entry(plan, aws, dry_run, progress, &mut counter).await?;
             apply_kube(plan, kube, dry_run, direction, progress, &mut counter).await?;
         }
         Direction::Teardown => {
             apply_kube(plan, kube, dry_run, direction, progress, &mut counter).await?;
+            apply_access_entry(plan, aws, dry_run, progress, &mut counter).await?;
             apply_aws_auth(plan, kube, dry_run, progress, &mut counter).await?;
             apply_iam(plan, aws, dry_run, progress, &mut counter).await?;
+            apply_oidc(plan, aws, dry_run, progress, &mut counter).await?;
         }
     }
     Ok(())
@@ -143,6 +148,72 @@ async fn apply_iam(
         counter.done += 1;
         progress.step(step.change, step.kind, &step.name);
     }
+    Ok(())
+}
+
+/// The cluster's OIDC provider: created before the roles that trust it, deleted after them.
+async fn apply_oidc(
+    plan: &Plan,
+    aws: Option<&Aws>,
+    dry_run: DryRun,
+    progress: &Progress,
+    counter: &mut Counter,
+) -> Result<(), ApplyError> {
+    let Some(step) = &plan.oidc else {
+        return Ok(());
+    };
+    if step.action == OidcAction::None || dry_run == DryRun::Server {
+        return Ok(());
+    }
+    let aws = aws.ok_or(ApplyError::NoAws)?;
+    let result = match &step.action {
+        OidcAction::None => Ok(()),
+        OidcAction::Create {
+            url,
+            client_ids,
+            thumbprints,
+            tags,
+        } => aws
+            .create_oidc_provider_tagged(url, client_ids, thumbprints, tags)
+            .await
+            .map(drop),
+        OidcAction::Delete { arn } => aws.delete_oidc_provider(arn).await,
+    };
+    result.map_err(|source| ApplyError::Aws {
+        source,
+        done: counter.done,
+        total: counter.total,
+    })?;
+    counter.done += 1;
+    progress.step(step.change, "IAMOIDCProvider", &step.issuer);
+    Ok(())
+}
+
+/// The EKS access entry (EKS has no dry run: a server dry run only reads it).
+async fn apply_access_entry(
+    plan: &Plan,
+    aws: Option<&Aws>,
+    dry_run: DryRun,
+    progress: &Progress,
+    counter: &mut Counter,
+) -> Result<(), ApplyError> {
+    let Some(step) = &plan.access_entry else {
+        return Ok(());
+    };
+    if step.actions.is_empty() || dry_run == DryRun::Server {
+        return Ok(());
+    }
+    let aws = aws.ok_or(ApplyError::NoAws)?;
+    let cluster = &plan.outputs.cluster;
+    access_entry::apply_access_entry(aws, cluster, &step.principal_arn, &step.actions)
+        .await
+        .map_err(|source| ApplyError::Aws {
+            source,
+            done: counter.done,
+            total: counter.total,
+        })?;
+    counter.done += 1;
+    progress.step(step.change, "AccessEntry", &step.principal_arn);
     Ok(())
 }
 
@@ -216,9 +287,18 @@ async fn apply_kube(
             new_namespaces.join(", ")
         ));
     }
+    // Creates of cluster-scoped objects go before patches of others' (a default StorageClass
+    // is created, with its record of what it demotes, before anything is demoted); on
+    // teardown, restoring others' objects goes before deleting ours.
+    let (cs_creates, cs_rest): (Vec<&KubeStep>, Vec<&KubeStep>) = cluster_scoped
+        .into_iter()
+        .partition(|s| matches!(s.action, KubeAction::Create(_)));
+    let (cs_deletes, cs_patches): (Vec<&KubeStep>, Vec<&KubeStep>) = cs_rest
+        .into_iter()
+        .partition(|s| s.action == KubeAction::Delete);
     let waves = match direction {
-        Direction::Create => vec![namespaces, cluster_scoped, namespaced],
-        Direction::Teardown => vec![namespaced, cluster_scoped, namespaces],
+        Direction::Create => vec![namespaces, cs_creates, cs_patches, cs_deletes, namespaced],
+        Direction::Teardown => vec![namespaced, cs_patches, cs_creates, cs_deletes, namespaces],
     };
     for wave in waves {
         if wave.is_empty() {

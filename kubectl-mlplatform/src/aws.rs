@@ -49,7 +49,7 @@ pub struct AwsSettings {
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct CallerIdentity {
     pub account: String,
     pub arn: String,
@@ -68,6 +68,16 @@ pub struct ClusterFacts {
     pub authentication_mode: Option<String>,
     pub version: Option<String>,
     pub endpoint: Option<String>,
+}
+
+/// The cluster's network as describe-cluster reports it (kept apart from [`ClusterFacts`] so
+/// code that builds those by hand does not change).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNetwork {
+    /// `resourcesVpcConfig.clusterSecurityGroupId` (the security group EKS made).
+    pub cluster_security_group_id: Option<String>,
+    pub vpc_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -229,6 +239,112 @@ impl Aws {
             version: cluster.version().map(str::to_string),
             endpoint: cluster.endpoint().map(str::to_string),
         })
+    }
+
+    /// The cluster's security group and VPC.
+    pub async fn describe_cluster_network(&self, name: &str) -> Result<ClusterNetwork, AwsError> {
+        const OP: &str = "eks:DescribeCluster";
+        let out = self
+            .eks
+            .describe_cluster()
+            .name(name)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let vpc = out.cluster().and_then(|c| c.resources_vpc_config());
+        Ok(ClusterNetwork {
+            cluster_security_group_id: vpc
+                .and_then(|v| v.cluster_security_group_id())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            vpc_id: vpc
+                .and_then(|v| v.vpc_id())
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        })
+    }
+
+    /// Tags of an IAM OIDC provider.
+    pub async fn oidc_provider_tags(
+        &self,
+        arn: &str,
+    ) -> Result<BTreeMap<String, String>, AwsError> {
+        const OP: &str = "iam:ListOpenIDConnectProviderTags";
+        let out = self
+            .iam
+            .list_open_id_connect_provider_tags()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect())
+    }
+
+    /// Creates the IAM OIDC provider with tags (so that disconnect can tell it made it).
+    pub async fn create_oidc_provider_tagged(
+        &self,
+        issuer_url: &str,
+        client_ids: &[String],
+        thumbprints: &[String],
+        tags: &[(String, String)],
+    ) -> Result<String, AwsError> {
+        const OP: &str = "iam:CreateOpenIDConnectProvider";
+        let tags = tags
+            .iter()
+            .map(|(k, v)| {
+                Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .map_err(|e| AwsError::InvalidInput {
+                        operation: OP.to_string(),
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self
+            .iam
+            .create_open_id_connect_provider()
+            .url(issuer_url)
+            .set_client_id_list(Some(client_ids.to_vec()))
+            .set_thumbprint_list((!thumbprints.is_empty()).then(|| thumbprints.to_vec()))
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        out.open_id_connect_provider_arn()
+            .map(str::to_string)
+            .ok_or_else(|| unreadable(OP, "no provider ARN in the answer"))
+    }
+
+    /// Names of every role whose trust policy names `provider_arn` as a federated principal.
+    pub async fn roles_trusting(&self, provider_arn: &str) -> Result<Vec<String>, AwsError> {
+        const OP: &str = "iam:ListRoles";
+        let roles: Vec<aws_sdk_iam::types::Role> = self
+            .iam
+            .list_roles()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let mut out = Vec::new();
+        for role in roles {
+            let Some(doc) = role.assume_role_policy_document() else {
+                continue;
+            };
+            let trust = decode_policy_document(doc).map_err(|e| unreadable(OP, e))?;
+            if trust.to_string().contains(provider_arn) {
+                out.push(role.role_name().to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// The role with its trust policy, inline policies (read in parallel), attached policies

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use mlplatform_namespace_policy::{
-    MANAGED_LABEL, MANAGED_VALUE, NamespacePolicy, PROFILE_ANNOTATION,
+    IRSA_ROLE_ARN_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE, NamespacePolicy, PROFILE_ANNOTATION,
+    eks,
 };
 use serde_json::{Value, json};
 
@@ -31,6 +32,30 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// The IRSA role the user ServiceAccount should carry (SPEC §3): into the policy and the
+    /// namespace annotations, and onto the bundle's ServiceAccounts named in `service_accounts`.
+    pub fn set_irsa_role(&mut self, role_arn: &str, service_accounts: &[String]) {
+        if service_accounts.contains(&self.user_service_account) {
+            self.policy.irsa_role_arn = Some(role_arn.to_owned());
+            self.namespace_annotations
+                .insert(IRSA_ROLE_ARN_ANNOTATION.to_owned(), role_arn.to_owned());
+        }
+        for obj in &mut self.namespaced {
+            if obj.key.kind == Kind::ServiceAccount && service_accounts.contains(&obj.key.name) {
+                obj.body["metadata"]["annotations"][eks::ROLE_ARN] = json!(role_arn);
+            }
+        }
+    }
+
+    /// Names of the ServiceAccounts the bundle creates.
+    pub fn created_service_accounts(&self) -> Vec<String> {
+        self.namespaced
+            .iter()
+            .filter(|o| o.key.kind == Kind::ServiceAccount)
+            .map(|o| o.key.name.clone())
+            .collect()
+    }
+
     /// The namespace object as connect creates it when it does not exist yet.
     pub fn namespace_object(&self, profile: &str) -> KubeObject {
         let mut obj = KubeObject::new(Kind::Namespace, None, &self.namespace, profile, json!({}));
@@ -85,7 +110,7 @@ pub fn render_bundle(
         .as_deref()
         .map(|t| r("spec.namespace.systemServiceAccount", t))
         .transpose()?;
-    if let Some(sa) = &system_sa {
+    if let Some(sa) = system_sa.as_ref().filter(|_| spec.create_service_accounts) {
         namespaced.push(KubeObject::new(
             Kind::ServiceAccount,
             ns,
@@ -132,13 +157,15 @@ pub fn render_bundle(
         "spec.namespace.userServiceAccount",
         &spec.user_service_account,
     )?;
-    namespaced.push(KubeObject::new(
-        Kind::ServiceAccount,
-        ns,
-        &user_sa,
-        name,
-        json!({}),
-    ));
+    if spec.create_service_accounts {
+        namespaced.push(KubeObject::new(
+            Kind::ServiceAccount,
+            ns,
+            &user_sa,
+            name,
+            json!({}),
+        ));
+    }
     if let (Some(role), Some(binding)) = (&spec.user_role, &spec.user_role_binding) {
         let role_name = r("spec.namespace.userRole.name", &role.name)?;
         let binding = r("spec.namespace.userRoleBinding", binding)?;

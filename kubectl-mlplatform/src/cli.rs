@@ -32,13 +32,24 @@ pub enum Command {
     Doctor(ConnectArgs),
     /// Safe aws-auth editing (mapRoles / mapUsers / mapAccounts).
     AwsAuth(crate::commands::aws_auth_cmd::AwsAuthCommand),
+    /// The cluster's IAM OIDC provider (needed for IAM roles for service accounts).
+    #[command(subcommand)]
+    Oidc(crate::commands::oidc_cmd::OidcCommand),
+    /// IAM roles for service accounts: role, trust, policies and the ServiceAccount annotation.
+    #[command(subcommand)]
+    Irsa(crate::commands::irsa_cmd::IrsaCommand),
     /// The per-namespace bundle alone.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
     /// Built-in vendor profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
-    /// Print version, git commit and target.
+    /// The admission webhook that enforces namespace policy: install, uninstall, status.
+    #[command(subcommand)]
+    Webhook(crate::commands::webhook_cmd::WebhookCommand),
+    /// Print a shell completion script (bash, zsh, fish, or kubectl's plugin hook).
+    Completion(crate::commands::completion::CompletionArgs),
+    /// Print version, git commit and target (`-o json` for scripts).
     Version,
 }
 
@@ -73,12 +84,35 @@ pub struct ConnectArgs {
     /// Existing IAM role ARN a profile maps or extends (profile parameter with flag role-arn).
     #[arg(long, value_name = "ARN")]
     pub role_arn: Option<String>,
+    /// hopsworks: the instance-profile role Hopsworks.ai instances run as (existing role).
+    #[arg(long, value_name = "ARN")]
+    pub instance_role_arn: Option<String>,
+    /// hopsworks: the cross-account role Hopsworks.ai uses in your account (existing role).
+    #[arg(long, value_name = "ARN")]
+    pub cross_account_role_arn: Option<String>,
+    /// arthur: the S3 bucket Arthur reads and writes.
+    #[arg(long, value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// arthur: the SES role in another account that Arthur assumes (cross-account SES).
+    #[arg(long, value_name = "ARN")]
+    pub ses_role_arn: Option<String>,
+    /// arthur: customer managed KMS key for the gp3 StorageClass's EBS volumes.
+    #[arg(long, value_name = "ARN")]
+    pub kms_key_id: Option<String>,
+    /// How the role gets cluster access: auto (from the cluster's authentication mode),
+    /// configmap (aws-auth) or access-entry (EKS access entries).
+    #[arg(long, value_enum, default_value_t = crate::access_entry::AuthMode::Auto)]
+    pub auth_mode: crate::access_entry::AuthMode,
     /// Other profile parameters.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// Map the vendor role to system:masters (cluster administrator), as the vendor's page does.
     #[arg(long)]
     pub cluster_admin: bool,
+    /// connect: also install or update the admission webhook (`webhook install` defaults), so
+    /// the namespace policy is enforced from the start.
+    #[arg(long)]
+    pub with_webhook: bool,
 }
 
 #[derive(Debug, Clone, Args)]

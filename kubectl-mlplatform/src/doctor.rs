@@ -74,6 +74,8 @@ fn describe(row: &ChangeRow) -> String {
     };
     match row.kind.as_str() {
         "IAMRole" => format!("{target} (trust: vendor account, external ID)"),
+        "IRSARole" => format!("{target} (trust: the cluster's OIDC provider, ServiceAccounts)"),
+        "IAMOIDCProvider" => format!("IAM OIDC provider for {}", row.name),
         "AwsAuthMapping" => format!("aws-auth mapping {}", row.name),
         _ => target,
     }
@@ -240,6 +242,89 @@ pub fn rbac_expectations(
         });
     }
     out
+}
+
+/// The EKS add-on that provides a CSI driver, when there is one.
+fn csi_addon(provisioner: &str) -> Option<&'static str> {
+    match provisioner {
+        "ebs.csi.aws.com" => Some("aws-ebs-csi-driver"),
+        "efs.csi.aws.com" => Some("aws-efs-csi-driver"),
+        _ => None,
+    }
+}
+
+/// The profile's StorageClass needs its CSI driver, and the cluster exactly one default class.
+pub fn storage_checks(
+    provisioner: &str,
+    csi_driver_present: bool,
+    default_classes: &[String],
+    cluster: &str,
+    region: &str,
+    connect_fix: &str,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let name = format!("CSIDriver {provisioner}");
+    if csi_driver_present {
+        out.push(Check::pass(name));
+    } else {
+        let fix = match csi_addon(provisioner) {
+            Some(addon) => format!(
+                "aws eks create-addon --cluster-name {cluster} --addon-name {addon} --region {region}"
+            ),
+            None => format!("install the CSI driver for {provisioner}"),
+        };
+        out.push(Check::fail(
+            name,
+            "not installed: volumes of the StorageClass cannot be provisioned",
+            &fix,
+        ));
+    }
+    let name = "exactly one default StorageClass".to_owned();
+    match default_classes {
+        [_] => out.push(Check::pass(name)),
+        [] => out.push(Check::fail(name, "no default StorageClass", connect_fix)),
+        many => out.push(Check::fail(
+            name,
+            format!("{} default StorageClasses: {}", many.len(), many.join(", ")),
+            connect_fix,
+        )),
+    }
+    out
+}
+
+/// The vendor operator's CRDs: present, or a warning with how to install them (connect does
+/// not install the operator itself).
+pub fn crd_checks(group: &str, crd_names: &[String], install_hint: &str) -> Check {
+    let suffix = format!(".{group}");
+    let mut found: Vec<&str> = crd_names
+        .iter()
+        .filter(|n| n.ends_with(&suffix))
+        .map(String::as_str)
+        .collect();
+    found.sort_unstable();
+    let name = format!("operator CRDs *.{group}");
+    if found.is_empty() {
+        Check::warn(name, "absent: the operator is not installed", Some(install_hint))
+    } else {
+        Check {
+            detail: Some(format!("{} found", found.len())),
+            ..Check::pass(name)
+        }
+    }
+}
+
+/// Manual steps this tool cannot verify: repeated on every doctor run, as warnings.
+pub fn manual_step_checks(steps: &[crate::plan::ManualStepOut]) -> Vec<Check> {
+    steps
+        .iter()
+        .map(|s| {
+            Check::warn(
+                format!("manual step: {}", s.name),
+                format!("{} (not verifiable here)", s.description),
+                Some(&s.command),
+            )
+        })
+        .collect()
 }
 
 /// Whole-report verdict.

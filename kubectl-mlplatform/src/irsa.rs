@@ -121,7 +121,9 @@ pub fn parse_role_name(input: &str) -> Result<RoleName, IrsaError> {
         .iter()
         .any(|s| s.is_empty() || !s.bytes().all(is_iam_name_char))
     {
-        return Err(bad("the path has an empty segment or a character IAM does not allow"));
+        return Err(bad(
+            "the path has an empty segment or a character IAM does not allow",
+        ));
     }
     let path = if segments.is_empty() {
         "/".to_owned()
@@ -177,7 +179,9 @@ pub fn check_policy_arn(input: &str) -> Result<String, IrsaError> {
         return Err(bad("unknown partition"));
     }
     if *account != "aws" && !crate::arn::is_account_id(account) {
-        return Err(bad("the account is neither `aws` nor a 12-digit account ID"));
+        return Err(bad(
+            "the account is neither `aws` nor a 12-digit account ID",
+        ));
     }
     let Some(name) = resource.strip_prefix("policy/") else {
         return Err(bad("the resource is not policy/NAME"));
@@ -186,7 +190,9 @@ pub fn check_policy_arn(input: &str) -> Result<String, IrsaError> {
         return Err(bad("the policy name is empty"));
     }
     if arn.len() > MAX_TAG_VALUE {
-        return Err(bad("it is longer than 256 characters, which this tool cannot track"));
+        return Err(bad(
+            "it is longer than 256 characters, which this tool cannot track",
+        ));
     }
     Ok(arn.to_owned())
 }
@@ -210,7 +216,11 @@ pub fn parse_inline_policy(file: &str, text: &str) -> Result<Value, IrsaError> {
     let statements: Vec<&Value> = match map.get("Statement") {
         Some(Value::Array(items)) if !items.is_empty() => items.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
-        _ => return Err(bad("no Statement (an object or a non-empty list)".to_owned())),
+        _ => {
+            return Err(bad(
+                "no Statement (an object or a non-empty list)".to_owned()
+            ));
+        }
     };
     for (i, st) in statements.iter().enumerate() {
         let Some(st) = st.as_object() else {
@@ -384,9 +394,14 @@ pub enum IrsaAction {
         tags: Vec<(String, String)>,
     },
     #[serde(rename_all = "camelCase")]
-    UntagRole { role: String, keys: Vec<String> },
+    UntagRole {
+        role: String,
+        keys: Vec<String>,
+    },
     #[serde(rename_all = "camelCase")]
-    CreateServiceAccount { body: Value },
+    CreateServiceAccount {
+        body: Value,
+    },
     #[serde(rename_all = "camelCase")]
     PatchServiceAccount {
         namespace: String,
@@ -394,16 +409,16 @@ pub enum IrsaAction {
         patch: Value,
     },
     #[serde(rename_all = "camelCase")]
-    DeleteServiceAccount { namespace: String, name: String },
+    DeleteServiceAccount {
+        namespace: String,
+        name: String,
+    },
     /// An IAM write, rendered as `plan::IamAction` renders it (it carries its own `action`).
     #[serde(untagged)]
     Iam(IamAction),
 }
 
-fn pairs_as_map<S: serde::Serializer>(
-    pairs: &[(String, String)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
@@ -509,6 +524,23 @@ pub fn new_service_account(namespace: &str, name: &str, role_arn: &str) -> Value
     })
 }
 
+/// IAM limits a role description to 1000 characters.
+const MAX_DESCRIPTION: usize = 1000;
+
+fn role_description(req: &IrsaRequest) -> String {
+    let text = format!(
+        "IRSA role for {} in EKS cluster {} (kubectl-mlplatform)",
+        req.service_accounts
+            .iter()
+            .map(|sa| sa_display(&req.namespace, sa))
+            .collect::<Vec<_>>()
+            .join(", "),
+        req.cluster_name
+    );
+    // Names are ASCII (DNS labels), so a byte cut is a character cut.
+    text.chars().take(MAX_DESCRIPTION).collect()
+}
+
 fn role_tags(req: &IrsaRequest) -> Vec<(String, String)> {
     let mut tags = vec![
         (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
@@ -596,15 +628,7 @@ pub fn plan_irsa_create(req: &IrsaRequest, observed: &IrsaObserved) -> Result<Ir
                     role: role.clone(),
                     path: req.role.path.clone(),
                     trust_policy: trust.clone(),
-                    description: format!(
-                        "IRSA role for {} in EKS cluster {} (kubectl-mlplatform)",
-                        req.service_accounts
-                            .iter()
-                            .map(|sa| sa_display(&req.namespace, sa))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        req.cluster_name
-                    ),
+                    description: role_description(req),
                     tags,
                 },
             ));
@@ -635,7 +659,12 @@ pub fn plan_irsa_create(req: &IrsaRequest, observed: &IrsaObserved) -> Result<Ir
         Some(facts) => {
             // Trust.
             if policy_documents_equal(&facts.trust_policy, &trust) {
-                steps.push(IrsaStep::iam("IAMRole", &role, Change::Unchanged, IamAction::None));
+                steps.push(IrsaStep::iam(
+                    "IAMRole",
+                    &role,
+                    Change::Unchanged,
+                    IamAction::None,
+                ));
             } else {
                 steps.push(IrsaStep::iam(
                     "IAMRole",
@@ -648,7 +677,10 @@ pub fn plan_irsa_create(req: &IrsaRequest, observed: &IrsaObserved) -> Result<Ir
                 ));
             }
             // Inline policy (only ours, by name).
-            match (&req.inline_policy, facts.inline_policies.get(INLINE_POLICY_NAME)) {
+            match (
+                &req.inline_policy,
+                facts.inline_policies.get(INLINE_POLICY_NAME),
+            ) {
                 (Some(doc), Some(live)) if policy_documents_equal(doc, live) => {
                     steps.push(IrsaStep::iam(
                         "IAMInlinePolicy",
@@ -924,7 +956,10 @@ pub fn plan_irsa_delete(req: &IrsaRequest, observed: &IrsaObserved) -> Result<Ir
                     kind: "ServiceAccount",
                     name: key.1.clone(),
                     namespace: Some(key.0.clone()),
-                    change: if observed.service_accounts.get(&key).is_some_and(Option::is_some)
+                    change: if observed
+                        .service_accounts
+                        .get(&key)
+                        .is_some_and(Option::is_some)
                     {
                         Change::Unchanged
                     } else {
@@ -942,14 +977,21 @@ pub fn plan_irsa_delete(req: &IrsaRequest, observed: &IrsaObserved) -> Result<Ir
             Change::Deleted,
             IamAction::DeleteRole { role: role.clone() },
         )),
-        None => steps.push(IrsaStep::iam("IAMRole", &role, Change::Absent, IamAction::None)),
+        None => steps.push(IrsaStep::iam(
+            "IAMRole",
+            &role,
+            Change::Absent,
+            IamAction::None,
+        )),
     }
     Ok(IrsaPlan {
         role_name: role,
         role_arn,
         namespace: req.namespace.clone(),
         service_accounts: req.service_accounts.clone(),
-        trust_policy: existing.map(|r| r.trust_policy.clone()).unwrap_or(Value::Null),
+        trust_policy: existing
+            .map(|r| r.trust_policy.clone())
+            .unwrap_or(Value::Null),
         inline_policy: existing.and_then(|r| r.inline_policies.get(INLINE_POLICY_NAME).cloned()),
         attached_policy_arns: existing
             .map(|r| r.attached_policy_arns.clone())

@@ -330,6 +330,16 @@ pub async fn delete_object(
     }
 }
 
+/// Every object of a cluster-scoped kind (e.g. all StorageClasses).
+pub async fn list_objects(client: &kube::Client, kind: Kind) -> Result<Vec<Value>, KubeIoError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| kube_error("listing", kind.as_str(), e))?;
+    Ok(list.items.into_iter().map(to_value).collect())
+}
+
 /// Names of the namespaces managed for `profile`, with their live objects.
 pub async fn list_profile_namespaces(
     client: &kube::Client,

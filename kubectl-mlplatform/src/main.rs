@@ -8,6 +8,10 @@ use kubectl_mlplatform::cli::Cli;
 use kubectl_mlplatform::{commands, logging};
 
 fn main() -> ExitCode {
+    // kubectl's completion hook: answered before parsing, so partial words are no error.
+    if let Some(words) = commands::completion::dynamic_request(std::env::args_os()) {
+        return commands::completion::run_dynamic(&words);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

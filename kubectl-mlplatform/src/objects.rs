@@ -21,6 +21,8 @@ pub enum Kind {
     RoleBinding,
     ClusterRoleBinding,
     StorageClass,
+    CSIDriver,
+    CustomResourceDefinition,
 }
 
 impl Kind {
@@ -33,6 +35,8 @@ impl Kind {
             Self::RoleBinding => "RoleBinding",
             Self::ClusterRoleBinding => "ClusterRoleBinding",
             Self::StorageClass => "StorageClass",
+            Self::CSIDriver => "CSIDriver",
+            Self::CustomResourceDefinition => "CustomResourceDefinition",
         }
     }
     const fn group_version_plural(self) -> (&'static str, &'static str, &'static str) {
@@ -45,6 +49,10 @@ impl Kind {
             Self::RoleBinding => (RBAC, "v1", "rolebindings"),
             Self::ClusterRoleBinding => (RBAC, "v1", "clusterrolebindings"),
             Self::StorageClass => ("storage.k8s.io", "v1", "storageclasses"),
+            Self::CSIDriver => ("storage.k8s.io", "v1", "csidrivers"),
+            Self::CustomResourceDefinition => {
+                ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            }
         }
     }
     pub fn api_version(self) -> String {

@@ -6,6 +6,7 @@
 //! roots. When the issuer cannot be reached or its chain does not verify, the thumbprint is
 //! omitted: IAM no longer needs it for EKS issuers (it trusts their CA itself).
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,7 +123,10 @@ pub fn plan_oidc(
         None => {
             let (thumbprints, skipped) = match thumbprint {
                 Ok(Some(t)) => (vec![t], None),
-                Ok(None) => (Vec::new(), Some("not fetched (--skip-thumbprint)".to_owned())),
+                Ok(None) => (
+                    Vec::new(),
+                    Some("not fetched (--skip-thumbprint)".to_owned()),
+                ),
                 Err(why) => (Vec::new(), Some(why)),
             };
             OidcPlan {
@@ -184,6 +188,29 @@ pub fn system_roots() -> RootCertStore {
     roots
 }
 
+/// Name resolution on a detached thread: a resolver that hangs past the timeout must not
+/// hold the process at exit (the runtime waits for its own blocking tasks when it shuts down).
+async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let target = (host.to_owned(), port);
+    std::thread::Builder::new()
+        .name("oidc-resolve".to_owned())
+        .spawn(move || {
+            let found = target
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(found);
+        })
+        .map_err(|e| format!("cannot start the resolver thread: {e}"))?;
+    match rx.await {
+        Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+        Ok(Ok(_)) => Err("the name resolves to no address".to_owned()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("the resolver thread stopped".to_owned()),
+    }
+}
+
 /// Connects to the issuer, verifies its chain against `roots`, and returns the thumbprint of
 /// the last certificate it sent.
 pub async fn fetch_thumbprint(
@@ -206,13 +233,15 @@ pub async fn fetch_thumbprint(
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let exchange = async {
-        let tcp = TcpStream::connect((host.as_str(), port))
+        let connect_failed = |message: String| ThumbprintError::Connect {
+            host: host.clone(),
+            port,
+            message,
+        };
+        let addrs = resolve(&host, port).await.map_err(connect_failed)?;
+        let tcp = TcpStream::connect(addrs.as_slice())
             .await
-            .map_err(|e| ThumbprintError::Connect {
-                host: host.clone(),
-                port,
-                message: e.to_string(),
-            })?;
+            .map_err(|e| connect_failed(e.to_string()))?;
         let tls = connector
             .connect(server_name, tcp)
             .await
@@ -267,13 +296,29 @@ pub async fn associate(
     };
     let plan = plan_oidc(&cluster, existing, thumbprint)?;
     if plan.change == Change::Created && dry_run == DryRun::None {
-        let arn = aws
+        return match aws
             .create_oidc_provider(&plan.issuer, &plan.client_ids, &plan.thumbprints)
-            .await?;
-        return Ok(OidcPlan {
-            provider_arn: arn,
-            ..plan
-        });
+            .await
+        {
+            Ok(arn) => Ok(OidcPlan {
+                provider_arn: arn,
+                ..plan
+            }),
+            // Someone else created it between our read and our write: the goal holds.
+            Err(e) if e.code() == Some("EntityAlreadyExists") => {
+                match aws.find_oidc_provider(&plan.issuer).await? {
+                    Some(arn) => Ok(OidcPlan {
+                        provider_arn: arn,
+                        change: Change::Unchanged,
+                        thumbprints: Vec::new(),
+                        thumbprint_skipped: None,
+                        ..plan
+                    }),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
     }
     Ok(plan)
 }
@@ -339,7 +384,12 @@ mod tests {
             issuer_host_port("https://[::1]:9/x").unwrap(),
             ("::1".into(), 9)
         );
-        for bad in ["http://x/y", "https:///x", "https://h:port/x", "https://u@h/x"] {
+        for bad in [
+            "http://x/y",
+            "https:///x",
+            "https://h:port/x",
+            "https://u@h/x",
+        ] {
             assert!(issuer_host_port(bad).is_err(), "{bad}");
         }
     }
@@ -347,6 +397,9 @@ mod tests {
     #[test]
     fn thumbprints_are_lowercase_hex_sha1() {
         // SHA-1("abc") from FIPS 180-2.
-        assert_eq!(thumbprint_of(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            thumbprint_of(b"abc"),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
     }
 }

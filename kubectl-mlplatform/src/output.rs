@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::{Change, DryRun, OutputFormat};
-use crate::plan::{ChangeRow, Outputs, Plan};
+use crate::plan::{ChangeRow, ManualStepOut, Outputs, Plan};
 
 /// Per-step progress lines on stderr, only when stderr is a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +49,9 @@ pub struct Report {
     pub outputs: Outputs,
     pub dry_run: DryRun,
     pub changes: Vec<ChangeRow>,
+    /// What the user must still do by hand (the exact commands).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub manual_steps: Vec<ManualStepOut>,
     /// Rendered objects and IAM documents (dry runs, `-o yaml`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rendered: Option<Value>,
@@ -62,6 +65,7 @@ impl Report {
             outputs: plan.outputs.clone(),
             dry_run,
             changes: plan.changes(),
+            manual_steps: plan.manual_steps.clone(),
             rendered: show_rendered.then(|| plan.rendered()),
         }
     }
@@ -172,6 +176,13 @@ pub fn report_table(report: &Report, verb: &str) -> String {
         for (k, v) in fields {
             let _ = writeln!(out, "{:<width$} {v}", format!("{k}:"));
         }
+    }
+    for step in &report.manual_steps {
+        let _ = write!(
+            out,
+            "\nMANUAL STEP ({}): {}\n  {}\n",
+            step.name, step.description, step.command
+        );
     }
     out
 }

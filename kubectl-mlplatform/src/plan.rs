@@ -11,20 +11,38 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::access_entry::{
+    AccessEntryAction, AccessRequest, AuthMode, DEFAULT_ACCESS_POLICY, Mechanism, ObservedEntry,
+    choose_mechanism, plan_access_entry, plan_access_entry_removal,
+};
 use crate::arn::{is_account_id, parse_iam_arn};
-use crate::aws::{CallerIdentity, ClusterFacts, RoleFacts, policy_documents_equal};
+use crate::aws::{
+    CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, issuer_host_path,
+    policy_documents_equal,
+};
 use crate::aws_auth::{AwsAuth, Mapping, MappingKind, SYSTEM_MASTERS};
 use crate::bundle::{Bundle, render_bundle};
 use crate::common::Change;
-use crate::objects::{KubeObject, ObjectKey, PROFILE_LABEL, covers, is_ours, merge_patch_for};
+use crate::objects::{
+    Kind, KubeObject, ObjectKey, PROFILE_LABEL, covers, is_ours, merge_patch_for,
+};
 use crate::profile::{ParameterType, Profile, TemplateError, Vars};
 
 mod iam;
 mod kube_steps;
+mod profile_steps;
+mod storage;
 
 pub use iam::{external_id_from_trust, shorten_role_name, vendor_trust_policy};
 use iam::{plan_vendor_role, role_is_ours};
 use kube_steps::{bundle_for, plan_bundle_apply, plan_bundle_remove, profile_of_namespace};
+pub use profile_steps::{
+    OidcAction, OidcProviderFacts, OidcStep, TAG_OIDC_CREATED_BY, existing_role_name,
+    irsa_role_names, security_group_fallback,
+};
+pub use storage::{
+    DEFAULT_CLASS_ANNOTATION, DEMOTED_ANNOTATION, default_storage_classes, is_default_class,
+};
 
 /// Tag keys that mark an IAM role as made by us for one profile and cluster.
 /// The same keys as on Kubernetes objects, so one vocabulary marks everything we made.
@@ -98,14 +116,47 @@ pub enum PlanError {
         "namespace {namespace} is not managed for profile {profile}; nothing to remove (see `kubectl mlplatform namespace list`)"
     )]
     NamespaceNotManaged { namespace: String, profile: String },
-    #[error(
-        "EKS cluster {cluster} uses authentication mode API, which ignores the aws-auth ConfigMap; switch it to API_AND_CONFIG_MAP (`aws eks update-cluster-config --name {cluster} --access-config authenticationMode=API_AND_CONFIG_MAP`) or map the role with an access entry"
-    )]
-    AccessEntriesOnly { cluster: String },
     #[error("{0}")]
     Template(#[from] TemplateError),
     #[error("{0}")]
     Arn(String),
+    #[error("{0}")]
+    ClusterAccess(String),
+    #[error("{0}")]
+    AwsAuth(String),
+    #[error(
+        "parameter {name}={value:?} is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-', starting and ending with a letter or digit); pass the bucket's name, not its ARN or URL"
+    )]
+    BadBucket { name: String, value: String },
+    #[error(
+        "parameter {name}={value:?} is not a KMS key ARN; pass it like arn:aws:kms:us-east-1:123456789012:key/1234abcd-..."
+    )]
+    BadKmsKey { name: String, value: String },
+    #[error(
+        "IAM role {arn} ({param}) does not exist; this profile adds policies to an existing role and never creates it: check the ARN"
+    )]
+    ExistingRoleMissing { arn: String, param: String },
+    #[error(
+        "IAM role {arn} is in account {role_account} but the AWS credentials are for account {caller_account}; use credentials for the role's account"
+    )]
+    ExistingRoleOtherAccount {
+        arn: String,
+        role_account: String,
+        caller_account: String,
+    },
+    #[error(
+        "EKS cluster {cluster} has no OIDC issuer, which IAM roles for service accounts need (EKS clusters since 1.13 have one): check --cluster"
+    )]
+    NoIssuer { cluster: String },
+    #[error(
+        "StorageClass {name} exists with {field} {live} but the profile wants {wanted}; Kubernetes cannot change that field: delete the StorageClass (`kubectl delete storageclass {name}`) and re-run connect"
+    )]
+    StorageClassImmutable {
+        name: String,
+        field: String,
+        live: String,
+        wanted: String,
+    },
 }
 
 /// What the user asked for, resolved to values (flags and parameters), before any I/O.
@@ -121,10 +172,12 @@ pub struct ConnectInputs {
     pub cluster_admin: bool,
     /// disconnect / namespace remove: also delete the namespace.
     pub delete_namespace: bool,
+    /// aws-auth or an EKS access entry (`--auth-mode`).
+    pub auth_mode: AuthMode,
 }
 
 /// Everything preflight read. Absent entries in `objects` were not found.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub caller: CallerIdentity,
     pub role: Option<RoleFacts>,
@@ -133,6 +186,20 @@ pub struct Observed {
     pub objects: BTreeMap<ObjectKey, Value>,
     /// Every namespace currently managed for this profile (from its label).
     pub profile_namespaces: Vec<String>,
+    /// The IAM OIDC provider for the cluster's issuer, if it exists.
+    pub oidc_provider: Option<OidcProviderFacts>,
+    /// The issuer's thumbprint, when the provider is missing and the issuer could be reached.
+    pub oidc_thumbprint: Option<String>,
+    /// Other roles the profile touches (IRSA roles, existing roles), by role name; absent:
+    /// not found.
+    pub roles: BTreeMap<String, RoleFacts>,
+    /// Names of roles whose trust names the OIDC provider (read by disconnect only).
+    pub roles_trusting_provider: Vec<String>,
+    /// Every StorageClass (read when the profile has one).
+    pub storage_classes: Vec<Value>,
+    pub network: Option<ClusterNetwork>,
+    /// The role's EKS access entry (read when access entries are used).
+    pub access_entry: Option<ObservedEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -253,18 +320,48 @@ pub struct ChangeRow {
     pub change: Change,
 }
 
+/// An EKS access entry for the role (instead of an aws-auth mapping).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEntryStep {
+    pub principal_arn: String,
+    pub username: String,
+    pub groups: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub change: Change,
+    pub actions: Vec<AccessEntryAction>,
+}
+
+/// Something the user must do by hand, with the exact command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManualStepOut {
+    pub name: String,
+    pub description: String,
+    pub command: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     pub outputs: Outputs,
     pub iam: Vec<IamStep>,
+    /// The cluster's IAM OIDC provider (created before, deleted after the IAM roles).
+    pub oidc: Option<OidcStep>,
     pub aws_auth: Option<AwsAuthStep>,
+    pub access_entry: Option<AccessEntryStep>,
     pub kube: Vec<KubeStep>,
+    pub manual_steps: Vec<ManualStepOut>,
     /// For stderr: risky choices (system:masters), things kept on purpose.
     pub warnings: Vec<String>,
 }
 
 impl Plan {
     pub fn changes(&self) -> Vec<ChangeRow> {
+        let oidc = self.oidc.iter().map(|s| ChangeRow {
+            kind: "IAMOIDCProvider".to_owned(),
+            name: s.issuer.clone(),
+            namespace: None,
+            change: s.change,
+        });
         let iam = self.iam.iter().map(|s| ChangeRow {
             kind: s.kind.to_owned(),
             name: s.name.clone(),
@@ -277,13 +374,20 @@ impl Plan {
             namespace: None,
             change: s.change,
         });
+        let entry = self.access_entry.iter().map(|s| ChangeRow {
+            kind: "AccessEntry".to_owned(),
+            name: s.principal_arn.clone(),
+            namespace: None,
+            change: s.change,
+        });
+        let auth = auth.chain(entry);
         let kube = self.kube.iter().map(|s| ChangeRow {
             kind: s.key.kind.as_str().to_owned(),
             name: s.key.name.clone(),
             namespace: s.key.namespace.clone(),
             change: s.change,
         });
-        iam.chain(auth).chain(kube).collect()
+        oidc.chain(iam).chain(auth).chain(kube).collect()
     }
 
     pub fn has_writes(&self) -> bool {
@@ -299,11 +403,21 @@ impl Plan {
             .map(|s| serde_json::to_value(&s.action).unwrap_or(Value::Null))
             .collect();
         let objects: Vec<Value> = self.kube.iter().map(|s| s.desired.clone()).collect();
-        json!({
+        let mut out = json!({
             "iam": iam,
             "awsAuth": self.aws_auth,
             "objects": objects,
-        })
+        });
+        if let Some(oidc) = &self.oidc {
+            out["oidcProvider"] = serde_json::to_value(oidc).unwrap_or(Value::Null);
+        }
+        if let Some(entry) = &self.access_entry {
+            out["accessEntry"] = serde_json::to_value(entry).unwrap_or(Value::Null);
+        }
+        if !self.manual_steps.is_empty() {
+            out["manualSteps"] = serde_json::to_value(&self.manual_steps).unwrap_or(Value::Null);
+        }
+        out
     }
 }
 
@@ -364,6 +478,20 @@ pub fn resolve_params(
                 });
             }
             ParameterType::AccountId => {}
+            ParameterType::S3Bucket if !is_bucket_name(&value) => {
+                return Err(PlanError::BadBucket {
+                    name: p.name.clone(),
+                    value,
+                });
+            }
+            ParameterType::S3Bucket => {}
+            ParameterType::KmsKeyArn if !is_kms_key_arn(&value) => {
+                return Err(PlanError::BadKmsKey {
+                    name: p.name.clone(),
+                    value,
+                });
+            }
+            ParameterType::KmsKeyArn => {}
             ParameterType::RoleArn => match parse_iam_arn(&value) {
                 Ok(arn) if arn.resource_type == "role" => {}
                 Ok(_) => {
@@ -385,6 +513,40 @@ pub fn resolve_params(
         out.insert(p.name.clone(), value);
     }
     Ok(out)
+}
+
+/// S3 bucket naming rules (general purpose buckets): 3-63 characters of lowercase letters,
+/// digits, '.' and '-', starting and ending with a letter or digit, no "..", not an IP address.
+pub fn is_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && edge_ok(bytes.first())
+        && edge_ok(bytes.last())
+        && !name.contains("..")
+        && !name.contains(".-")
+        && !name.contains("-.")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
+        && !name.starts_with("xn--")
+        && !name.ends_with("-s3alias")
+}
+
+/// `arn:PARTITION:kms:REGION:ACCOUNT:key/ID` or `...:alias/NAME`.
+pub fn is_kms_key_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", partition, "kms", region, account, resource] => {
+            partition.starts_with("aws")
+                && !region.is_empty()
+                && is_account_id(account)
+                && (resource.strip_prefix("key/").is_some_and(|id| !id.is_empty())
+                    || resource.strip_prefix("alias/").is_some_and(|a| !a.is_empty()))
+        }
+        _ => false,
+    }
 }
 
 /// IAM accepts external IDs of 2-1224 characters from this set.
@@ -432,8 +594,21 @@ pub fn vars_for(
         .set("account", cluster.account.as_str())
         .set("partition", partition)
         .set("namespace", namespace);
+    // Parameters that were not given render as their default, else "" (which drops what
+    // they fill, e.g. an optional kmsKeyId).
+    for p in &profile.spec.parameters {
+        vars.set(&p.name, p.default.clone().unwrap_or_default());
+    }
     for (k, v) in params {
         vars.set(k, v.as_str());
+    }
+    if let Some(issuer) = cluster.oidc_issuer.as_deref().filter(|i| !i.trim().is_empty()) {
+        let host_path = issuer_host_path(issuer);
+        vars.set(
+            "oidcProviderArn",
+            crate::irsa::oidc_provider_arn(partition, &cluster.account, &host_path),
+        );
+        vars.set("oidcIssuer", host_path);
     }
     vars
 }
@@ -462,17 +637,16 @@ pub fn desired_mapping(
     }))
 }
 
-fn plan_mapping(observed: &Observed, wanted: Mapping) -> AwsAuthStep {
-    let live = observed
-        .aws_auth
-        .as_ref()
-        .and_then(|a| a.find(MappingKind::Role, &wanted.arn));
-    let change = match live {
+/// The aws-auth change for `wanted`, decided by the same code that will write it (so a
+/// refusal, e.g. duplicate entries for the ARN, happens here, before anything is written).
+fn plan_mapping(observed: &Observed, wanted: Mapping) -> Result<AwsAuthStep, PlanError> {
+    let change = match &observed.aws_auth {
         None => Change::Created,
-        Some(m) if m.username == wanted.username && m.groups == wanted.groups => Change::Unchanged,
-        Some(_) => Change::Updated,
+        Some(auth) => auth
+            .preview_upsert(MappingKind::Role, wanted.clone())
+            .map_err(|e| PlanError::AwsAuth(e.to_string()))?,
     };
-    AwsAuthStep {
+    Ok(AwsAuthStep {
         arn: wanted.arn.clone(),
         change,
         action: if change == Change::Unchanged {
@@ -483,7 +657,7 @@ fn plan_mapping(observed: &Observed, wanted: Mapping) -> AwsAuthStep {
             }
         },
         wanted: Some(wanted),
-    }
+    })
 }
 
 /// The role ARN a profile's cluster access refers to.
@@ -512,7 +686,190 @@ fn check_account(cluster: &ClusterFacts, observed: &Observed) -> Result<(), Plan
     Ok(())
 }
 
-/// connect: vendor role, its mapping, the namespace bundle.
+/// aws-auth or an access entry, as `--auth-mode` and the cluster decide.
+fn mechanism_for(
+    inputs: &ConnectInputs,
+    cluster: &ClusterFacts,
+) -> Result<Mechanism, PlanError> {
+    choose_mechanism(
+        inputs.auth_mode,
+        &cluster.name,
+        cluster.authentication_mode.as_deref(),
+    )
+    .map_err(|e| PlanError::ClusterAccess(e.to_string()))
+}
+
+/// The role a profile maps into the cluster (for preflight, before the plan): the cluster
+/// access role, else the vendor role's ARN as connect names it.
+pub fn access_principal(profile: &Profile, vars: &Vars, account: &str) -> Option<String> {
+    let vendor = profile.spec.vendor_role.as_ref().and_then(|spec| {
+        let name = shorten_role_name(&vars.render("spec.vendorRole.name", &spec.name).ok()?);
+        let partition = vars.get("partition").unwrap_or("aws");
+        Some(format!("arn:{partition}:iam::{account}:role{}{name}", spec.path))
+    });
+    access_role_arn(profile, vars, vendor.as_deref()).ok().flatten()
+}
+
+/// Whether connect/disconnect will use an access entry for this profile on this cluster.
+pub fn uses_access_entry(profile: &Profile, inputs: &ConnectInputs, cluster: &ClusterFacts) -> bool {
+    profile.spec.cluster_access.is_some()
+        && mechanism_for(inputs, cluster) == Ok(Mechanism::AccessEntry)
+}
+
+/// Namespaces an access entry is scoped to: the profile's managed namespaces plus (connect)
+/// or minus (disconnect) this one.
+fn entry_namespaces(observed: &Observed, namespace: &str, adding: bool) -> Vec<String> {
+    let mut set: BTreeSet<String> = observed.profile_namespaces.iter().cloned().collect();
+    if adding {
+        set.insert(namespace.to_owned());
+    } else {
+        set.remove(namespace);
+    }
+    set.into_iter().collect()
+}
+
+fn plan_access_apply(
+    profile: &Profile,
+    inputs: &ConnectInputs,
+    cluster: &ClusterFacts,
+    observed: &Observed,
+    vars: &Vars,
+    arn: &str,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let Some(mapping) = desired_mapping(profile, vars, arn, inputs.cluster_admin)? else {
+        return Ok(());
+    };
+    match mechanism_for(inputs, cluster)? {
+        Mechanism::AwsAuth => {
+            if inputs.cluster_admin {
+                plan.warnings.push(format!(
+                    "--cluster-admin maps {} to {SYSTEM_MASTERS}: full control of the whole cluster, not just its namespaces",
+                    mapping.arn
+                ));
+            }
+            plan.aws_auth = Some(plan_mapping(observed, mapping)?);
+        }
+        Mechanism::AccessEntry => {
+            if inputs.cluster_admin {
+                return Err(PlanError::ClusterAccess(
+                    "--cluster-admin (system:masters) cannot be given through an EKS access entry; use --auth-mode configmap, or leave --cluster-admin out".to_owned(),
+                ));
+            }
+            let namespaces = entry_namespaces(observed, &inputs.namespace, true);
+            let req = AccessRequest {
+                cluster: cluster.name.clone(),
+                principal_arn: mapping.arn.clone(),
+                username: mapping.username.clone(),
+                groups: mapping.groups.clone(),
+                namespaces: namespaces.clone(),
+                policy_arn: DEFAULT_ACCESS_POLICY.to_owned(),
+            };
+            let (change, actions) = plan_access_entry(&req, observed.access_entry.as_ref())
+                .map_err(|e| PlanError::ClusterAccess(e.to_string()))?;
+            plan.access_entry = Some(AccessEntryStep {
+                principal_arn: mapping.arn,
+                username: mapping.username,
+                groups: mapping.groups,
+                namespaces,
+                change,
+                actions,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn plan_access_remove(
+    profile: &Profile,
+    inputs: &ConnectInputs,
+    cluster: &ClusterFacts,
+    observed: &Observed,
+    vars: &Vars,
+    arn: &str,
+    last: bool,
+    plan: &mut Plan,
+) -> Result<(), PlanError> {
+    let arn = parse_iam_arn(arn)
+        .map_err(|e| PlanError::Arn(e.to_string()))?
+        .without_path();
+    match mechanism_for(inputs, cluster)? {
+        Mechanism::AwsAuth => {
+            let (change, action) = match (&observed.aws_auth, last) {
+                (None, _) => (Change::Absent, AwsAuthAction::None),
+                (Some(auth), true) => {
+                    let change = auth
+                        .preview_remove(MappingKind::Role, &arn)
+                        .map_err(|e| PlanError::AwsAuth(e.to_string()))?;
+                    let action = if change == Change::Deleted {
+                        AwsAuthAction::Remove { arn: arn.clone() }
+                    } else {
+                        AwsAuthAction::None
+                    };
+                    (change, action)
+                }
+                (Some(auth), false) => match auth.find(MappingKind::Role, &arn) {
+                    Some(_) => (Change::Unchanged, AwsAuthAction::None),
+                    None => (Change::Absent, AwsAuthAction::None),
+                },
+            };
+            plan.aws_auth = Some(AwsAuthStep {
+                arn,
+                change,
+                action,
+                wanted: None,
+            });
+        }
+        Mechanism::AccessEntry => {
+            let entry = observed.access_entry.as_ref();
+            let namespaces = entry_namespaces(observed, &inputs.namespace, false);
+            let (change, actions) = if last || namespaces.is_empty() {
+                plan_access_entry_removal(&cluster.name, &arn, entry)
+            } else {
+                // Other namespaces remain: the entry stays, scoped to them only.
+                match desired_mapping(profile, vars, &arn, false)? {
+                    Some(mapping) if entry.is_some() => plan_access_entry(
+                        &AccessRequest {
+                            cluster: cluster.name.clone(),
+                            principal_arn: arn.clone(),
+                            username: mapping.username,
+                            groups: mapping.groups,
+                            namespaces: namespaces.clone(),
+                            policy_arn: DEFAULT_ACCESS_POLICY.to_owned(),
+                        },
+                        entry,
+                    ),
+                    _ => Ok((Change::Absent, Vec::new())),
+                }
+            }
+            .map_err(|e| PlanError::ClusterAccess(e.to_string()))?;
+            plan.access_entry = Some(AccessEntryStep {
+                principal_arn: arn,
+                username: String::new(),
+                groups: Vec::new(),
+                namespaces,
+                change,
+                actions,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// ServiceAccounts the bundle creates, as (namespace, name).
+fn bundle_service_accounts(bundle: Option<&Bundle>) -> Vec<(String, String)> {
+    bundle
+        .map(|b| {
+            b.created_service_accounts()
+                .into_iter()
+                .map(|sa| (b.namespace.clone(), sa))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// connect: every step of the profile, in order: existing-role policies, OIDC provider,
+/// vendor role, IRSA roles, cluster access, StorageClass, namespace bundle, manual steps.
 pub fn plan_connect(
     profile: &Profile,
     inputs: &ConnectInputs,
@@ -528,38 +885,62 @@ pub fn plan_connect(
     }
     let vars = vars_for(profile, cluster, &inputs.params, &inputs.namespace);
     let mut plan = Plan::default();
+    plan.iam = profile_steps::plan_existing_roles_apply(profile, observed, &vars)?;
+    plan.oidc = profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?;
     let vendor = plan_vendor_role(profile, inputs, cluster, observed, &vars)?;
     let vendor_arn = vendor.as_ref().map(|v| v.role_arn.clone());
     if let Some(v) = vendor {
-        plan.iam = v.steps;
+        plan.iam.extend(v.steps);
         plan.outputs.external_id = v.external_id;
     }
+    let provider_arn = plan.oidc.as_ref().map(|o| o.provider_arn.clone());
+    let irsa = profile_steps::plan_irsa_roles_apply(
+        profile,
+        cluster,
+        observed,
+        &vars,
+        provider_arn.as_deref(),
+        &mut plan.iam,
+    )?;
     let access_arn = access_role_arn(profile, &vars, vendor_arn.as_deref())?;
-    if access_arn.is_some() && cluster.authentication_mode.as_deref() == Some("API") {
-        return Err(PlanError::AccessEntriesOnly {
-            cluster: cluster.name.clone(),
-        });
+    if let Some(arn) = &access_arn {
+        plan_access_apply(profile, inputs, cluster, observed, &vars, arn, &mut plan)?;
     }
-    if let Some(arn) = &access_arn
-        && let Some(mapping) = desired_mapping(profile, &vars, arn, inputs.cluster_admin)?
-    {
-        if inputs.cluster_admin {
-            plan.warnings.push(format!(
-                "--cluster-admin maps {} to {SYSTEM_MASTERS}: full control of the whole cluster, not just its namespaces",
-                mapping.arn
-            ));
+    plan.outputs.role_arn = vendor_arn
+        .or(access_arn)
+        .or_else(|| irsa.first().map(|r| r.arn.clone()));
+    plan.kube = storage::plan_storage_apply(profile, observed, &vars)?;
+    let mut bundle = bundle_for(profile, &vars, &inputs.namespace)?;
+    if let Some(bundle) = bundle.as_mut() {
+        let namespace = bundle.namespace.clone();
+        for r in irsa.iter().filter(|r| r.role.namespace == namespace) {
+            bundle.set_irsa_role(&r.arn, &r.role.service_accounts);
         }
-        plan.aws_auth = Some(plan_mapping(observed, mapping));
     }
-    plan.outputs.role_arn = vendor_arn.or(access_arn);
-    if let Some(bundle) = bundle_for(profile, &vars, &inputs.namespace)? {
-        plan.kube = plan_bundle_apply(profile, &bundle, observed)?;
+    let bundle_sas = bundle_service_accounts(bundle.as_ref());
+    if let Some(bundle) = &bundle {
+        plan.kube.extend(plan_bundle_apply(profile, bundle, observed)?);
         plan.outputs.user_service_account = bundle.user_service_account.clone();
         plan.outputs.system_service_account = bundle.system_service_account.clone();
     }
+    plan.kube.extend(profile_steps::plan_irsa_service_accounts_apply(
+        profile.name(),
+        &irsa,
+        &bundle_sas,
+        observed,
+    )?);
+    plan.manual_steps = profile_steps::render_manual_steps(profile, cluster, observed, &vars)?;
     plan.outputs.profile = profile.name().to_owned();
     plan.outputs.cluster = cluster.name.clone();
-    plan.outputs.namespace = inputs.namespace.clone();
+    plan.outputs.namespace = match (&bundle, irsa.first()) {
+        (None, Some(r)) => r.role.namespace.clone(),
+        _ => inputs.namespace.clone(),
+    };
+    if bundle.is_none()
+        && let Some(r) = irsa.first()
+    {
+        plan.outputs.user_service_account = r.role.service_accounts.join(",");
+    }
     Ok(plan)
 }
 
@@ -572,8 +953,10 @@ fn others_remaining(observed: &Observed, namespace: &str) -> Vec<String> {
         .collect()
 }
 
-/// disconnect: the bundle of this namespace; and when no other namespace of the profile
-/// remains, the shared ClusterRole, the mapping and the vendor role (only if tagged as ours).
+/// disconnect: the bundle of this namespace and IRSA roles of this namespace; and when no
+/// other namespace of the profile remains, the shared things too: the vendor role, our inline
+/// policies on existing roles, the mapping (or access entry), the StorageClass (restoring the
+/// classes it demoted), the shared ClusterRole and the OIDC provider connect made.
 pub fn plan_disconnect(
     profile: &Profile,
     inputs: &ConnectInputs,
@@ -623,53 +1006,63 @@ pub fn plan_disconnect(
             }),
         }
     }
+    let (irsa_roles, removed_roles) = profile_steps::plan_irsa_roles_remove(
+        profile,
+        cluster,
+        observed,
+        &vars,
+        last,
+        &mut plan.iam,
+    )?;
+    plan.iam.extend(profile_steps::plan_existing_roles_remove(
+        profile, observed, &vars, last,
+    )?);
+    plan.oidc = profile_steps::plan_oidc_remove(
+        profile,
+        cluster,
+        observed,
+        &vars,
+        &removed_roles,
+        last,
+        &mut warnings,
+    );
     // The mapping's ARN does not depend on whether the role still exists.
-    let partition = vars.get("partition").unwrap_or("aws").to_owned();
-    let vendor_arn_for_mapping = vendor_arn.clone().or_else(|| {
-        profile.spec.vendor_role.as_ref().and_then(|spec| {
-            let name = shorten_role_name(&vars.render("spec.vendorRole.name", &spec.name).ok()?);
-            Some(format!(
-                "arn:{partition}:iam::{}:role/{name}",
-                observed.caller.account
-            ))
-        })
-    });
+    let vendor_arn_for_mapping = vendor_arn
+        .clone()
+        .or_else(|| access_principal(profile, &vars, &observed.caller.account));
     if let Some(arn) = access_role_arn(profile, &vars, vendor_arn_for_mapping.as_deref())? {
-        let arn = parse_iam_arn(&arn)
-            .map_err(|e| PlanError::Arn(e.to_string()))?
-            .without_path();
-        let present = observed
-            .aws_auth
-            .as_ref()
-            .and_then(|a| a.find(MappingKind::Role, &arn))
-            .is_some();
-        let (change, action) = match (present, last) {
-            (false, _) => (Change::Absent, AwsAuthAction::None),
-            (true, true) => (Change::Deleted, AwsAuthAction::Remove { arn: arn.clone() }),
-            (true, false) => (Change::Unchanged, AwsAuthAction::None),
-        };
-        plan.aws_auth = Some(AwsAuthStep {
-            arn,
-            change,
-            action,
-            wanted: None,
-        });
+        plan_access_remove(
+            profile, inputs, cluster, observed, &vars, &arn, last, &mut plan,
+        )?;
     }
-    if let Some(bundle) = bundle_for(profile, &vars, &inputs.namespace)? {
-        plan.kube = plan_bundle_remove(
+    plan.kube = storage::plan_storage_remove(profile, observed, &vars, last, &mut warnings)?;
+    let bundle = bundle_for(profile, &vars, &inputs.namespace)?;
+    let bundle_sas = bundle_service_accounts(bundle.as_ref());
+    plan.kube
+        .extend(profile_steps::plan_irsa_service_accounts_remove(
+            profile.name(),
+            &irsa_roles,
+            &removed_roles,
+            &bundle_sas,
+            observed,
+            inputs.delete_namespace,
+            &mut warnings,
+        ));
+    if let Some(bundle) = bundle {
+        plan.kube.extend(plan_bundle_remove(
             profile,
             &bundle,
             observed,
             inputs.delete_namespace,
             last,
             &mut warnings,
-        )?;
+        )?);
         plan.outputs.user_service_account = bundle.user_service_account;
         plan.outputs.system_service_account = bundle.system_service_account;
     }
     if !last {
         warnings.push(format!(
-            "kept the IAM role, aws-auth mapping and shared ClusterRole of profile {}: still used by namespace(s) {}",
+            "kept the shared parts of profile {} (IAM role, cluster access, ClusterRole, StorageClass): still used by namespace(s) {}",
             profile.name(),
             others.join(", ")
         ));
@@ -816,14 +1209,8 @@ mod tests {
             json!({"metadata": {"name": "shared", "annotations": {PROFILE_ANNOTATION: "arthur"}}}),
         );
         let observed = Observed {
-            caller: CallerIdentity {
-                account: String::new(),
-                arn: String::new(),
-            },
-            role: None,
-            aws_auth: None,
             objects,
-            profile_namespaces: Vec::new(),
+            ..Observed::default()
         };
         let err = plan_namespace_add(&profile, &vars, "shared", &observed).unwrap_err();
         assert!(

@@ -104,6 +104,23 @@ pub struct ProfileSpec {
     /// Inline policies put on a role that already exists (issue 4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub existing_role_policies: Vec<ExistingRolePolicies>,
+    /// Steps this tool cannot carry out itself (no API for them here): printed by connect,
+    /// repeated by doctor, with the exact command filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manual_steps: Vec<ManualStep>,
+    /// CRDs of the vendor's operator that doctor looks for (installed by the vendor's own
+    /// installer, not by connect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_crds: Option<OperatorCrds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OperatorCrds {
+    /// API group of the CRDs (`sagemaker.aws.amazon.com` matches `*.sagemaker.aws.amazon.com`).
+    pub group: String,
+    /// How to install the operator when they are absent (a template).
+    pub install_hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -113,6 +130,10 @@ pub enum ParameterType {
     String,
     AccountId,
     RoleArn,
+    /// An S3 bucket name (3-63 lowercase letters, digits, '.', '-').
+    S3Bucket,
+    /// A KMS key ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`) or alias ARN.
+    KmsKeyArn,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,6 +159,9 @@ pub struct Parameter {
 pub struct InlinePolicy {
     pub name: String,
     pub document: serde_json::Value,
+    /// A parameter name: the policy exists only when that parameter is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +182,14 @@ pub struct VendorRole {
     pub inline_policies: Vec<InlinePolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_policy_arns: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_iam_path() -> String {
@@ -215,6 +247,10 @@ pub struct NamespaceBundle {
     /// Other ServiceAccounts workloads may run as (not created by the bundle).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_system_service_accounts: Vec<String>,
+    /// false: the vendor's installer creates the ServiceAccounts (a Helm chart would refuse to
+    /// adopt ours); the bundle only names them in the namespace policy.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub create_service_accounts: bool,
     pub user_service_account: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_role: Option<RoleSpec>,
@@ -281,7 +317,19 @@ pub struct StorageClassSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExistingRolePolicies {
     pub role_arn: String,
+    /// A parameter name: the step exists only when that parameter is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<String>,
     pub inline_policies: Vec<InlinePolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ManualStep {
+    pub name: String,
+    pub description: String,
+    /// The command to run, a template (`${clusterSecurityGroupId}`, parameters, ...).
+    pub command: String,
 }
 
 /// A step kind a profile may use; `connect` refuses up front when one is not implemented yet.
@@ -294,6 +342,7 @@ pub enum StepKind {
     IrsaRoles,
     StorageClass,
     ExistingRolePolicies,
+    ManualSteps,
 }
 
 impl StepKind {
@@ -306,14 +355,12 @@ impl StepKind {
             Self::IrsaRoles => "irsaRoles",
             Self::StorageClass => "storageClass",
             Self::ExistingRolePolicies => "existingRolePolicies",
+            Self::ManualSteps => "manualSteps",
         }
     }
     /// What `connect`/`disconnect`/`doctor` carry out in this version.
     pub const fn is_implemented(self) -> bool {
-        matches!(
-            self,
-            Self::VendorRole | Self::ClusterAccess | Self::NamespaceBundle
-        )
+        true
     }
 }
 
@@ -382,6 +429,9 @@ impl Profile {
         }
         if s.namespace.is_some() {
             out.push(StepKind::NamespaceBundle);
+        }
+        if !s.manual_steps.is_empty() {
+            out.push(StepKind::ManualSteps);
         }
         out
     }
@@ -452,6 +502,39 @@ impl Profile {
             .collect();
         let tree = serde_json::to_value(&self.spec).map_err(|e| e.to_string())?;
         check_placeholders("spec", &tree, &declared)?;
+        let mut conditions: Vec<(String, &Option<String>)> = Vec::new();
+        for (i, e) in self.spec.existing_role_policies.iter().enumerate() {
+            conditions.push((format!("spec.existingRolePolicies[{i}].onlyIf"), &e.only_if));
+            for (j, p) in e.inline_policies.iter().enumerate() {
+                conditions.push((
+                    format!("spec.existingRolePolicies[{i}].inlinePolicies[{j}].onlyIf"),
+                    &p.only_if,
+                ));
+            }
+        }
+        for (i, r) in self.spec.irsa_roles.iter().enumerate() {
+            for (j, p) in r.inline_policies.iter().enumerate() {
+                conditions.push((
+                    format!("spec.irsaRoles[{i}].inlinePolicies[{j}].onlyIf"),
+                    &p.only_if,
+                ));
+            }
+        }
+        for (path, condition) in conditions {
+            if let Some(name) = condition
+                && !declared.contains(&name.as_str())
+            {
+                return Err(format!(
+                    "{path}: {name:?} is not a parameter of this profile (declare it in spec.parameters)"
+                ));
+            }
+        }
+        if !self.spec.irsa_roles.is_empty() && self.spec.oidc_provider.is_none() {
+            return Err(
+                "spec.irsaRoles: needs spec.oidcProvider (IRSA trusts the cluster's OIDC provider)"
+                    .to_owned(),
+            );
+        }
         if let Some(access) = &self.spec.cluster_access
             && access.role_arn.is_none()
             && self.spec.vendor_role.is_none()
@@ -466,7 +549,7 @@ impl Profile {
 }
 
 /// Placeholders every profile may use; parameters add their own names.
-pub const BUILTIN_PLACEHOLDERS: [&str; 9] = [
+pub const BUILTIN_PLACEHOLDERS: [&str; 11] = [
     "profile",
     "cluster",
     "clusterArn",
@@ -476,6 +559,8 @@ pub const BUILTIN_PLACEHOLDERS: [&str; 9] = [
     "namespace",
     "oidcIssuer",
     "oidcProviderArn",
+    "clusterSecurityGroupId",
+    "roleArn",
 ];
 
 /// Every `${name}` must be a built-in or a declared parameter: a typo is caught at load time
@@ -687,20 +772,33 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_uses_only_implemented_steps_and_others_name_what_is_missing() {
-        assert!(
-            load_profile("concurrent")
-                .unwrap()
-                .unimplemented_steps()
-                .is_empty()
-        );
+    fn every_builtin_profile_uses_only_implemented_steps() {
+        for profile in builtin_profiles().unwrap() {
+            assert!(profile.unimplemented_steps().is_empty(), "{}", profile.name());
+        }
         let arthur = load_profile("arthur").unwrap();
-        let missing: Vec<_> = arthur
-            .unimplemented_steps()
-            .iter()
-            .map(|k| k.as_str())
-            .collect();
-        assert_eq!(missing, ["oidcProvider", "irsaRoles", "storageClass"]);
+        let steps: Vec<_> = arthur.step_kinds().iter().map(|k| k.as_str()).collect();
+        assert_eq!(steps, ["oidcProvider", "irsaRoles", "storageClass", "namespace"]);
+        let hopsworks = load_profile("hopsworks").unwrap();
+        let steps: Vec<_> = hopsworks.step_kinds().iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            steps,
+            ["existingRolePolicies", "clusterAccess", "namespace", "manualSteps"]
+        );
+    }
+
+    #[test]
+    fn only_if_must_name_a_parameter_and_irsa_needs_an_oidc_provider() {
+        let yaml = include_str!("profiles/arthur.yaml").replace("onlyIf: sesRoleArn", "onlyIf: nope");
+        let err = parse_profile("p", &yaml).unwrap_err().to_string();
+        assert!(
+            err.contains("spec.irsaRoles[0].inlinePolicies[2].onlyIf: \"nope\" is not a parameter"),
+            "{err}"
+        );
+        let yaml = include_str!("profiles/sagemaker-operator.yaml")
+            .replace("  oidcProvider:\n    clientIds: [sts.amazonaws.com]\n", "");
+        let err = parse_profile("p", &yaml).unwrap_err().to_string();
+        assert!(err.contains("spec.irsaRoles: needs spec.oidcProvider"), "{err}");
     }
 
     #[test]

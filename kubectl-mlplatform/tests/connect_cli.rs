@@ -617,14 +617,12 @@ async fn profile_file_with_unknown_key_reports_its_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unimplemented_profiles_are_refused_up_front() {
+async fn a_missing_required_profile_parameter_is_refused_up_front() {
     let env = Env::new().await;
-    let run = env
-        .run(&["connect", "--profile", "arthur", "--param", "bucket=b"])
-        .await;
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = env.run(&["connect", "--profile", "arthur"]).await;
+    assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("oidcProvider") && run.stderr.contains("nothing was changed"),
+        run.stderr.starts_with("error: missing s3Bucket") && run.stderr.contains("--s3-bucket"),
         "{}",
         run.stderr
     );

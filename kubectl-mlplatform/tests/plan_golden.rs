@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use kubectl_mlplatform::access_entry::AuthMode;
 use kubectl_mlplatform::aws::{CallerIdentity, ClusterFacts, RoleFacts};
 use kubectl_mlplatform::aws_auth::AwsAuth;
 use kubectl_mlplatform::common::Change;
@@ -42,6 +43,7 @@ fn inputs() -> ConnectInputs {
         generated_external_id: "generated-should-not-be-used".into(),
         cluster_admin: false,
         delete_namespace: false,
+        auth_mode: AuthMode::Auto,
     }
 }
 
@@ -51,10 +53,7 @@ fn empty_observed() -> Observed {
             account: ACCOUNT.into(),
             arn: format!("arn:aws:iam::{ACCOUNT}:user/admin"),
         },
-        role: None,
-        aws_auth: None,
-        objects: BTreeMap::new(),
-        profile_namespaces: Vec::new(),
+        ..Observed::default()
     }
 }
 
@@ -297,18 +296,6 @@ fn cluster_admin_adds_system_masters_with_a_warning() {
 }
 
 #[test]
-fn profiles_with_unimplemented_steps_are_refused_before_planning() {
-    for name in ["arthur", "sagemaker-operator", "hopsworks"] {
-        let profile = load_profile(name).unwrap();
-        let err = plan_connect(&profile, &inputs(), &cluster(), &empty_observed()).unwrap_err();
-        assert!(
-            matches!(err, PlanError::UnimplementedSteps { .. }),
-            "{name}: {err}"
-        );
-    }
-}
-
-#[test]
 fn disconnect_removes_exactly_what_connect_made_and_only_our_namespace_keys() {
     let profile = load_profile("concurrent").unwrap();
     let first = plan_connect(&profile, &inputs(), &cluster(), &empty_observed()).unwrap();
@@ -404,13 +391,26 @@ fn clusters_that_ignore_aws_auth_are_refused() {
         authentication_mode: Some("API".into()),
         ..cluster()
     };
-    let err = plan_connect(&profile, &inputs(), &api_only, &empty_observed()).unwrap_err();
-    assert!(matches!(err, PlanError::AccessEntriesOnly { .. }), "{err}");
+    let configmap = ConnectInputs {
+        auth_mode: AuthMode::Configmap,
+        ..inputs()
+    };
+    let err = plan_connect(&profile, &configmap, &api_only, &empty_observed()).unwrap_err();
+    assert!(
+        err.to_string().contains("--auth-mode access-entry"),
+        "{err}"
+    );
+    // auto on an API cluster: an access entry instead of aws-auth.
+    let plan = plan_connect(&profile, &inputs(), &api_only, &empty_observed()).unwrap();
+    assert!(plan.aws_auth.is_none());
+    let entry = plan.access_entry.as_ref().unwrap();
+    assert_eq!(entry.change, Change::Created);
+    assert_eq!(entry.namespaces, [NS]);
     let both = ClusterFacts {
         authentication_mode: Some("API_AND_CONFIG_MAP".into()),
         ..cluster()
     };
-    assert!(plan_connect(&profile, &inputs(), &both, &empty_observed()).is_ok());
+    assert!(plan_connect(&profile, &configmap, &both, &empty_observed()).unwrap().aws_auth.is_some());
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use mlplatform_testkit::KubeDouble;
+use mlplatform_testkit::kube_double::parse_service_route;
 
 /// An in-memory Kubernetes API server over plain HTTP (test double).
 #[derive(Parser, Debug)]
@@ -24,6 +25,10 @@ struct Args {
     /// YAML (multi-document) or JSON objects to load at start.
     #[arg(long)]
     fixtures: Option<PathBuf>,
+    /// Route admission webhooks behind Service NAMESPACE/NAME to HOST:PORT (repeatable),
+    /// e.g. `mlplatform-system/mlplatform-webhook=127.0.0.1:8443`.
+    #[arg(long, value_name = "NAMESPACE/NAME=HOST:PORT", value_parser = parse_service_route)]
+    route_service: Vec<(String, String, SocketAddr)>,
 }
 
 #[tokio::main]
@@ -40,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.fixtures {
         let n = double.load_fixtures_file(path)?;
         tracing::info!(count = n, "fixtures loaded");
+    }
+    for (namespace, name, addr) in &args.route_service {
+        double.route_service(namespace, name, *addr);
     }
     if let Some(path) = &args.kubeconfig_out {
         double

@@ -43,6 +43,8 @@ pub enum MotoError {
     NotInstalled,
     #[error("cannot start moto_server: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("moto_server on port {port} exited at start (log: {log})")]
+    Exited { port: u16, log: String },
     #[error("moto_server on port {port} did not answer within {secs}s (log: {log})")]
     NotAnswering { port: u16, secs: u64, log: String },
 }
@@ -93,12 +95,23 @@ impl Moto {
         }
     }
 
-    /// [`Moto::start`] that reports why moto could not start.
+    /// [`Moto::start`] that reports why moto could not start. A moto that exits at once
+    /// (its port taken between choosing and binding it) is retried on another port.
     pub fn try_start() -> Result<Moto, MotoError> {
         let program = find_on_path("moto_server").ok_or(MotoError::NotInstalled)?;
+        let mut last = None;
+        for _ in 0..3 {
+            match Moto::spawn(&program, free_port().map_err(MotoError::Spawn)?) {
+                Err(e @ MotoError::Exited { .. }) => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or(MotoError::NotInstalled))
+    }
+
+    fn spawn(program: &std::path::Path, port: u16) -> Result<Moto, MotoError> {
         let log_dir = tempfile::tempdir().map_err(MotoError::Spawn)?;
         let log = log_dir.path().join("moto.log");
-        let port = free_port().map_err(MotoError::Spawn)?;
         // The watchdog: moto must not outlive this test process, which may be killed
         // without running destructors. `sh` polls our pid and stops moto when we are gone.
         let script = r#"
@@ -115,7 +128,7 @@ impl Moto {
         let mut watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .env("MOTO_PROGRAM", &program)
+            .env("MOTO_PROGRAM", program)
             .env("MOTO_PORT", port.to_string())
             .env("MOTO_LOG", &log)
             .env("MOTO_PARENT", std::process::id().to_string())
@@ -133,28 +146,45 @@ impl Moto {
             }
             String::from_utf8(line).ok()?.trim().parse().ok()
         });
-        let moto = Moto {
+        let mut moto = Moto {
             port,
             watchdog,
             moto_pid,
             _log_dir: log_dir,
         };
+        let last_log_line = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .last()
+                .unwrap_or("empty")
+                .to_string()
+        };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while Instant::now() < deadline {
-            if let Ok((200, _)) = moto.http("GET", "/moto-api/data.json", &[], b"") {
+            // A short timeout: something else on the port may accept and never answer.
+            let probe = moto.http_within(
+                Duration::from_secs(1),
+                "GET",
+                "/moto-api/data.json",
+                &[],
+                b"",
+            );
+            if let Ok((200, _)) = probe {
                 return Ok(moto);
+            }
+            if let Ok(Some(_)) = moto.watchdog.try_wait() {
+                return Err(MotoError::Exited {
+                    port,
+                    log: last_log_line(),
+                });
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(MotoError::NotAnswering {
             port,
             secs: STARTUP_TIMEOUT.as_secs(),
-            log: std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .last()
-                .unwrap_or("empty")
-                .to_string(),
+            log: last_log_line(),
         })
     }
 
@@ -252,9 +282,20 @@ impl Moto {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<(u16, Vec<u8>)> {
+        self.http_within(Duration::from_secs(30), method, path, headers, body)
+    }
+
+    fn http_within(
+        &self,
+        read_timeout: Duration,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(read_timeout))?;
         let mut request = format!(
             "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
             self.port,
@@ -286,7 +327,10 @@ impl Drop for Moto {
     fn drop(&mut self) {
         // Stop moto first so the watchdog sees it gone, then make sure the watchdog is too.
         if let Some(pid) = self.moto_pid {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg(pid.to_string())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = Command::new("kill")
             .arg(self.watchdog.id().to_string())
@@ -338,6 +382,21 @@ mod tests {
             );
             assert!(name.len() < 40);
         }
+    }
+
+    #[test]
+    fn a_moto_that_cannot_bind_fails_fast_instead_of_waiting() {
+        let program = find_on_path("moto_server").expect("moto_server on PATH for testkit's tests");
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let started = Instant::now();
+        let err = Moto::spawn(&program, port).unwrap_err();
+        assert!(matches!(err, MotoError::Exited { .. }), "{err}");
+        assert!(
+            started.elapsed() < STARTUP_TIMEOUT / 2,
+            "failed fast: {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -622,3 +622,49 @@ async fn kubectl_apply_dry_run_client_accepts_dir_and_kustomization() {
         );
     }
 }
+
+/// No Docker engine runs here, so the Dockerfile is checked by reading: a static musl build
+/// and a final stage that holds the binary alone and runs as the manifests' user.
+#[test]
+fn dockerfile_builds_a_static_non_root_image_the_deployment_can_run() {
+    let text = std::fs::read_to_string(webhook_support::workspace_root().join("Dockerfile"))
+        .expect("Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let stages: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with("FROM "))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(stages.len() >= 2, "multi-stage build");
+    assert!(text.contains("--target x86_64-unknown-linux-musl"));
+    assert!(text.contains("-p mlplatform-webhook"));
+    let last = &lines[*stages.last().unwrap()..];
+    let base = last[0];
+    assert!(
+        base.contains("distroless/static") || base.trim_end() == "FROM scratch",
+        "final stage is {base}"
+    );
+    let copies: Vec<&&str> = last.iter().filter(|l| l.starts_with("COPY")).collect();
+    assert_eq!(copies.len(), 1, "only the binary: {copies:?}");
+    assert!(copies[0].contains("--from=") && copies[0].contains("mlplatform-webhook"));
+    assert!(last.contains(&"USER 65532:65532"), "non-root user");
+    assert!(
+        last.iter()
+            .any(|l| l.starts_with("ENTRYPOINT [\"/mlplatform-webhook\"]"))
+    );
+    assert!(
+        !last.iter().any(|l| l.starts_with("RUN ")),
+        "nothing runs in the final stage"
+    );
+
+    // The Deployment runs as that user and passes only args (the entrypoint is the binary).
+    let m = Manifests::load();
+    let sc = pod_spec(&m).security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(65532));
+    assert_eq!(sc.run_as_group, Some(65532));
+}

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use mlplatform_namespace_policy::{NamespacePolicy, PolicyError, eks};
+use serde::Deserialize as _;
 
 /// A namespace as the webhook keeps it: only its parsed policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +184,6 @@ impl StaticClusterView {
         Ok(view)
     }
 }
-
-use serde::Deserialize as _;
 
 impl ClusterView for StaticClusterView {
     fn namespace(&self, name: &str) -> Lookup<NamespaceEntry> {

@@ -20,6 +20,9 @@ struct Args {
     no_pin: bool,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Throughput slices per server, alternating webhook and ceiling.
+    #[arg(long, default_value_t = 4)]
+    rounds: u32,
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
     #[arg(long, default_value_t = 10)]
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         kube_double_bin: bin_dir.join("kube-double"),
         server_core: (!args.no_pin).then_some(args.server_core),
         concurrency: args.concurrency,
+        rounds: args.rounds,
         warmup: Duration::from_secs(args.warmup_secs),
         duration: Duration::from_secs(args.duration_secs),
         fixed_rate: args.fixed_rate,

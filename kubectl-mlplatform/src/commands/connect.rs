@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::CommandError;
-use super::preflight::{params_for, read_state, session};
+use super::preflight::{Purpose, params_for, read_state, session};
 use crate::apply::{Direction, apply};
 use crate::cli::{ConnectArgs, DisconnectArgs};
 use crate::common::GlobalArgs;
@@ -34,6 +34,7 @@ pub(super) fn inputs(
         generated_external_id: random_external_id()?,
         cluster_admin: args.cluster_admin,
         delete_namespace,
+        auth_mode: args.auth_mode,
     })
 }
 
@@ -50,8 +51,9 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
     let progress = Progress::for_stderr();
     progress.phase("reading the current state (no writes)");
     let session = session(global, args, &profile).await?;
-    let (cluster, observed) = read_state(&session, &profile, &params).await?;
     let inputs = inputs(args, &session.namespace, params, false)?;
+    let (cluster, observed) =
+        read_state(&session, &profile, &inputs.params, &inputs, Purpose::Connect).await?;
     let plan = plan_connect(&profile, &inputs, &cluster, &observed)?;
     for w in &plan.warnings {
         warn(w);
@@ -68,6 +70,9 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
         &progress,
     )
     .await?;
+    if args.with_webhook {
+        super::webhook_cmd::install_for_connect(global, &session.kube, &progress).await?;
+    }
     print_report(&plan, global.dry_run, global.output, "connect").map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -82,13 +87,14 @@ pub async fn disconnect(
     let progress = Progress::for_stderr();
     progress.phase("reading the current state (no writes)");
     let session = session(global, &args.connect, &profile).await?;
-    let (cluster, observed) = read_state(&session, &profile, &params).await?;
     let inputs = inputs(
         &args.connect,
         &session.namespace,
         params,
         args.delete_namespace,
     )?;
+    let (cluster, observed) =
+        read_state(&session, &profile, &inputs.params, &inputs, Purpose::Disconnect).await?;
     let plan = plan_disconnect(&profile, &inputs, &cluster, &observed)?;
     for w in &plan.warnings {
         warn(w);

@@ -12,13 +12,18 @@ use serde_json::json;
 
 use super::CommandError;
 use super::connect::inputs;
-use super::preflight::{params_for, read_state, session};
+use super::preflight::{Purpose, params_for, read_state, session};
 use crate::cli::ConnectArgs;
 use crate::common::{GlobalArgs, OutputFormat};
-use crate::doctor::{Check, CheckStatus, checks_from_plan, failed_count, rbac_expectations};
-use crate::kube_io::{can_i, one_line};
+use crate::aws::ClusterFacts;
+use crate::doctor::{
+    Check, CheckStatus, checks_from_plan, crd_checks, failed_count, manual_step_checks,
+    rbac_expectations, storage_checks,
+};
+use crate::kube_io::{can_i, get_object, list_objects, one_line};
+use crate::objects::{Kind, ObjectKey};
 use crate::output::{render_data, table};
-use crate::plan::{Plan, check_implemented, plan_connect};
+use crate::plan::{Observed, Plan, check_implemented, default_storage_classes, plan_connect};
 use crate::profile::{Profile, load_profile};
 
 const WEBHOOK_NAME: &str = "mlplatform-webhook";
@@ -42,8 +47,25 @@ fn fix_command(
     if let Some(a) = &args.vendor_account {
         cmd.push_str(&format!(" --vendor-account {a}"));
     }
-    if let Some(a) = &args.role_arn {
-        cmd.push_str(&format!(" --role-arn {a}"));
+    let flags = [
+        ("role-arn", &args.role_arn),
+        ("instance-role-arn", &args.instance_role_arn),
+        ("cross-account-role-arn", &args.cross_account_role_arn),
+        ("s3-bucket", &args.s3_bucket),
+        ("ses-role-arn", &args.ses_role_arn),
+        ("kms-key-id", &args.kms_key_id),
+    ];
+    for (flag, value) in flags {
+        if let Some(v) = value {
+            cmd.push_str(&format!(" --{flag} {v}"));
+        }
+    }
+    if args.auth_mode != crate::access_entry::AuthMode::Auto {
+        let mode = match args.auth_mode {
+            crate::access_entry::AuthMode::Configmap => "configmap",
+            _ => "access-entry",
+        };
+        cmd.push_str(&format!(" --auth-mode {mode}"));
     }
     for (k, v) in &args.params {
         cmd.push_str(&format!(" --param {k}={v}"));
@@ -65,7 +87,15 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
     check_implemented(&profile)?;
     let params = params_for(&profile, args, true)?;
     let session = session(global, args, &profile).await?;
-    let (cluster, observed) = read_state(&session, &profile, &params).await?;
+    let connect_inputs = inputs(args, &session.namespace, params, false)?;
+    let (cluster, observed) = read_state(
+        &session,
+        &profile,
+        &connect_inputs.params,
+        &connect_inputs,
+        Purpose::Doctor,
+    )
+    .await?;
     let fix = fix_command(
         global,
         args,
@@ -74,7 +104,6 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
         &session.namespace,
     );
     let mut checks = Vec::new();
-    let connect_inputs = inputs(args, &session.namespace, params, false)?;
     let plan = match plan_connect(&profile, &connect_inputs, &cluster, &observed) {
         Ok(plan) => {
             let live_trust = observed.role.as_ref().map(|r| &r.trust_policy);
@@ -86,7 +115,20 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
             None
         }
     };
-    if let Some(plan) = &plan {
+    checks.extend(
+        cluster_checks(
+            &session.kube,
+            &profile,
+            &observed,
+            &cluster,
+            plan.as_ref(),
+            &fix,
+        )
+        .await,
+    );
+    if let Some(plan) = &plan
+        && profile.spec.namespace.is_some()
+    {
         checks.extend(rbac_checks(&session.kube, &profile, plan, &fix).await);
         checks.extend(webhook_checks(&session.kube, &session.namespace, plan).await);
     }
@@ -107,6 +149,70 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
         return Err(CommandError::ChecksFailed { failed });
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the profile needs from the cluster beyond its own objects: the CSI driver and one
+/// default StorageClass, the vendor operator's CRDs, and the manual steps (repeated).
+async fn cluster_checks(
+    kube: &kube::Client,
+    profile: &Profile,
+    observed: &Observed,
+    cluster: &ClusterFacts,
+    plan: Option<&Plan>,
+    fix: &str,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(sc) = &profile.spec.storage_class {
+        let key = ObjectKey {
+            kind: Kind::CSIDriver,
+            namespace: None,
+            name: sc.provisioner.clone(),
+        };
+        match get_object(kube, &key).await {
+            Ok(found) => checks.extend(storage_checks(
+                &sc.provisioner,
+                found.is_some(),
+                &default_storage_classes(&observed.storage_classes),
+                &cluster.name,
+                &cluster.region,
+                fix,
+            )),
+            Err(e) => checks.push(Check::fail(
+                format!("CSIDriver {}", sc.provisioner),
+                one_line(&e.to_string()),
+                fix,
+            )),
+        }
+    }
+    if let Some(crds) = &profile.spec.operator_crds {
+        let mut vars = crate::profile::Vars::new();
+        vars.set(
+            "roleArn",
+            plan.and_then(|p| p.outputs.role_arn.clone())
+                .unwrap_or_else(|| "<role ARN from connect>".to_owned()),
+        );
+        let hint = vars
+            .render("spec.operatorCrds.installHint", &crds.install_hint)
+            .unwrap_or_else(|_| crds.install_hint.clone());
+        match list_objects(kube, Kind::CustomResourceDefinition).await {
+            Ok(all) => {
+                let names: Vec<String> = all
+                    .iter()
+                    .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+                    .collect();
+                checks.push(crd_checks(&crds.group, &names, &hint));
+            }
+            Err(e) => checks.push(Check::warn(
+                format!("operator CRDs *.{}", crds.group),
+                one_line(&e.to_string()),
+                Some(&hint),
+            )),
+        }
+    }
+    if let Some(plan) = plan {
+        checks.extend(manual_step_checks(&plan.manual_steps));
+    }
+    checks
 }
 
 fn checks_table(checks: &[Check]) -> String {
@@ -148,7 +254,12 @@ fn checks_table(checks: &[Check]) -> String {
 async fn rbac_checks(kube: &kube::Client, profile: &Profile, plan: &Plan, fix: &str) -> Vec<Check> {
     // The vendor as the authorizer sees it through the mapping: its username and named group.
     let wanted = plan.aws_auth.as_ref().and_then(|step| step.wanted.as_ref());
-    let vendor_pair = wanted.and_then(|m| Some((m.username.as_str(), m.groups.first()?.as_str())));
+    let vendor_pair = wanted
+        .and_then(|m| Some((m.username.as_str(), m.groups.first()?.as_str())))
+        .or_else(|| {
+            let entry = plan.access_entry.as_ref()?;
+            Some((entry.username.as_str(), entry.groups.first()?.as_str()))
+        });
     let expectations = rbac_expectations(
         profile,
         &plan.outputs.namespace,

@@ -2,11 +2,16 @@
 //! what the plan lists. Errors are one line: what is wrong; what to do.
 
 pub mod aws_auth_cmd;
+pub mod completion;
 mod connect;
 mod doctor;
+pub mod irsa_cmd;
 mod namespace;
+pub mod oidc_cmd;
 mod preflight;
 mod profiles;
+pub mod version;
+pub mod webhook_cmd;
 
 use std::process::ExitCode;
 
@@ -35,6 +40,12 @@ pub enum CommandError {
     Kube(#[from] KubeIoError),
     #[error("{0}")]
     Apply(#[from] ApplyError),
+    #[error("{0}")]
+    Oidc(#[from] crate::oidc::OidcError),
+    #[error("{0}")]
+    Irsa(#[from] crate::irsa::IrsaError),
+    #[error("{0}")]
+    AccessEntry(#[from] crate::access_entry::AccessEntryError),
     #[error(
         "{failed} check(s) failed; run the fix command(s) shown above, then `kubectl mlplatform doctor` again"
     )]
@@ -42,6 +53,8 @@ pub enum CommandError {
     /// `aws-auth` reports its errors as text already shaped for the user.
     #[error("{0}")]
     AwsAuthCommand(String),
+    #[error("{0}")]
+    Webhook(#[from] crate::webhook_install::InstallError),
     #[error("cannot write output: {0}")]
     Output(String),
     #[error("cannot start the async runtime: {0}")]
@@ -53,10 +66,16 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Profile(_) => 2,
+            Self::Webhook(
+                crate::webhook_install::InstallError::BadReplicas(_)
+                | crate::webhook_install::InstallError::BadImage(_),
+            ) => 2,
             Self::Plan(
                 PlanError::MissingParameter { .. }
                 | PlanError::BadAccount { .. }
                 | PlanError::BadRoleArn { .. }
+                | PlanError::BadBucket { .. }
+                | PlanError::BadKmsKey { .. }
                 | PlanError::UnknownParameter { .. }
                 | PlanError::BadExternalId(_),
             ) => 2,
@@ -74,15 +93,8 @@ impl CommandError {
 pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
     match &cli.command {
         Command::Profiles(cmd) => profiles::run(&cli.global, cmd),
-        Command::Version => {
-            println!(
-                "kubectl-mlplatform {} (commit {}, {})",
-                env!("CARGO_PKG_VERSION"),
-                env!("MLPLATFORM_GIT_COMMIT"),
-                env!("MLPLATFORM_TARGET")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Version => version::run(&cli.global),
+        Command::Completion(args) => completion::run(args),
         _ => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -100,6 +112,8 @@ async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Disconnect(args) => connect::disconnect(global, args).await,
         Command::Doctor(args) => doctor::doctor(global, args).await,
         Command::Namespace(cmd) => namespace::run(global, cmd).await,
+        Command::Oidc(cmd) => oidc_cmd::run(global, cmd).await,
+        Command::Irsa(cmd) => irsa_cmd::run(global, cmd).await,
         Command::AwsAuth(cmd) => {
             let client = crate::kube_io::load_target(global)?.client().await?;
             let mut stdout = std::io::stdout();
@@ -108,6 +122,7 @@ async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
                 .map_err(|e| CommandError::AwsAuthCommand(format!("{e:#}")))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Profiles(_) | Command::Version => Ok(ExitCode::SUCCESS),
+        Command::Webhook(cmd) => webhook_cmd::run(global, cmd).await,
+        Command::Profiles(_) | Command::Version | Command::Completion(_) => Ok(ExitCode::SUCCESS),
     }
 }

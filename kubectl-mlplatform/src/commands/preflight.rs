@@ -12,9 +12,14 @@ use crate::aws_auth::read_aws_auth;
 use crate::bundle::render_bundle;
 use crate::cli::ConnectArgs;
 use crate::common::GlobalArgs;
-use crate::kube_io::{KubeTarget, get_object, list_profile_namespaces, load_target};
-use crate::objects::ObjectKey;
-use crate::plan::{Observed, resolve_params, shorten_role_name, vars_for};
+use crate::kube_io::{
+    KubeTarget, get_object, list_objects, list_profile_namespaces, load_target,
+};
+use crate::objects::{Kind, ObjectKey};
+use crate::plan::{
+    ConnectInputs, Observed, OidcProviderFacts, access_principal, existing_role_name,
+    irsa_role_names, resolve_params, shorten_role_name, uses_access_entry, vars_for,
+};
 use crate::profile::{Profile, Vars};
 
 /// Where a command works: kube client, AWS clients, cluster, namespace.
@@ -34,11 +39,20 @@ pub fn resolve_namespace(
     let from_context = target
         .and_then(KubeTarget::context_namespace)
         .filter(|n| n != "default");
+    // A profile without a bundle works in its IRSA role's fixed namespace (sagemaker-operator).
     let from_profile = profile
         .spec
         .namespace
         .as_ref()
-        .map(|b| b.default_name.clone());
+        .map(|b| b.default_name.clone())
+        .or_else(|| {
+            profile
+                .spec
+                .irsa_roles
+                .iter()
+                .map(|r| r.namespace.clone())
+                .find(|ns| !ns.contains("${"))
+        });
     let namespace = global
         .namespace
         .clone()
@@ -71,6 +85,11 @@ pub fn given_params(
     let flags = [
         ("vendor-account", &args.vendor_account),
         ("role-arn", &args.role_arn),
+        ("instance-role-arn", &args.instance_role_arn),
+        ("cross-account-role-arn", &args.cross_account_role_arn),
+        ("s3-bucket", &args.s3_bucket),
+        ("ses-role-arn", &args.ses_role_arn),
+        ("kms-key-id", &args.kms_key_id),
     ];
     for (flag, value) in flags {
         let Some(value) = value else { continue };
@@ -178,11 +197,109 @@ async fn read_objects(
     Ok(found.into_iter().flatten().collect())
 }
 
+/// What the reads are for: connect also fetches the issuer's thumbprint when the OIDC provider
+/// is missing; disconnect also lists the roles that trust the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Connect,
+    Disconnect,
+    Doctor,
+}
+
+/// Keys of the ServiceAccounts (and their namespaces) IRSA roles annotate.
+fn irsa_object_keys(profile: &Profile, vars: &Vars) -> Vec<ObjectKey> {
+    let mut keys = Vec::new();
+    for (i, spec) in profile.spec.irsa_roles.iter().enumerate() {
+        if !spec.annotate_service_accounts {
+            continue;
+        }
+        let Ok(ns) = vars.render(&format!("spec.irsaRoles[{i}].namespace"), &spec.namespace) else {
+            continue;
+        };
+        keys.push(ObjectKey {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: ns.clone(),
+        });
+        for sa in &spec.service_accounts {
+            if let Ok(sa) = vars.render("spec.irsaRoles[].serviceAccounts", sa) {
+                keys.push(ObjectKey {
+                    kind: Kind::ServiceAccount,
+                    namespace: Some(ns.clone()),
+                    name: sa,
+                });
+            }
+        }
+    }
+    keys
+}
+
+/// Names of the existing roles the profile adds policies to (those whose parameter is given).
+fn existing_role_names(profile: &Profile, vars: &Vars) -> Vec<String> {
+    profile
+        .spec
+        .existing_role_policies
+        .iter()
+        .filter_map(|spec| vars.render("spec.existingRolePolicies[].roleArn", &spec.role_arn).ok())
+        .filter_map(|arn| existing_role_name(&arn))
+        .collect()
+}
+
+async fn read_roles(
+    aws: &Aws,
+    names: Vec<String>,
+) -> Result<BTreeMap<String, RoleFacts>, CommandError> {
+    let found = try_join_all(names.into_iter().map(|name| async move {
+        aws.get_role(&name).await.map(|r| r.map(|r| (name, r)))
+    }))
+    .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The OIDC provider for the cluster's issuer (with its tags), the thumbprint when it is
+/// missing (connect), and the roles trusting it (disconnect).
+async fn read_oidc(
+    aws: &Aws,
+    cluster: &ClusterFacts,
+    purpose: Purpose,
+) -> Result<(Option<OidcProviderFacts>, Option<String>, Vec<String>), CommandError> {
+    let Some(issuer) = cluster.oidc_issuer.as_deref().filter(|i| !i.is_empty()) else {
+        return Ok((None, None, Vec::new()));
+    };
+    let Some(arn) = aws.find_oidc_provider(issuer).await? else {
+        let thumbprint = if purpose == Purpose::Connect {
+            let roots = std::sync::Arc::new(crate::oidc::system_roots());
+            match crate::oidc::fetch_thumbprint(issuer, roots, crate::oidc::THUMBPRINT_TIMEOUT)
+                .await
+            {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::info!(error = %e, "no thumbprint; IAM does not need one for EKS issuers");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        return Ok((None, thumbprint, Vec::new()));
+    };
+    let (tags, trusting) = tokio::try_join!(aws.oidc_provider_tags(&arn), async {
+        if purpose == Purpose::Disconnect {
+            aws.roles_trusting(&arn).await
+        } else {
+            Ok(Vec::new())
+        }
+    })?;
+    Ok((Some(OidcProviderFacts { arn, tags }), None, trusting))
+}
+
 /// Reads everything a connect/disconnect/doctor plan compares against, in parallel.
 pub async fn read_state(
     session: &Session,
     profile: &Profile,
     params: &BTreeMap<String, String>,
+    inputs: &ConnectInputs,
+    purpose: Purpose,
 ) -> Result<(ClusterFacts, Observed), CommandError> {
     let vars = early_vars(profile, session, params);
     let early_role = role_name(profile, &vars);
@@ -202,23 +319,71 @@ pub async fn read_state(
         read_objects(&session.kube, early_keys.as_deref().unwrap_or_default()),
         async { Ok(list_profile_namespaces(&session.kube, profile.name()).await?) },
     )?;
-    // Names that need describe-cluster's answers (cluster ARN, account) are read now.
+    // Names that need describe-cluster's answers (cluster ARN, account, issuer) are read now.
     let full = vars_for(profile, &cluster, params, &session.namespace);
     let role = match (&early_role, role_name(profile, &full)) {
         (None, Some(name)) => session.aws.get_role(&name).await?,
         _ => role,
     };
-    let objects = match early_keys {
-        Some(_) => objects,
-        None => {
-            let keys = bundle_keys(profile, &full, &session.namespace).unwrap_or_default();
-            read_objects(&session.kube, &keys).await?
-        }
+    let mut keys = match early_keys {
+        Some(_) => Vec::new(),
+        None => bundle_keys(profile, &full, &session.namespace).unwrap_or_default(),
     };
+    keys.extend(irsa_object_keys(profile, &full));
+    keys.retain(|k| !objects.contains_key(k));
+    let mut role_names = irsa_role_names(profile, &full);
+    role_names.extend(existing_role_names(profile, &full));
+    let principal = access_principal(profile, &full, &caller.account)
+        .filter(|_| uses_access_entry(profile, inputs, &cluster));
+    let (more_objects, roles, oidc, storage_classes, network, access_entry) = tokio::try_join!(
+        read_objects(&session.kube, &keys),
+        read_roles(&session.aws, role_names),
+        async {
+            if profile.spec.oidc_provider.is_some() {
+                read_oidc(&session.aws, &cluster, purpose).await
+            } else {
+                Ok((None, None, Vec::new()))
+            }
+        },
+        async {
+            if profile.spec.storage_class.is_some() {
+                Ok(list_objects(&session.kube, Kind::StorageClass).await?)
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        async {
+            if profile.spec.manual_steps.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(
+                    session.aws.describe_cluster_network(&cluster.name).await?,
+                ))
+            }
+        },
+        async {
+            match &principal {
+                Some(arn) => Ok(crate::access_entry::read_access_entry(
+                    &session.aws,
+                    &cluster.name,
+                    &crate::arn::parse_iam_arn(arn)
+                        .map(|a| a.without_path())
+                        .unwrap_or_else(|_| arn.clone()),
+                )
+                .await?),
+                None => Ok(None),
+            }
+        },
+    )?;
+    let mut objects = objects;
+    objects.extend(more_objects);
+    let (oidc_provider, oidc_thumbprint, roles_trusting_provider) = oidc;
     tracing::debug!(
         role_found = role.is_some(),
         aws_auth_found = aws_auth.is_some(),
         objects_found = objects.len(),
+        other_roles_found = roles.len(),
+        oidc_provider = ?oidc_provider,
         "preflight read"
     );
     let observed = Observed {
@@ -227,6 +392,13 @@ pub async fn read_state(
         aws_auth,
         objects,
         profile_namespaces: namespaces.into_iter().map(|(n, _)| n).collect(),
+        oidc_provider,
+        oidc_thumbprint,
+        roles,
+        roles_trusting_provider,
+        storage_classes,
+        network,
+        access_entry,
     };
     Ok((cluster, observed))
 }
@@ -243,14 +415,9 @@ pub async fn read_bundle_state(
         Ok(list_profile_namespaces(kube, profile.name()).await?)
     })?;
     Ok(Observed {
-        caller: CallerIdentity {
-            account: String::new(),
-            arn: String::new(),
-        },
-        role: None,
-        aws_auth: None,
         objects,
         profile_namespaces: namespaces.into_iter().map(|(n, _)| n).collect(),
+        ..Observed::default()
     })
 }
 

@@ -64,7 +64,8 @@ fn sa(namespace: &str, name: &str, annotation: Option<&str>, ours: bool) -> Valu
         v["metadata"]["annotations"][eks::ROLE_ARN] = json!(a);
     }
     if ours {
-        v["metadata"]["labels"] = json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE, SA_CREATED_LABEL: "true"});
+        v["metadata"]["labels"] =
+            json!({MANAGED_BY_LABEL: MANAGED_BY_VALUE, SA_CREATED_LABEL: "true"});
     }
     v
 }
@@ -156,7 +157,10 @@ fn role_names_may_carry_a_path() {
     }
     let mut req = request(&["sa"]);
     req.role = parse_role_name("team/ml/Name").unwrap();
-    assert_eq!(req.role_arn(), "arn:aws:iam::123456789012:role/team/ml/Name");
+    assert_eq!(
+        req.role_arn(),
+        "arn:aws:iam::123456789012:role/team/ml/Name"
+    );
 }
 
 #[test]
@@ -177,9 +181,18 @@ fn policy_arns_and_inline_documents_are_checked() {
         ("{not json", "not JSON"),
         ("[]", "not a JSON object"),
         (r#"{"Statement": []}"#, "no Statement"),
-        (r#"{"Statement": {"Effect": "Maybe", "Action": "a:b", "Resource": "*"}}"#, "Effect"),
-        (r#"{"Statement": {"Effect": "Allow", "Resource": "*"}}"#, "no Action"),
-        (r#"{"Statement": {"Effect": "Allow", "Action": "a:b"}}"#, "no Resource"),
+        (
+            r#"{"Statement": {"Effect": "Maybe", "Action": "a:b", "Resource": "*"}}"#,
+            "Effect",
+        ),
+        (
+            r#"{"Statement": {"Effect": "Allow", "Resource": "*"}}"#,
+            "no Action",
+        ),
+        (
+            r#"{"Statement": {"Effect": "Allow", "Action": "a:b"}}"#,
+            "no Resource",
+        ),
         (
             r#"{"Statement": {"Effect": "Allow", "Action": "a:b", "Resource": "*", "Principal": "*"}}"#,
             "Principal",
@@ -194,7 +207,9 @@ fn policy_arns_and_inline_documents_are_checked() {
 #[test]
 fn create_from_nothing_makes_role_policies_and_service_account() {
     let mut req = request(&["sa"]);
-    req.inline_policy = Some(json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}));
+    req.inline_policy = Some(
+        json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+    );
     let mut obs = observed();
     obs.service_accounts
         .insert(("ml".into(), "sa".into()), None);
@@ -203,13 +218,19 @@ fn create_from_nothing_makes_role_policies_and_service_account() {
         rows(&plan),
         vec![
             ("IAMRole".into(), "ml-role".into(), Change::Created),
-            ("IAMInlinePolicy".into(), INLINE_POLICY_NAME.into(), Change::Created),
+            (
+                "IAMInlinePolicy".into(),
+                INLINE_POLICY_NAME.into(),
+                Change::Created
+            ),
             ("IAMPolicyAttachment".into(), S3_RO.into(), Change::Created),
             ("ServiceAccount".into(), "sa".into(), Change::Created),
         ]
     );
     assert_eq!(plan.role_arn, "arn:aws:iam::123456789012:role/ml-role");
-    let IrsaAction::Iam(IamAction::CreateRole { tags, trust_policy, .. }) = &plan.steps[0].action
+    let IrsaAction::Iam(IamAction::CreateRole {
+        tags, trust_policy, ..
+    }) = &plan.steps[0].action
     else {
         panic!("{:?}", plan.steps[0]);
     };
@@ -222,7 +243,10 @@ fn create_from_nothing_makes_role_policies_and_service_account() {
     let IrsaAction::CreateServiceAccount { body } = &plan.steps[3].action else {
         panic!()
     };
-    assert_eq!(body["metadata"]["annotations"][eks::ROLE_ARN], plan.role_arn);
+    assert_eq!(
+        body["metadata"]["annotations"][eks::ROLE_ARN],
+        plan.role_arn
+    );
     assert_eq!(body["metadata"]["labels"][SA_CREATED_LABEL], "true");
     // Rendered IAM actions keep plan::IamAction's shape.
     let rendered = serde_json::to_value(&plan.steps[0]).unwrap();
@@ -247,12 +271,15 @@ fn re_running_the_same_request_writes_nothing() {
 fn different_inputs_reconcile_trust_policies_and_annotations() {
     let before = {
         let mut r = request(&["old-sa"]);
-        r.inline_policy = Some(json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}));
+        r.inline_policy = Some(
+            json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+        );
         r
     };
     let mut role = role_after(&before);
     // Someone else attached a policy by hand: it must stay.
-    role.attached_policy_arns.push("arn:aws:iam::aws:policy/ByHand".into());
+    role.attached_policy_arns
+        .push("arn:aws:iam::aws:policy/ByHand".into());
     let mut obs = observed();
     obs.role = Some(role);
     obs.service_accounts.insert(
@@ -261,7 +288,12 @@ fn different_inputs_reconcile_trust_policies_and_annotations() {
     );
     obs.service_accounts.insert(
         ("ml".into(), "new-sa".into()),
-        Some(sa("ml", "new-sa", Some("arn:aws:iam::123456789012:role/elsewhere"), false)),
+        Some(sa(
+            "ml",
+            "new-sa",
+            Some("arn:aws:iam::123456789012:role/elsewhere"),
+            false,
+        )),
     );
     let mut after = request(&["new-sa"]);
     after.attach_policy_arns = vec![SM_FULL.into()];
@@ -271,9 +303,17 @@ fn different_inputs_reconcile_trust_policies_and_annotations() {
         rows(&plan),
         vec![
             ("IAMRole".into(), "ml-role".into(), Change::Updated),
-            ("IAMInlinePolicy".into(), INLINE_POLICY_NAME.into(), Change::Deleted),
+            (
+                "IAMInlinePolicy".into(),
+                INLINE_POLICY_NAME.into(),
+                Change::Deleted
+            ),
             ("IAMRoleTags".into(), "ml-role".into(), Change::Updated),
-            ("IAMPolicyAttachment".into(), SM_FULL.into(), Change::Created),
+            (
+                "IAMPolicyAttachment".into(),
+                SM_FULL.into(),
+                Change::Created
+            ),
             ("IAMPolicyAttachment".into(), S3_RO.into(), Change::Deleted),
             ("IAMRoleTags".into(), "ml-role".into(), Change::Updated),
             ("ServiceAccount".into(), "new-sa".into(), Change::Updated),
@@ -283,9 +323,20 @@ fn different_inputs_reconcile_trust_policies_and_annotations() {
     let IrsaAction::PatchServiceAccount { patch, .. } = &plan.steps[7].action else {
         panic!()
     };
-    assert_eq!(patch, &json!({"metadata": {"annotations": {eks::ROLE_ARN: null}}}));
-    assert!(plan.warnings.iter().any(|w| w.contains("ByHand")), "{:?}", plan.warnings);
-    assert!(plan.warnings.iter().any(|w| w.contains("elsewhere")), "{:?}", plan.warnings);
+    assert_eq!(
+        patch,
+        &json!({"metadata": {"annotations": {eks::ROLE_ARN: null}}})
+    );
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("ByHand")),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("elsewhere")),
+        "{:?}",
+        plan.warnings
+    );
     let IrsaAction::UntagRole { keys, .. } = &plan.steps[5].action else {
         panic!()
     };
@@ -319,7 +370,10 @@ fn refuses_roles_that_are_not_ours_or_elsewhere_and_needs_the_provider() {
     obs.role = Some(foreign);
     let err = plan_irsa_create(&req, &obs).unwrap_err();
     assert!(matches!(err, IrsaError::RoleNotOurs { .. }), "{err}");
-    assert!(matches!(plan_irsa_delete(&req, &obs), Err(IrsaError::RoleNotOurs { .. })));
+    assert!(matches!(
+        plan_irsa_delete(&req, &obs),
+        Err(IrsaError::RoleNotOurs { .. })
+    ));
 
     let mut moved = role_after(&req);
     moved.path = "/team/".into();
@@ -331,8 +385,13 @@ fn refuses_roles_that_are_not_ours_or_elsewhere_and_needs_the_provider() {
         oidc_provider: None,
         ..observed()
     };
-    let err = plan_irsa_create(&req, &no_provider).unwrap_err().to_string();
-    assert!(err.contains("kubectl mlplatform oidc associate --cluster c1"), "{err}");
+    let err = plan_irsa_create(&req, &no_provider)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("kubectl mlplatform oidc associate --cluster c1"),
+        "{err}"
+    );
 
     let no_ns = IrsaObserved {
         namespace_exists: Some(false),
@@ -363,7 +422,10 @@ fn role_only_leaves_service_accounts_alone() {
     let plan = plan_irsa_create(&req, &obs).unwrap();
     assert!(plan.steps.iter().all(|s| s.kind != "ServiceAccount"));
     let del = plan_irsa_delete(&req, &obs).unwrap();
-    assert_eq!(rows(&del), vec![("IAMRole".into(), "ml-role".into(), Change::Absent)]);
+    assert_eq!(
+        rows(&del),
+        vec![("IAMRole".into(), "ml-role".into(), Change::Absent)]
+    );
 }
 
 #[test]
@@ -372,10 +434,14 @@ fn delete_removes_what_we_made_and_only_our_annotation() {
     let mut obs = observed();
     obs.role = Some(role_after(&req));
     let arn = req.role_arn();
-    obs.service_accounts
-        .insert(("ml".into(), "made".into()), Some(sa("ml", "made", Some(&arn), true)));
-    obs.service_accounts
-        .insert(("ml".into(), "theirs".into()), Some(sa("ml", "theirs", Some(&arn), false)));
+    obs.service_accounts.insert(
+        ("ml".into(), "made".into()),
+        Some(sa("ml", "made", Some(&arn), true)),
+    );
+    obs.service_accounts.insert(
+        ("ml".into(), "theirs".into()),
+        Some(sa("ml", "theirs", Some(&arn), false)),
+    );
     let plan = plan_irsa_delete(&req, &obs).unwrap();
     assert_eq!(
         rows(&plan),
@@ -388,9 +454,40 @@ fn delete_removes_what_we_made_and_only_our_annotation() {
     // A ServiceAccount pointing at another role is not touched.
     obs.service_accounts.insert(
         ("ml".into(), "theirs".into()),
-        Some(sa("ml", "theirs", Some("arn:aws:iam::123456789012:role/other"), false)),
+        Some(sa(
+            "ml",
+            "theirs",
+            Some("arn:aws:iam::123456789012:role/other"),
+            false,
+        )),
     );
     let plan = plan_irsa_delete(&req, &obs).unwrap();
     assert_eq!(plan.steps[1].change, Change::Unchanged);
     assert_eq!(plan.steps[1].action, IrsaAction::None);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The trust admits exactly the ServiceAccounts it was built for, in any order.
+        #[test]
+        fn trust_subjects_round_trip(
+            sas in prop::collection::btree_set("[a-z][a-z0-9-]{0,20}[a-z0-9]", 1..6),
+            namespace in "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+        ) {
+            let mut subjects: Vec<String> = sas.iter().map(|sa| subject(&namespace, sa)).collect();
+            subjects.reverse();
+            let trust = trust_policy(PROVIDER, ISSUER, &subjects);
+            let back: BTreeSet<(String, String)> =
+                sas.iter().map(|sa| (namespace.clone(), sa.clone())).collect();
+            prop_assert_eq!(subjects_in_trust(&trust, ISSUER), back);
+            subjects.reverse();
+            prop_assert!(policy_documents_equal(&trust, &trust_policy(PROVIDER, ISSUER, &subjects)));
+            let name = default_role_name("cluster", &namespace, &sas.iter().cloned().collect::<Vec<_>>());
+            prop_assert!(name.len() <= 64);
+            prop_assert!(parse_role_name(&name).is_ok());
+        }
+    }
 }

@@ -105,6 +105,12 @@ pub(super) fn plan_vendor_role(
     let description = vars.render("spec.vendorRole.description", &spec.description)?;
     let mut policies = Vec::new();
     for (i, p) in spec.inline_policies.iter().enumerate() {
+        if p.only_if
+            .as_deref()
+            .is_some_and(|n| vars.get(n).unwrap_or_default().is_empty())
+        {
+            continue;
+        }
         let field = format!("spec.vendorRole.inlinePolicies[{i}]");
         policies.push((
             vars.render(&field, &p.name)?,
@@ -162,8 +168,28 @@ pub(super) fn plan_vendor_role(
             role.arn.clone()
         }
     };
+    steps.extend(plan_role_policies(&name, existing, &policies, &managed, true));
+    Ok(Some(VendorRolePlan {
+        role_arn,
+        external_id,
+        steps,
+    }))
+}
+
+/// The inline and managed policies of role `name` compared with what IAM holds. `prune`: the
+/// role is ours, so policies the profile no longer names go away; on a role that is not ours
+/// only the profile's own policies are ever written.
+pub(super) fn plan_role_policies(
+    name: &str,
+    existing: Option<&RoleFacts>,
+    policies: &[(String, Value)],
+    managed: &[String],
+    prune: bool,
+) -> Vec<IamStep> {
+    let name = name.to_owned();
+    let mut steps = Vec::new();
     let live_inline = existing.map(|r| &r.inline_policies);
-    for (policy_name, document) in &policies {
+    for (policy_name, document) in policies {
         let change = match live_inline.and_then(|m| m.get(policy_name)) {
             None => Change::Created,
             Some(live) if policy_documents_equal(live, document) => Change::Unchanged,
@@ -187,6 +213,7 @@ pub(super) fn plan_vendor_role(
     // Our role: inline policies the profile no longer names go away.
     for stale in live_inline
         .into_iter()
+        .filter(|_| prune)
         .flat_map(|m| m.keys())
         .filter(|k| !policies.iter().any(|(n, _)| n == *k))
     {
@@ -201,7 +228,7 @@ pub(super) fn plan_vendor_role(
         });
     }
     let live_managed: &[String] = existing.map_or(&[], |r| &r.attached_policy_arns);
-    for arn in &managed {
+    for arn in managed {
         let attached = live_managed.contains(arn);
         steps.push(IamStep {
             kind: "IAMManagedPolicy",
@@ -221,7 +248,10 @@ pub(super) fn plan_vendor_role(
             },
         });
     }
-    for stale in live_managed.iter().filter(|a| !managed.contains(a)) {
+    for stale in live_managed
+        .iter()
+        .filter(|a| prune && !managed.contains(a))
+    {
         steps.push(IamStep {
             kind: "IAMManagedPolicy",
             name: format!("{name}/{stale}"),
@@ -232,9 +262,5 @@ pub(super) fn plan_vendor_role(
             },
         });
     }
-    Ok(Some(VendorRolePlan {
-        role_arn,
-        external_id,
-        steps,
-    }))
+    steps
 }

@@ -207,6 +207,14 @@ pub fn plan(
                 found_deployment = true;
                 customize_deployment(object, options);
             }
+            // minAvailable 1 with a single replica would block every node drain (and so
+            // managed node group upgrades) forever; let the one pod be evicted instead.
+            "PodDisruptionBudget" if options.replicas == Some(1) => {
+                if let Some(spec) = object["spec"].as_object_mut() {
+                    spec.remove("minAvailable");
+                    spec.insert("maxUnavailable".into(), json!(1));
+                }
+            }
             "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
                 found_configurations += 1;
                 if ca_bundle.is_none() {

@@ -352,3 +352,20 @@ async fn cert_manager_install_needs_cert_manager_and_writes_nothing_without_it()
             .is_some()
     );
 }
+
+#[test]
+fn a_single_replica_does_not_block_node_drains() {
+    let pdb_spec = |replicas| {
+        let options = InstallOptions {
+            replicas,
+            ..InstallOptions::default()
+        };
+        let plan = plan(&options, &Observed::default(), NOW).unwrap();
+        find(&plan, "PodDisruptionBudget", "mlplatform-webhook")["spec"].clone()
+    };
+    assert_eq!(pdb_spec(None)["minAvailable"], 1);
+    assert_eq!(pdb_spec(Some(3))["minAvailable"], 1);
+    let single = pdb_spec(Some(1));
+    assert!(single.get("minAvailable").is_none(), "{single}");
+    assert_eq!(single["maxUnavailable"], 1);
+}

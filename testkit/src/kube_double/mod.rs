@@ -17,6 +17,10 @@
 //! the stored Roles and bindings decides, with the apiserver's 403 messages. Discovery stays
 //! open to everyone, as the default `system:discovery` role makes it.
 //!
+//! Stored objects carry the apiserver's defaults (Services get a clusterIP and port
+//! protocols, workloads their strategy and pod-template defaults, webhook configurations
+//! their timeouts and selectors...), so "desired == stored" comparisons meet real objects.
+//!
 //! Pods go through the built-in ServiceAccount admission: no `serviceAccountName` means
 //! `default`, and a Pod whose ServiceAccount does not exist is refused with 403, before any
 //! webhook sees it.
@@ -28,7 +32,10 @@
 //!
 //! What it does not model: authentication (every request is the admin), controllers
 //! (nothing runs: Deployments get no Pods, statuses change only when a test writes them),
-//! OpenAPI documents, and schema validation beyond object names, labels and annotations.
+//! OpenAPI documents and schemas. Validation covers names, labels, annotations, immutable
+//! fields, and the required fields and cross-field rules of the kinds our product writes
+//! (workload selectors vs template labels, binding subjects and roleRef, RBAC rules,
+//! webhook configurations, ConfigMap/Secret keys), not every field of every kind.
 //! Garbage collection through ownerReferences happens at once rather than in the
 //! background; list pages (`limit`/`continue`) read the current state, not a snapshot.
 //!
@@ -54,6 +61,7 @@
 mod admission;
 mod apply;
 mod authz;
+mod defaults;
 mod rbac;
 mod render;
 mod resources;
@@ -315,7 +323,12 @@ impl KubeDouble {
     pub fn write_kubeconfig(&self, path: &Path, context_name: &str) -> std::io::Result<()> {
         let yaml = serde_yaml_ng::to_string(&self.kubeconfig(context_name))
             .map_err(std::io::Error::other)?;
-        std::fs::write(path, yaml)
+        // Written next to the target and renamed, so a reader polling for the file never
+        // sees half of it.
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        std::fs::write(&partial, yaml)?;
+        std::fs::rename(&partial, path)
     }
 
     /// Inserts or overwrites an object directly: no request is recorded, nothing is
@@ -457,10 +470,72 @@ impl KubeDouble {
     }
 }
 
+/// Parses `NAMESPACE/NAME=HOST:PORT` (the `kube-double --route-service` argument).
+pub fn parse_service_route(text: &str) -> Result<(String, String, SocketAddr), String> {
+    let (service, addr) = text
+        .split_once('=')
+        .ok_or("expected NAMESPACE/NAME=HOST:PORT")?;
+    let (namespace, name) = service
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty())
+        .ok_or("expected NAMESPACE/NAME before '='")?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("{addr} is not HOST:PORT: {e}"))?;
+    Ok((namespace.to_string(), name.to_string(), addr))
+}
+
 fn summarize(obj: &Value) -> String {
     let text = obj.to_string();
     match text.char_indices().nth(80) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_routes_parse() {
+        let (ns, name, addr) =
+            parse_service_route("mlplatform-system/mlplatform-webhook=127.0.0.1:8443").unwrap();
+        assert_eq!(
+            (ns.as_str(), name.as_str(), addr.port()),
+            ("mlplatform-system", "mlplatform-webhook", 8443)
+        );
+        for bad in ["x", "ns=127.0.0.1:1", "/n=127.0.0.1:1", "ns/n=localhost"] {
+            assert!(parse_service_route(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn recorded_requests_classify_writes() {
+        let req = |method: &str, path: &str, query: &str| RecordedRequest {
+            method: method.into(),
+            path: path.into(),
+            query: query.into(),
+            content_type: None,
+            body: None,
+        };
+        assert!(req("PUT", "/api/v1/namespaces/a/configmaps/b", "").is_mutating());
+        assert!(!req("GET", "/api/v1/namespaces", "").is_mutating());
+        assert!(
+            !req(
+                "POST",
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                ""
+            )
+            .is_mutating()
+        );
+        assert!(!req("POST", "/apis/authentication.k8s.io/v1/tokenreviews", "").is_mutating());
+        let dry = req(
+            "POST",
+            "/api/v1/namespaces/a/configmaps",
+            "fieldManager=x&dryRun=All",
+        );
+        assert!(dry.is_mutating() && dry.is_dry_run());
+        assert_eq!(dry.query_param("fieldManager").as_deref(), Some("x"));
     }
 }

@@ -1,5 +1,6 @@
-//! HTTP translation around the store: path routing, query parameters, content
-//! negotiation, watch streams, request recording and injected failures.
+//! HTTP translation around the store: path routing, query parameters, request recording,
+//! injected failures, and the write paths (with admission when webhooks are configured).
+//! Rendering, watch streams and authorization live in `render`, `watch_stream` and `authz`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,11 +17,11 @@ use super::admission::{self, Attributes, Operation};
 use super::authz::{authorize_impersonated, impersonation, review};
 use super::rbac::UserInfo;
 use super::render::{Shape, paginate, render, render_list, shape_of};
-use super::watch_stream::watch_response;
 use super::resources::{self, ResourceType};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{ApplyOptions, Part, PatchType, Store};
+use super::watch_stream::watch_response;
 use super::{InjectedFailure, RecordedRequest};
 
 /// Request bodies above this are refused with 413, as the apiserver does (3 MiB + slack).
@@ -723,10 +724,4 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
     }
-
-
-
-
-
-
 }

@@ -13,10 +13,11 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use super::apply::{self, FieldSet};
+use super::defaults;
 use super::resources::{self, ResourceType, split_api_version};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::validation::{validate_metadata, validate_update};
+use super::validation::{validate_metadata, validate_object, validate_update};
 
 /// How many watch events are kept for `watch?resourceVersion=N` replays; older → 410 Gone.
 const HISTORY_LIMIT: usize = 10_000;
@@ -417,6 +418,8 @@ impl Store {
             return None;
         }
         let previous = self.objects.get(&key).cloned();
+        // Cluster state as a real cluster would hold it: with the server's defaults.
+        defaults::apply(&key.group, &key.kind, &mut object);
         if meta_str(&object, "uid").is_none() {
             let uid = previous
                 .as_ref()
@@ -532,7 +535,8 @@ impl Store {
     }
 
     fn validate(rt: &ResourceType, object: &Value) -> Result<(), ApiError> {
-        let causes = validate_metadata(&rt.kind, object);
+        let mut causes = validate_metadata(&rt.kind, object);
+        causes.extend(validate_object(&rt.group, &rt.kind, object));
         if causes.is_empty() {
             Ok(())
         } else {
@@ -549,6 +553,7 @@ impl Store {
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         let mut object = Store::normalize_body(rt, namespace, body)?;
+        defaults::apply(&rt.group, &rt.kind, &mut object);
         if meta_str(&object, "name").unwrap_or("").is_empty() {
             match meta_str(&object, "generateName").map(str::to_string) {
                 Some(prefix) if !prefix.is_empty() => {
@@ -626,6 +631,7 @@ impl Store {
         let mut object = match part {
             Part::Main => {
                 let mut object = new;
+                defaults::apply(&rt.group, &rt.kind, &mut object);
                 if rt.has_status {
                     match existing.get("status") {
                         Some(status) => object["status"] = status.clone(),
@@ -1348,6 +1354,17 @@ mod tests {
         store.resolve(group, "v1", plural).unwrap()
     }
 
+    /// A workload (Deployment/ReplicaSet) or Pod body the apiserver accepts.
+    fn valid(name: &str, kind: &str) -> Value {
+        let pod_spec = json!({"containers": [{"name": "c", "image": "busybox:1.36"}]});
+        match kind {
+            "Pod" => json!({"metadata": {"name": name}, "spec": pod_spec}),
+            _ => json!({"metadata": {"name": name}, "spec": {"replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}}}),
+        }
+    }
+
     fn cm(name: &str) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}})
     }
@@ -1485,30 +1502,32 @@ mod tests {
         let deps = rt(&s, "apps", "deployments");
         let rss = rt(&s, "apps", "replicasets");
         let pods = rt(&s, "", "pods");
-        let owned_by = |name: &str, uid: &str, kind: &str| {
-            json!({"metadata": {"name": name, "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": uid}]}})
+        let owned_by = |name: &str, uid: &str, kind: &str, own_kind: &str| {
+            let mut body = valid(name, own_kind);
+            body["metadata"]["ownerReferences"] =
+                json!([{"apiVersion": "apps/v1", "kind": kind, "name": "x", "uid": uid}]);
+            body
         };
         let d = s
-            .create(
-                &deps,
-                Some("default"),
-                json!({"metadata": {"name": "d"}}),
-                false,
-            )
+            .create(&deps, Some("default"), valid("d", "Deployment"), false)
             .unwrap();
         let rs = s
             .create(
                 &rss,
                 Some("default"),
-                owned_by("rs", meta_str(&d, "uid").unwrap(), "Deployment"),
+                owned_by(
+                    "rs",
+                    meta_str(&d, "uid").unwrap(),
+                    "Deployment",
+                    "ReplicaSet",
+                ),
                 false,
             )
             .unwrap();
         s.create(
             &pods,
             Some("default"),
-            owned_by("p", meta_str(&rs, "uid").unwrap(), "ReplicaSet"),
+            owned_by("p", meta_str(&rs, "uid").unwrap(), "ReplicaSet", "Pod"),
             false,
         )
         .unwrap();
@@ -1521,17 +1540,17 @@ mod tests {
         );
 
         let d = s
-            .create(
-                &deps,
-                Some("default"),
-                json!({"metadata": {"name": "d2"}}),
-                false,
-            )
+            .create(&deps, Some("default"), valid("d2", "Deployment"), false)
             .unwrap();
         s.create(
             &rss,
             Some("default"),
-            owned_by("rs2", meta_str(&d, "uid").unwrap(), "Deployment"),
+            owned_by(
+                "rs2",
+                meta_str(&d, "uid").unwrap(),
+                "Deployment",
+                "ReplicaSet",
+            ),
             false,
         )
         .unwrap();
@@ -1598,7 +1617,8 @@ mod tests {
     fn status_is_a_subresource() {
         let mut s = Store::new();
         let deps = rt(&s, "apps", "deployments");
-        let body = json!({"metadata": {"name": "d"}, "spec": {"replicas": 1}, "status": {"readyReplicas": 5}});
+        let mut body = valid("d", "Deployment");
+        body["status"] = json!({"readyReplicas": 5});
         let created = s.create(&deps, Some("default"), body, false).unwrap();
         assert!(created.get("status").is_none());
         let patch = json!({"status": {"readyReplicas": 1}, "spec": {"replicas": 2}});

@@ -197,5 +197,3 @@ where
         .body(Body::from_stream(stream))
         .unwrap_or_default()
 }
-
-

@@ -1,0 +1,589 @@
+//! `kubectl mlplatform irsa create|delete`: flags in, preflight reads (no writes), the pure
+//! plan of [`crate::irsa`], then exactly its writes, then the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aws_sdk_iam::types::Tag;
+use clap::{Args, Subcommand};
+use futures::future::try_join_all;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::CommandError;
+use super::oidc_cmd::{ClusterArgs, resolve_cluster};
+use crate::apply::ApplyError;
+use crate::arn::parse_eks_cluster_arn;
+use crate::aws::{Aws, AwsError, ClusterFacts, classify, issuer_host_path};
+use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::irsa::{
+    IrsaAction, IrsaError, IrsaObserved, IrsaPlan, IrsaRequest, check_policy_arn,
+    default_role_name, parse_inline_policy, parse_role_name, plan_irsa_create, plan_irsa_delete,
+};
+use crate::kube_io::{
+    KubeIoError, create_object, delete_object, get_object, load_target, merge_patch_object,
+};
+use crate::objects::{Kind, ObjectKey};
+use crate::output::{Progress, render_data, table, warn};
+use crate::plan::{ChangeRow, IamAction};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum IrsaCommand {
+    /// Create or reconcile the IAM role of a ServiceAccount (trust, policies, annotation).
+    Create(IrsaCreateArgs),
+    /// Remove the role (only one kubectl-mlplatform made) and the ServiceAccount annotation.
+    Delete(IrsaTargetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IrsaTargetArgs {
+    /// ServiceAccount in -n/--namespace (repeatable: one role trusted by several).
+    #[arg(long = "service-account", value_name = "NAME", required = true)]
+    pub service_accounts: Vec<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// IAM role name, optionally with a path (`team/ml/Name`). Default:
+    /// mlplatform-irsa-<cluster>-<namespace>-<service accounts> (at most 64 characters).
+    #[arg(long, value_name = "[PATH/]NAME")]
+    pub role_name: Option<String>,
+    /// Only the IAM role: do not create, annotate or delete ServiceAccounts.
+    #[arg(long)]
+    pub role_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IrsaCreateArgs {
+    #[command(flatten)]
+    pub target: IrsaTargetArgs,
+    /// Managed policy to attach (repeatable). Re-running without one detaches it, if this
+    /// tool attached it.
+    #[arg(long = "attach-policy-arn", value_name = "ARN")]
+    pub attach_policy_arns: Vec<String>,
+    /// IAM policy document (JSON) to put as the role's inline policy; re-running without it
+    /// removes it.
+    #[arg(long, value_name = "FILE")]
+    pub inline_policy: Option<PathBuf>,
+}
+
+/// Everything known before any I/O: flags checked, files read.
+struct Inputs {
+    service_accounts: Vec<String>,
+    role_name: Option<crate::irsa::RoleName>,
+    attach_policy_arns: Vec<String>,
+    inline_policy: Option<Value>,
+    role_only: bool,
+}
+
+fn usage(e: IrsaError) -> CommandError {
+    CommandError::Usage(e.to_string())
+}
+
+fn inputs(
+    target: &IrsaTargetArgs,
+    create: Option<&IrsaCreateArgs>,
+) -> Result<Inputs, CommandError> {
+    let mut service_accounts = target.service_accounts.clone();
+    service_accounts.sort();
+    service_accounts.dedup();
+    if let Some(bad) = service_accounts
+        .iter()
+        .find(|sa| !crate::irsa::is_service_account_name(sa))
+    {
+        return Err(usage(IrsaError::BadServiceAccount(bad.clone())));
+    }
+    let role_name = target
+        .role_name
+        .as_deref()
+        .map(parse_role_name)
+        .transpose()
+        .map_err(usage)?;
+    let mut attach_policy_arns = Vec::new();
+    let mut inline_policy = None;
+    if let Some(create) = create {
+        for arn in &create.attach_policy_arns {
+            attach_policy_arns.push(check_policy_arn(arn).map_err(usage)?);
+        }
+        if let Some(path) = &create.inline_policy {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage(IrsaError::BadInlinePolicy {
+                    file: file.clone(),
+                    reason: format!("cannot read it ({e})"),
+                })
+            })?;
+            inline_policy = Some(parse_inline_policy(&file, &text).map_err(usage)?);
+        }
+    }
+    Ok(Inputs {
+        service_accounts,
+        role_name,
+        attach_policy_arns,
+        inline_policy,
+        role_only: target.role_only,
+    })
+}
+
+/// Resolves the request from the inputs and what EKS said about the cluster.
+pub fn request_for(
+    cluster: &ClusterFacts,
+    namespace: &str,
+    service_accounts: Vec<String>,
+    role_name: Option<crate::irsa::RoleName>,
+    attach_policy_arns: Vec<String>,
+    inline_policy: Option<Value>,
+    role_only: bool,
+) -> Result<IrsaRequest, IrsaError> {
+    let issuer = cluster
+        .oidc_issuer
+        .as_deref()
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| IrsaError::NoIssuer {
+            cluster: cluster.name.clone(),
+        })?;
+    let partition = parse_eks_cluster_arn(&cluster.arn)
+        .map(|a| a.partition)
+        .unwrap_or_else(|_| "aws".to_owned());
+    let role = match role_name {
+        Some(r) => r,
+        None => parse_role_name(&default_role_name(
+            &cluster.name,
+            namespace,
+            &service_accounts,
+        ))?,
+    };
+    Ok(IrsaRequest {
+        cluster_name: cluster.name.clone(),
+        cluster_arn: cluster.arn.clone(),
+        partition,
+        account: cluster.account.clone(),
+        issuer_host_path: issuer_host_path(issuer),
+        namespace: namespace.to_owned(),
+        service_accounts,
+        role,
+        attach_policy_arns,
+        inline_policy,
+        role_only,
+        extra_tags: Vec::new(),
+    })
+}
+
+fn sa_object_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::ServiceAccount,
+        namespace: Some(namespace.to_owned()),
+        name: name.to_owned(),
+    }
+}
+
+async fn read_service_accounts(
+    kube: &kube::Client,
+    keys: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<(String, String), Option<Value>>, KubeIoError> {
+    let found = try_join_all(keys.into_iter().map(|(ns, name)| async move {
+        let live = get_object(kube, &sa_object_key(&ns, &name)).await?;
+        Ok::<_, KubeIoError>(((ns, name), live))
+    }))
+    .await?;
+    Ok(found.into_iter().collect())
+}
+
+/// Preflight for `irsa create|delete`: cluster, role, OIDC provider, namespace and every
+/// ServiceAccount the plan looks at, in parallel where independent. Writes nothing.
+pub async fn read_irsa_state(
+    aws: &Aws,
+    kube: Option<&kube::Client>,
+    cluster_name: &str,
+    namespace: &str,
+    role_name: Option<&str>,
+    service_accounts: &[String],
+) -> Result<(ClusterFacts, IrsaObserved), CommandError> {
+    let cluster = aws.describe_cluster(cluster_name).await?;
+    let role_name = match role_name {
+        Some(r) => r.to_owned(),
+        None => default_role_name(&cluster.name, namespace, service_accounts),
+    };
+    let issuer = cluster.oidc_issuer.clone().unwrap_or_default();
+    let wanted: Vec<(String, String)> = service_accounts
+        .iter()
+        .map(|sa| (namespace.to_owned(), sa.clone()))
+        .collect();
+    let (role, provider, namespace_exists, mut service_account_objects) = tokio::try_join!(
+        async { Ok::<_, CommandError>(aws.get_role(&role_name).await?) },
+        async {
+            if issuer.is_empty() {
+                Ok(None)
+            } else {
+                Ok(aws.find_oidc_provider(&issuer).await?)
+            }
+        },
+        async {
+            match kube {
+                Some(kube) => {
+                    let key = ObjectKey {
+                        kind: Kind::Namespace,
+                        namespace: None,
+                        name: namespace.to_owned(),
+                    };
+                    Ok(Some(get_object(kube, &key).await?.is_some()))
+                }
+                None => Ok(None),
+            }
+        },
+        async {
+            match kube {
+                Some(kube) => Ok(read_service_accounts(kube, wanted.clone()).await?),
+                None => Ok(BTreeMap::new()),
+            }
+        },
+    )?;
+    // ServiceAccounts the existing trust admits (to reconcile or remove their annotation).
+    if let (Some(kube), Some(role)) = (kube, &role) {
+        let host_path = issuer_host_path(&issuer);
+        let extra: BTreeSet<(String, String)> =
+            crate::irsa::subjects_in_trust(&role.trust_policy, &host_path)
+                .into_iter()
+                .filter(|k| !service_account_objects.contains_key(k))
+                .collect();
+        service_account_objects.extend(read_service_accounts(kube, extra).await?);
+    }
+    Ok((
+        cluster,
+        IrsaObserved {
+            oidc_provider: provider,
+            role,
+            namespace_exists,
+            service_accounts: service_account_objects,
+        },
+    ))
+}
+
+async fn tag_role(aws: &Aws, role: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
+    const OP: &str = "iam:TagRole";
+    let tags = tags
+        .iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError::InvalidInput {
+                    operation: OP.to_owned(),
+                    message: e.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    aws.iam
+        .tag_role()
+        .role_name(role)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| classify(OP, e))?;
+    Ok(())
+}
+
+async fn untag_role(aws: &Aws, role: &str, keys: &[String]) -> Result<(), AwsError> {
+    const OP: &str = "iam:UntagRole";
+    aws.iam
+        .untag_role()
+        .role_name(role)
+        .set_tag_keys(Some(keys.to_vec()))
+        .send()
+        .await
+        .map_err(|e| classify(OP, e))?;
+    Ok(())
+}
+
+async fn apply_iam(aws: &Aws, action: &IamAction) -> Result<(), AwsError> {
+    match action {
+        IamAction::None => Ok(()),
+        IamAction::CreateRole {
+            role,
+            path,
+            trust_policy,
+            description,
+            tags,
+        } => aws
+            .create_role(role, path, trust_policy, description, tags)
+            .await
+            .map(drop),
+        IamAction::UpdateTrust { role, trust_policy } => {
+            aws.update_trust_policy(role, trust_policy).await
+        }
+        IamAction::PutInlinePolicy {
+            role,
+            policy_name,
+            document,
+        } => aws.put_inline_policy(role, policy_name, document).await,
+        IamAction::DeleteInlinePolicy { role, policy_name } => {
+            aws.delete_inline_policy(role, policy_name).await
+        }
+        IamAction::AttachManagedPolicy { role, policy_arn } => {
+            aws.attach_managed_policy(role, policy_arn).await
+        }
+        IamAction::DetachManagedPolicy { role, policy_arn } => {
+            aws.detach_managed_policy(role, policy_arn).await
+        }
+        IamAction::DeleteRole { role } => aws.delete_role(role).await,
+    }
+}
+
+/// A plan with ServiceAccount writes but no client: `--role-only` plans have none, so a bug.
+fn no_kube(step: &crate::irsa::IrsaStep, done: usize, total: usize) -> ApplyError {
+    ApplyError::Kube {
+        source: KubeIoError::Api {
+            action: "writing",
+            object: format!("ServiceAccount {}", step.name),
+            message: "no Kubernetes client (a bug: please report it)".to_owned(),
+        },
+        done,
+        total,
+    }
+}
+
+/// Carries out the plan's writes in order. `--dry-run=server`: IAM only read, Kubernetes
+/// writes sent with dryRun=All; `--dry-run=client`: nothing at all.
+pub async fn apply_irsa(
+    plan: &IrsaPlan,
+    aws: &Aws,
+    kube: Option<&kube::Client>,
+    dry_run: DryRun,
+    progress: &Progress,
+) -> Result<(), ApplyError> {
+    if dry_run == DryRun::Client {
+        return Ok(());
+    }
+    let writes: Vec<_> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action != IrsaAction::None)
+        .collect();
+    let total = writes.len();
+    for (done, step) in writes.into_iter().enumerate() {
+        let aws_failed = |source| ApplyError::Aws {
+            source,
+            done,
+            total,
+        };
+        let kube_failed = |source| ApplyError::Kube {
+            source,
+            done,
+            total,
+        };
+        let iam_dry = dry_run == DryRun::Server;
+        match &step.action {
+            IrsaAction::None => {}
+            IrsaAction::Iam(_) | IrsaAction::TagRole { .. } | IrsaAction::UntagRole { .. }
+                if iam_dry => {}
+            IrsaAction::Iam(action) => apply_iam(aws, action).await.map_err(aws_failed)?,
+            IrsaAction::TagRole { role, tags } => {
+                tag_role(aws, role, tags).await.map_err(aws_failed)?
+            }
+            IrsaAction::UntagRole { role, keys } => {
+                untag_role(aws, role, keys).await.map_err(aws_failed)?
+            }
+            IrsaAction::CreateServiceAccount { body } => {
+                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
+                let key = sa_object_key(
+                    body["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    body["metadata"]["name"].as_str().unwrap_or_default(),
+                );
+                create_object(kube, &key, body, dry_run)
+                    .await
+                    .map_err(kube_failed)?
+            }
+            IrsaAction::PatchServiceAccount {
+                namespace,
+                name,
+                patch,
+            } => {
+                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
+                merge_patch_object(kube, &sa_object_key(namespace, name), patch, dry_run)
+                    .await
+                    .map_err(kube_failed)?
+            }
+            IrsaAction::DeleteServiceAccount { namespace, name } => {
+                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
+                delete_object(kube, &sa_object_key(namespace, name), dry_run)
+                    .await
+                    .map_err(kube_failed)?
+            }
+        }
+        let name = match &step.namespace {
+            Some(ns) => format!("{ns}/{}", step.name),
+            None => step.name.clone(),
+        };
+        progress.step(step.change, step.kind, &name);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IrsaReport {
+    pub role_arn: String,
+    pub role_name: String,
+    pub namespace: String,
+    pub service_accounts: Vec<String>,
+    pub dry_run: DryRun,
+    pub changes: Vec<ChangeRow>,
+    /// Trust and policy documents and the writes (client dry runs with -o json|yaml; -o yaml).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Value>,
+}
+
+impl IrsaReport {
+    pub fn from_plan(plan: &IrsaPlan, dry_run: DryRun, format: OutputFormat) -> Self {
+        let show_rendered = dry_run == DryRun::Client && format != OutputFormat::Table
+            || format == OutputFormat::Yaml;
+        Self {
+            role_arn: plan.role_arn.clone(),
+            role_name: plan.role_name.clone(),
+            namespace: plan.namespace.clone(),
+            service_accounts: plan.service_accounts.clone(),
+            dry_run,
+            changes: plan.changes(),
+            rendered: show_rendered.then(|| {
+                let writes: Vec<&crate::irsa::IrsaStep> = plan
+                    .steps
+                    .iter()
+                    .filter(|s| s.action != IrsaAction::None)
+                    .collect();
+                json!({
+                    "trustPolicy": plan.trust_policy,
+                    "inlinePolicy": plan.inline_policy,
+                    "attachedPolicyArns": plan.attached_policy_arns,
+                    "writes": writes,
+                })
+            }),
+        }
+    }
+}
+
+fn render_table(report: &IrsaReport, verb: &str) -> String {
+    let mut rows = vec![vec![
+        "KIND".to_owned(),
+        "NAMESPACE".to_owned(),
+        "NAME".to_owned(),
+        "CHANGE".to_owned(),
+    ]];
+    for c in &report.changes {
+        rows.push(vec![
+            c.kind.clone(),
+            c.namespace.clone().unwrap_or_default(),
+            c.name.clone(),
+            c.change.to_string(),
+        ]);
+    }
+    let mut out = table(&rows);
+    let writes = report
+        .changes
+        .iter()
+        .filter(|c| c.change.is_write())
+        .count();
+    out.push('\n');
+    if writes == 0 {
+        out.push_str(&format!(
+            "{verb}: nothing to change, everything is already as wanted"
+        ));
+    } else {
+        let count = |k: Change| report.changes.iter().filter(|c| c.change == k).count();
+        out.push_str(&format!(
+            "{verb}: {} created, {} updated, {} deleted, {} unchanged",
+            count(Change::Created),
+            count(Change::Updated),
+            count(Change::Deleted),
+            count(Change::Unchanged)
+        ));
+    }
+    match report.dry_run {
+        DryRun::Client => out.push_str(" (dry run: nothing was written)"),
+        DryRun::Server => {
+            out.push_str(" (server dry run: Kubernetes writes sent with dryRun=All, IAM only read)")
+        }
+        DryRun::None => {}
+    }
+    out.push_str(&format!(
+        "\n\nroleArn:         {}\nserviceAccounts: {}\n",
+        report.role_arn,
+        report
+            .service_accounts
+            .iter()
+            .map(|sa| format!("{}/{sa}", report.namespace))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    out
+}
+
+fn print(report: &IrsaReport, format: OutputFormat, verb: &str) -> Result<(), CommandError> {
+    let text = match format {
+        OutputFormat::Table => render_table(report, verb),
+        other => render_data(report, other).map_err(CommandError::Output)?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+pub async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCode, CommandError> {
+    let (target, create) = match cmd {
+        IrsaCommand::Create(args) => (&args.target, Some(args)),
+        IrsaCommand::Delete(args) => (args, None),
+    };
+    // Everything checkable without I/O first.
+    let inputs = inputs(target, create)?;
+    let (cluster_name, region) = resolve_cluster(global, &target.cluster)?;
+    let kube_target = if inputs.role_only {
+        load_target(global).ok()
+    } else {
+        Some(load_target(global)?)
+    };
+    let namespace = global
+        .namespace
+        .clone()
+        .or_else(|| kube_target.as_ref().and_then(|t| t.context_namespace()))
+        .unwrap_or_else(|| "default".to_owned());
+    let kube = match (&kube_target, inputs.role_only) {
+        (Some(t), false) => Some(t.client().await?),
+        _ => None,
+    };
+    let aws = Aws::from_env(region.as_deref()).await?;
+    let progress = Progress::for_stderr();
+    progress.phase("reading the current state (no writes)");
+    let (cluster, observed) = read_irsa_state(
+        &aws,
+        kube.as_ref(),
+        &cluster_name,
+        &namespace,
+        inputs.role_name.as_ref().map(|r| r.name.as_str()),
+        &inputs.service_accounts,
+    )
+    .await?;
+    let request = request_for(
+        &cluster,
+        &namespace,
+        inputs.service_accounts,
+        inputs.role_name,
+        inputs.attach_policy_arns,
+        inputs.inline_policy,
+        inputs.role_only,
+    )?;
+    let (plan, verb) = match create {
+        Some(_) => (plan_irsa_create(&request, &observed)?, "irsa create"),
+        None => (plan_irsa_delete(&request, &observed)?, "irsa delete"),
+    };
+    for w in &plan.warnings {
+        warn(w);
+    }
+    if plan.has_writes() {
+        progress.phase("applying");
+    }
+    apply_irsa(&plan, &aws, kube.as_ref(), global.dry_run, &progress).await?;
+    print(
+        &IrsaReport::from_plan(&plan, global.dry_run, global.output),
+        global.output,
+        verb,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,118 @@
+//! `kubectl mlplatform oidc associate`: the cluster's IAM OIDC provider, created only if missing.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use super::CommandError;
+use crate::aws::Aws;
+use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::kube_io::load_target;
+use crate::oidc::{OidcPlan, ThumbprintOptions, associate};
+use crate::output::{render_data, table};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum OidcCommand {
+    /// Create the IAM OIDC provider for the cluster's issuer, if missing (idempotent).
+    Associate(OidcAssociateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// EKS cluster name (default: from the kubeconfig context).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// AWS region of the cluster (default: from the context, else AWS_REGION / the AWS profile).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct OidcAssociateArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Do not contact the issuer for its certificate thumbprint (IAM does not need it for EKS).
+    #[arg(long)]
+    pub skip_thumbprint: bool,
+    /// Limit for reading the issuer's certificate chain, in seconds.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub thumbprint_timeout: u64,
+}
+
+/// Cluster and region from the flags, else from the kubeconfig context (an EKS ARN or an
+/// `aws eks get-token --cluster-name` exec entry). The kubeconfig is only read when needed.
+pub fn resolve_cluster(
+    global: &GlobalArgs,
+    args: &ClusterArgs,
+) -> Result<(String, Option<String>), CommandError> {
+    if let (Some(cluster), Some(region)) = (&args.cluster, &args.region) {
+        return Ok((cluster.clone(), Some(region.clone())));
+    }
+    let hint = load_target(global).ok().and_then(|t| t.cluster_hint());
+    let cluster = args
+        .cluster
+        .clone()
+        .or_else(|| hint.as_ref().map(|h| h.name.clone()))
+        .ok_or_else(|| {
+            CommandError::Usage(
+                "cannot tell which EKS cluster to use: the kubeconfig context is neither an EKS cluster ARN nor uses `aws eks get-token --cluster-name`; pass --cluster NAME"
+                    .to_owned(),
+            )
+        })?;
+    let region = args.region.clone().or_else(|| hint.and_then(|h| h.region));
+    Ok((cluster, region))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OidcReport<'a> {
+    #[serde(flatten)]
+    plan: &'a OidcPlan,
+    dry_run: DryRun,
+}
+
+fn render(plan: &OidcPlan, dry_run: DryRun, format: OutputFormat) -> Result<String, String> {
+    if format != OutputFormat::Table {
+        return render_data(&OidcReport { plan, dry_run }, format);
+    }
+    let status = match (plan.change, dry_run) {
+        (Change::Created, DryRun::None) => "created",
+        (Change::Created, _) => "missing: would be created (dry run: nothing was written)",
+        _ => "already there: nothing to change",
+    };
+    let mut rows = vec![vec!["IAM OIDC PROVIDER".to_owned(), "CHANGE".to_owned()]];
+    rows.push(vec![plan.provider_arn.clone(), plan.change.to_string()]);
+    let mut out = table(&rows);
+    out.push_str(&format!(
+        "\noidc associate: the IAM OIDC provider for cluster {} is {status}\nissuer:      {}\nclientIds:   {}\n",
+        plan.cluster,
+        plan.issuer,
+        plan.client_ids.join(",")
+    ));
+    if plan.change == Change::Created {
+        let thumbprint = match (plan.thumbprints.first(), &plan.thumbprint_skipped) {
+            (Some(t), _) => t.clone(),
+            (None, Some(why)) => format!("(none: {why})"),
+            (None, None) => "(none)".to_owned(),
+        };
+        out.push_str(&format!("thumbprint:  {thumbprint}\n"));
+    }
+    Ok(out)
+}
+
+pub async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCode, CommandError> {
+    let OidcCommand::Associate(args) = cmd;
+    let (cluster, region) = resolve_cluster(global, &args.cluster)?;
+    let aws = Aws::from_env(region.as_deref()).await?;
+    let options = ThumbprintOptions {
+        fetch: !args.skip_thumbprint,
+        timeout: Duration::from_secs(args.thumbprint_timeout.max(1)),
+        roots: None,
+    };
+    let plan = associate(&aws, &cluster, &options, global.dry_run).await?;
+    let text = render(&plan, global.dry_run, global.output).map_err(CommandError::Output)?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

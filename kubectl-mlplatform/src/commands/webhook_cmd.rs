@@ -1,0 +1,756 @@
+//! `kubectl mlplatform webhook install|uninstall|status`: thin I/O around
+//! [`crate::webhook_install`] (pure plan, async apply) plus the reports users see.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{ArgAction, Args, Subcommand, ValueEnum};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::CommandError;
+use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::output::{Progress, render_data, table};
+use crate::webhook_install::{
+    self, Applied, FailurePolicy, InstallOptions, InstallPlan, Outcome, Reachability,
+    TlsDecision, WebhookStatus, tls,
+};
+
+/// Renew within this many seconds of expiry; `status` fails inside that window too.
+const RENEW_WINDOW: i64 = tls::RENEW_BEFORE;
+const FIX: &str = "kubectl mlplatform webhook install";
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Deploy the admission webhook (manifests embedded in this binary) with a generated CA and
+    /// serving certificate, or cert-manager; re-running updates it and renews certificates
+    /// within 30 days of expiry.
+    Install(WebhookInstallArgs),
+    /// Remove the webhook: its configurations first (so nothing is blocked), then the rest.
+    Uninstall,
+    /// Deployment readiness, certificate expiry, and whether the API server reaches the
+    /// webhook (a server-side dry-run pod in a managed namespace). Exit 1 when unhealthy.
+    Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailurePolicyArg {
+    /// Deny requests the webhook cannot answer (enforcement never silently stops).
+    Fail,
+    /// Allow requests the webhook cannot answer.
+    Ignore,
+}
+
+impl From<FailurePolicyArg> for FailurePolicy {
+    fn from(p: FailurePolicyArg) -> Self {
+        match p {
+            FailurePolicyArg::Fail => Self::Fail,
+            FailurePolicyArg::Ignore => Self::Ignore,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookInstallArgs {
+    /// Webhook container image (default: the one in the embedded manifests).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Webhook replicas (default: the manifests' value).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub replicas: Option<i32>,
+    /// failurePolicy of every webhook (default: the manifests' value).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub failure_policy: Option<FailurePolicyArg>,
+    /// Let cert-manager issue, renew and inject the certificates instead of generating them.
+    #[arg(long)]
+    pub cert_manager: bool,
+    /// Wait for a ready webhook Pod before registering the webhook configurations.
+    #[arg(long, action = ArgAction::Set, default_value_t = true, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+    pub wait: bool,
+    /// How long to wait for the webhook to become ready (e.g. 90s, 5m).
+    #[arg(long, default_value = "3m", value_parser = parse_timeout, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+impl WebhookInstallArgs {
+    pub fn options(&self) -> InstallOptions {
+        InstallOptions {
+            image: self.image.clone(),
+            replicas: self.replicas,
+            failure_policy: self.failure_policy.map(Into::into),
+            cert_manager: self.cert_manager,
+        }
+    }
+}
+
+/// `90s`, `5m`, `1h` or plain seconds.
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; use e.g. 90s, 5m or 1h"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3_600),
+        _ => return Err(format!("{s:?} is not a duration; use e.g. 90s, 5m or 1h")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `2027-11-21T07:40:00Z`.
+pub fn rfc3339(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
+}
+
+fn change(outcome: Outcome) -> Change {
+    match outcome {
+        Outcome::Created => Change::Created,
+        Outcome::Updated => Change::Updated,
+        Outcome::Unchanged => Change::Unchanged,
+        Outcome::Deleted => Change::Deleted,
+        Outcome::Absent => Change::Absent,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectRow {
+    pub object: String,
+    pub result: Change,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateReport {
+    /// generated, renewed, kept or cert-manager.
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallReport {
+    pub dry_run: DryRun,
+    pub certificates: CertificateReport,
+    pub objects: Vec<ObjectRow>,
+}
+
+/// Pure: what the certificates part of a plan says.
+pub fn certificate_report(plan: &InstallPlan) -> CertificateReport {
+    let (action, reason) = match &plan.tls {
+        None => ("cert-manager", None),
+        Some(TlsDecision::Keep) => ("kept", None),
+        Some(TlsDecision::RenewServing { reason }) => ("renewed", Some(reason.clone())),
+        Some(TlsDecision::NewCa { reason }) => ("generated", Some(reason.clone())),
+    };
+    CertificateReport {
+        action,
+        reason,
+        not_after: plan.certificate_not_after.map(rfc3339),
+    }
+}
+
+fn report_rows(applied: &[Applied]) -> Vec<ObjectRow> {
+    applied
+        .iter()
+        .map(|a| ObjectRow {
+            object: a.object.clone(),
+            result: change(a.outcome),
+        })
+        .collect()
+}
+
+/// Pure: the `install`/`uninstall` report in `format`.
+pub fn render_install(report: &InstallReport, format: OutputFormat) -> Result<String, String> {
+    if format != OutputFormat::Table {
+        return render_data(report, format);
+    }
+    let suffix = match report.dry_run {
+        DryRun::None => "",
+        DryRun::Client => " (dry run)",
+        DryRun::Server => " (server dry run)",
+    };
+    let mut rows = vec![vec!["OBJECT".to_owned(), "RESULT".to_owned()]];
+    rows.extend(
+        report
+            .objects
+            .iter()
+            .map(|r| vec![r.object.clone(), format!("{}{suffix}", r.result)]),
+    );
+    let mut out = table(&rows);
+    let c = &report.certificates;
+    out.push_str(&format!("\ncertificates: {}", c.action));
+    if let Some(reason) = &c.reason {
+        out.push_str(&format!(" ({reason})"));
+    }
+    if let Some(t) = &c.not_after {
+        out.push_str(&format!("; serving certificate valid until {t}"));
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+/// `--dry-run=client`: every object, nothing sent. YAML documents or a JSON `List`.
+pub fn render_client_dry_run(plan: &InstallPlan, format: OutputFormat) -> Result<String, String> {
+    match format {
+        OutputFormat::Yaml => webhook_install::render_yaml(plan).map_err(|e| e.to_string()),
+        OutputFormat::Json => render_data(
+            &json!({"apiVersion": "v1", "kind": "List", "items": plan.objects}),
+            format,
+        ),
+        OutputFormat::Table => render_install(
+            &InstallReport {
+                dry_run: DryRun::Client,
+                certificates: certificate_report(plan),
+                objects: plan
+                    .objects
+                    .iter()
+                    .map(|o| ObjectRow {
+                        object: describe(o),
+                        result: Change::Updated,
+                    })
+                    .collect(),
+            },
+            format,
+        )
+        .map(|t| t.replace("updated (dry run)", "apply (dry run)")),
+    }
+}
+
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("object");
+    let name = object["metadata"]["name"].as_str().unwrap_or("?");
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+fn print(text: &str) -> Result<(), CommandError> {
+    use std::io::Write as _;
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(|e| CommandError::Output(e.to_string()))
+}
+
+async fn client(global: &GlobalArgs) -> Result<kube::Client, CommandError> {
+    Ok(crate::kube_io::load_target(global)?.client().await?)
+}
+
+pub async fn run(global: &GlobalArgs, cmd: &WebhookCommand) -> Result<ExitCode, CommandError> {
+    match cmd {
+        WebhookCommand::Install(args) => install(global, args).await,
+        WebhookCommand::Uninstall => uninstall(global).await,
+        WebhookCommand::Status => status(global).await,
+    }
+}
+
+/// Validates the flags, reads the TLS Secrets, plans; then renders (client dry run) or applies.
+pub async fn install(
+    global: &GlobalArgs,
+    args: &WebhookInstallArgs,
+) -> Result<ExitCode, CommandError> {
+    let options = args.options();
+    // Bad flags fail before any cluster access.
+    webhook_install::plan(&options, &Default::default(), now_unix())?;
+    let client = client(global).await?;
+    let progress = Progress::for_stderr();
+    let report = install_with(&client, &options, args, global.dry_run, &progress).await?;
+    let text = match report {
+        Installed::Rendered(plan) => render_client_dry_run(&plan, global.output),
+        Installed::Applied(report) => render_install(&report, global.output),
+    }
+    .map_err(CommandError::Output)?;
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub enum Installed {
+    /// `--dry-run=client`: the plan, nothing sent.
+    Rendered(Box<InstallPlan>),
+    Applied(InstallReport),
+}
+
+/// Plans against the cluster's Secrets and applies (or, with `--dry-run=client`, only plans).
+pub async fn install_with(
+    client: &kube::Client,
+    options: &InstallOptions,
+    args: &WebhookInstallArgs,
+    dry_run: DryRun,
+    progress: &Progress,
+) -> Result<Installed, CommandError> {
+    progress.phase("reading the webhook's certificates (no writes)");
+    let observed = webhook_install::observe(client).await?;
+    let plan = webhook_install::plan(options, &observed, now_unix())?;
+    if dry_run == DryRun::Client {
+        return Ok(Installed::Rendered(Box::new(plan)));
+    }
+    progress.phase("applying the webhook");
+    let wait = args.wait.then_some(args.timeout);
+    let applied =
+        webhook_install::apply(client, &plan, dry_run == DryRun::Server, wait).await?;
+    for a in &applied {
+        progress.step(change(a.outcome), "", &a.object);
+    }
+    Ok(Installed::Applied(InstallReport {
+        dry_run,
+        certificates: certificate_report(&plan),
+        objects: report_rows(&applied),
+    }))
+}
+
+/// `connect --with-webhook`: install or update the webhook with the manifests' defaults.
+/// Its report goes to stderr so `connect -o json` stays one JSON document.
+pub async fn install_for_connect(
+    global: &GlobalArgs,
+    client: &kube::Client,
+    progress: &Progress,
+) -> Result<(), CommandError> {
+    let args = WebhookInstallArgs {
+        image: None,
+        replicas: None,
+        failure_policy: None,
+        cert_manager: false,
+        wait: true,
+        timeout: Duration::from_secs(180),
+    };
+    match install_with(client, &args.options(), &args, global.dry_run, progress).await? {
+        Installed::Rendered(plan) => eprintln!(
+            "webhook: would apply {} objects (`kubectl mlplatform webhook install --dry-run=client -o yaml` shows them)",
+            plan.objects.len()
+        ),
+        Installed::Applied(report) => {
+            let count = |c: Change| report.objects.iter().filter(|r| r.result == c).count();
+            eprintln!(
+                "webhook: {} created, {} updated, {} unchanged; certificates {}",
+                count(Change::Created),
+                count(Change::Updated),
+                count(Change::Unchanged),
+                report.certificates.action
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn uninstall(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
+    let removed = if global.dry_run == DryRun::Client {
+        // Nothing sent: every object uninstall would delete, as "deleted (dry run)".
+        uninstall_targets()?
+            .into_iter()
+            .map(|object| Applied {
+                object,
+                outcome: Outcome::Deleted,
+            })
+            .collect()
+    } else {
+        let client = client(global).await?;
+        webhook_install::uninstall(&client, global.dry_run == DryRun::Server).await?
+    };
+    let report = InstallReport {
+        dry_run: global.dry_run,
+        certificates: CertificateReport {
+            action: "deleted",
+            reason: None,
+            not_after: None,
+        },
+        objects: report_rows(&removed),
+    };
+    let suffix = match global.dry_run {
+        DryRun::None => "",
+        DryRun::Client => " (dry run)",
+        DryRun::Server => " (server dry run)",
+    };
+    let text = if global.output == OutputFormat::Table {
+        let mut rows = vec![vec!["OBJECT".to_owned(), "RESULT".to_owned()]];
+        rows.extend(
+            report
+                .objects
+                .iter()
+                .map(|r| vec![r.object.clone(), format!("{}{suffix}", r.result)]),
+        );
+        table(&rows)
+    } else {
+        render_data(&report, global.output).map_err(CommandError::Output)?
+    };
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `uninstall` deletes: the embedded manifests' objects and the two TLS Secrets, the
+/// webhook configurations first.
+fn uninstall_targets() -> Result<Vec<String>, CommandError> {
+    let mut objects = Vec::new();
+    for (file, text) in webhook_install::MANIFEST_FILES {
+        for document in serde_yaml_ng::Deserializer::from_str(text) {
+            let value: Value = serde::Deserialize::deserialize(document).map_err(|e| {
+                CommandError::Output(format!("embedded manifest {file} does not parse: {e}"))
+            })?;
+            if !value.is_null() {
+                objects.push(describe(&value));
+            }
+        }
+    }
+    for name in [webhook_install::CA_SECRET, webhook_install::TLS_SECRET] {
+        objects.push(format!("Secret {}/{name}", webhook_install::NAMESPACE));
+    }
+    let rank = |o: &String| {
+        if o.contains("WebhookConfiguration ") {
+            0
+        } else if o.starts_with("Namespace ") {
+            2
+        } else {
+            1
+        }
+    };
+    objects.sort_by_key(rank);
+    Ok(objects)
+}
+
+/// The serving certificate's notAfter (Unix seconds) from PEM, parsed, not trusted from an
+/// annotation: cert-manager's Secrets carry none, and annotations can drift.
+pub fn certificate_not_after(pem: &[u8]) -> Result<i64, String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
+        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+    let certificate = pem
+        .parse_x509()
+        .map_err(|e| format!("tls.crt is not an X.509 certificate: {e}"))?;
+    Ok(certificate.validity().not_after.timestamp())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckState {
+    Pass,
+    Fail,
+    /// Could not be tried (e.g. no managed namespace to probe in).
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusCheck {
+    pub name: String,
+    pub state: CheckState,
+    pub detail: String,
+}
+
+/// The certificate as `status` sees it: parsed expiry, or why it could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateState {
+    Missing,
+    Unreadable(String),
+    NotAfter(i64),
+}
+
+/// Pure: one check per thing that must hold for the webhook to enforce policy.
+pub fn status_checks(
+    status: &WebhookStatus,
+    certificate: &CertificateState,
+    now: i64,
+) -> Vec<StatusCheck> {
+    let check = |name: &str, state, detail: String| StatusCheck {
+        name: name.to_owned(),
+        state,
+        detail,
+    };
+    let mut checks = Vec::new();
+    let deployment = format!(
+        "Deployment {}/{}",
+        webhook_install::NAMESPACE,
+        webhook_install::DEPLOYMENT
+    );
+    checks.push(match status.replicas {
+        None => check(&deployment, CheckState::Fail, "not installed".into()),
+        Some((ready, desired)) if ready >= 1 => check(
+            &deployment,
+            CheckState::Pass,
+            format!("{ready}/{desired} ready"),
+        ),
+        Some((ready, desired)) => check(
+            &deployment,
+            CheckState::Fail,
+            format!("{ready}/{desired} ready; see `kubectl -n {} describe deployment {}`", webhook_install::NAMESPACE, webhook_install::DEPLOYMENT),
+        ),
+    });
+    for (kind, present) in [
+        ("MutatingWebhookConfiguration", status.mutating_configured),
+        ("ValidatingWebhookConfiguration", status.validating_configured),
+    ] {
+        checks.push(if present {
+            check(kind, CheckState::Pass, "registered".into())
+        } else {
+            check(kind, CheckState::Fail, "not registered".into())
+        });
+    }
+    let days = |t: i64| (t - now).div_euclid(86_400);
+    checks.push(match certificate {
+        CertificateState::Missing => check(
+            "serving certificate",
+            CheckState::Fail,
+            format!("Secret {}/{} not found", webhook_install::NAMESPACE, webhook_install::TLS_SECRET),
+        ),
+        CertificateState::Unreadable(why) => {
+            check("serving certificate", CheckState::Fail, why.clone())
+        }
+        CertificateState::NotAfter(t) if *t <= now => check(
+            "serving certificate",
+            CheckState::Fail,
+            format!("expired {}", rfc3339(*t)),
+        ),
+        CertificateState::NotAfter(t) if t - now < RENEW_WINDOW => check(
+            "serving certificate",
+            CheckState::Fail,
+            format!("expires {} (in {} days); re-run install to renew", rfc3339(*t), days(*t)),
+        ),
+        CertificateState::NotAfter(t) => check(
+            "serving certificate",
+            CheckState::Pass,
+            format!("expires {} (in {} days)", rfc3339(*t), days(*t)),
+        ),
+    });
+    let name = "API server reaches the webhook";
+    checks.push(match &status.reachability {
+        Reachability::Reached { namespace } => check(
+            name,
+            CheckState::Pass,
+            format!("dry-run pod in {namespace} went through admission"),
+        ),
+        Reachability::Unreachable { namespace, error } => check(
+            name,
+            CheckState::Fail,
+            format!("dry-run pod in {namespace}: {}", crate::kube_io::one_line(error)),
+        ),
+        Reachability::Inconclusive { namespace, error } => check(
+            name,
+            CheckState::Skip,
+            format!(
+                "dry-run pod in {namespace} refused for another reason: {}",
+                crate::kube_io::one_line(error)
+            ),
+        ),
+        Reachability::NoManagedNamespace => check(
+            name,
+            CheckState::Skip,
+            "no managed namespace to probe in (`kubectl mlplatform namespace add`)".into(),
+        ),
+    });
+    checks
+}
+
+#[derive(Debug, Serialize)]
+struct StatusReport<'a> {
+    healthy: bool,
+    checks: &'a [StatusCheck],
+}
+
+pub fn render_status(checks: &[StatusCheck], format: OutputFormat) -> Result<String, String> {
+    let healthy = checks.iter().all(|c| c.state != CheckState::Fail);
+    if format != OutputFormat::Table {
+        return render_data(&StatusReport { healthy, checks }, format);
+    }
+    let mut rows = vec![vec![
+        "CHECK".to_owned(),
+        "STATUS".to_owned(),
+        "DETAIL".to_owned(),
+    ]];
+    rows.extend(checks.iter().map(|c| {
+        let state = match c.state {
+            CheckState::Pass => "ok",
+            CheckState::Fail => "FAIL",
+            CheckState::Skip => "skipped",
+        };
+        vec![c.name.clone(), state.to_owned(), c.detail.clone()]
+    }));
+    Ok(table(&rows))
+}
+
+async fn read_certificate(client: &kube::Client) -> Result<CertificateState, CommandError> {
+    let secret = Api::<Secret>::namespaced(client.clone(), webhook_install::NAMESPACE)
+        .get_opt(webhook_install::TLS_SECRET)
+        .await
+        .map_err(|e| {
+            crate::kube_io::kube_error(
+                "read",
+                format!("Secret {}/{}", webhook_install::NAMESPACE, webhook_install::TLS_SECRET),
+                e,
+            )
+        })?;
+    let Some(secret) = secret else {
+        return Ok(CertificateState::Missing);
+    };
+    let Some(pem) = secret.data.as_ref().and_then(|d| d.get("tls.crt")) else {
+        return Ok(CertificateState::Unreadable(
+            "the Secret has no tls.crt".into(),
+        ));
+    };
+    Ok(match certificate_not_after(&pem.0) {
+        Ok(t) => CertificateState::NotAfter(t),
+        Err(why) => CertificateState::Unreadable(why),
+    })
+}
+
+async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
+    let client = client(global).await?;
+    let (status, certificate) = futures::try_join!(
+        async { webhook_install::status(&client).await.map_err(CommandError::from) },
+        read_certificate(&client),
+    )?;
+    let checks = status_checks(&status, &certificate, now_unix());
+    print(&render_status(&checks, global.output).map_err(CommandError::Output)?)?;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.state == CheckState::Fail)
+        .map(|c| c.name.as_str())
+        .collect();
+    if failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "error: the webhook is not healthy ({}); run `{FIX}`, then `kubectl mlplatform webhook status` again",
+        failed.join(", ")
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn healthy_status() -> WebhookStatus {
+        WebhookStatus {
+            replicas: Some((2, 2)),
+            certificate_not_after: None,
+            mutating_configured: true,
+            validating_configured: true,
+            reachability: Reachability::Reached {
+                namespace: "team".into(),
+            },
+        }
+    }
+
+    fn states(checks: &[StatusCheck]) -> Vec<CheckState> {
+        checks.iter().map(|c| c.state).collect()
+    }
+
+    #[test]
+    fn timeouts_parse_with_units() {
+        assert_eq!(parse_timeout("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3_600)));
+        assert!(parse_timeout("5 minutes").is_err());
+        assert!(parse_timeout("").is_err());
+        assert!(parse_timeout("-1s").is_err());
+    }
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(NOW), "2027-01-15T08:00:00Z");
+    }
+
+    #[test]
+    fn healthy_webhook_passes_every_check() {
+        let cert = CertificateState::NotAfter(NOW + 365 * 86_400);
+        let checks = status_checks(&healthy_status(), &cert, NOW);
+        assert_eq!(states(&checks), [CheckState::Pass; 5]);
+        assert!(checks[3].detail.contains("in 365 days"), "{:?}", checks[3]);
+    }
+
+    #[test]
+    fn each_problem_is_its_own_failure() {
+        let mut status = healthy_status();
+        status.replicas = Some((0, 2));
+        status.validating_configured = false;
+        status.reachability = Reachability::Unreachable {
+            namespace: "team".into(),
+            error: "failed calling webhook \"x\": connection refused".into(),
+        };
+        let cert = CertificateState::NotAfter(NOW + 10 * 86_400);
+        let checks = status_checks(&status, &cert, NOW);
+        assert_eq!(
+            states(&checks),
+            [
+                CheckState::Fail,
+                CheckState::Pass,
+                CheckState::Fail,
+                CheckState::Fail,
+                CheckState::Fail
+            ]
+        );
+        assert!(checks[3].detail.contains("in 10 days"));
+        let expired = status_checks(&status, &CertificateState::NotAfter(NOW - 1), NOW);
+        assert!(expired[3].detail.starts_with("expired"));
+    }
+
+    #[test]
+    fn no_managed_namespace_is_skipped_not_failed() {
+        let mut status = healthy_status();
+        status.reachability = Reachability::NoManagedNamespace;
+        let cert = CertificateState::NotAfter(NOW + 100 * 86_400);
+        let checks = status_checks(&status, &cert, NOW);
+        assert_eq!(checks[4].state, CheckState::Skip);
+        let json: Value =
+            serde_json::from_str(&render_status(&checks, OutputFormat::Json).unwrap()).unwrap();
+        assert_eq!(json["healthy"], true);
+        assert_eq!(json["checks"][4]["state"], "skip");
+    }
+
+    #[test]
+    fn certificate_expiry_is_parsed_from_pem() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["x.svc".to_owned()]).unwrap();
+        params.not_after = time::OffsetDateTime::from_unix_timestamp(NOW).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(certificate_not_after(cert.pem().as_bytes()), Ok(NOW));
+        assert!(certificate_not_after(b"not a certificate").is_err());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(certificate_not_after(garbage.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn client_dry_run_uninstall_lists_configurations_first_and_the_namespace_last() {
+        let targets = uninstall_targets().unwrap();
+        assert!(targets[0].contains("WebhookConfiguration"), "{targets:?}");
+        assert!(targets[1].contains("WebhookConfiguration"), "{targets:?}");
+        assert_eq!(targets.last().unwrap(), "Namespace mlplatform-system");
+        assert!(targets.contains(&"Secret mlplatform-system/mlplatform-webhook-tls".to_owned()));
+    }
+
+    #[test]
+    fn bad_flags_are_rejected_by_the_plan() {
+        let options = InstallOptions {
+            replicas: Some(0),
+            ..Default::default()
+        };
+        assert!(webhook_install::plan(&options, &Default::default(), NOW).is_err());
+    }
+}

@@ -1,0 +1,446 @@
+//! Pure planning for the sagemaker-operator, arthur and hopsworks profiles: the rendered plan
+//! of each (IAM documents, OIDC provider, cluster access, objects, manual steps) against golden
+//! YAML fixtures (`tests/fixtures/<profile>/plan.yaml`; regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test profiles_golden` and review the
+//! diff), and the decisions that keep disconnect exact.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kubectl_mlplatform::access_entry::{AccessEntryAction, AuthMode};
+use kubectl_mlplatform::aws::{CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts};
+use kubectl_mlplatform::aws_auth::AwsAuth;
+use kubectl_mlplatform::common::Change;
+use kubectl_mlplatform::objects::{Kind, ObjectKey};
+use kubectl_mlplatform::plan::{
+    ConnectInputs, IamAction, KubeAction, Observed, OidcAction, OidcProviderFacts, Plan,
+    PlanError, plan_connect, plan_disconnect,
+};
+use kubectl_mlplatform::profile::load_profile;
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "678901234557";
+const ISSUER: &str = "https://oidc.eks.us-east-2.amazonaws.com/id/3A12CB18E75BD1133D141F6C7B5FB266";
+const CLUSTER_ARN: &str = "arn:aws:eks:us-east-2:678901234557:cluster/kubetest32";
+
+fn cluster() -> ClusterFacts {
+    ClusterFacts {
+        name: "kubetest32".into(),
+        arn: CLUSTER_ARN.into(),
+        account: ACCOUNT.into(),
+        region: "us-east-2".into(),
+        oidc_issuer: Some(ISSUER.into()),
+        authentication_mode: Some("API_AND_CONFIG_MAP".into()),
+        version: Some("1.33".into()),
+        endpoint: None,
+    }
+}
+
+fn inputs(namespace: &str, params: &[(&str, &str)]) -> ConnectInputs {
+    ConnectInputs {
+        namespace: namespace.into(),
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        external_id: None,
+        generated_external_id: "unused".into(),
+        cluster_admin: false,
+        delete_namespace: false,
+        auth_mode: AuthMode::Configmap,
+    }
+}
+
+fn empty_observed() -> Observed {
+    Observed {
+        caller: CallerIdentity {
+            account: ACCOUNT.into(),
+            arn: format!("arn:aws:iam::{ACCOUNT}:user/admin"),
+        },
+        ..Observed::default()
+    }
+}
+
+fn role(name: &str) -> RoleFacts {
+    RoleFacts {
+        name: name.into(),
+        arn: format!("arn:aws:iam::{ACCOUNT}:role/{name}"),
+        path: "/".into(),
+        trust_policy: json!({}),
+        inline_policies: BTreeMap::new(),
+        attached_policy_arns: Vec::new(),
+        tags: BTreeMap::new(),
+        description: None,
+    }
+}
+
+fn golden(profile: &str, plan: &Plan) {
+    let text = serde_yaml_ng::to_string(&plan.rendered()).unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(profile)
+        .join("plan.yaml");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(text, want, "golden file {} differs", path.display());
+}
+
+/// The live state after a connect that did `plan`.
+fn observed_after(base: &Observed, plan: &Plan) -> Observed {
+    let mut observed = base.clone();
+    for step in &plan.kube {
+        if step.action == KubeAction::None && observed.objects.contains_key(&step.key) {
+            continue;
+        }
+        let mut live = step.desired.clone();
+        live["metadata"]["uid"] = json!("uid-1");
+        if step.key.kind == Kind::StorageClass {
+            observed
+                .storage_classes
+                .retain(|c| c["metadata"]["name"] != step.key.name.as_str());
+            observed.storage_classes.push(live.clone());
+        }
+        observed.objects.insert(step.key.clone(), live);
+    }
+    if let Some(oidc) = &plan.oidc
+        && let OidcAction::Create { tags, .. } = &oidc.action
+    {
+        observed.oidc_provider = Some(OidcProviderFacts {
+            arn: oidc.provider_arn.clone(),
+            tags: tags.iter().cloned().collect(),
+        });
+    }
+    for step in &plan.iam {
+        match &step.action {
+            IamAction::CreateRole {
+                role: name,
+                trust_policy,
+                tags,
+                ..
+            } => {
+                let mut r = role(name);
+                r.trust_policy = trust_policy.clone();
+                r.tags = tags.iter().cloned().collect();
+                observed.roles.insert(name.clone(), r);
+            }
+            IamAction::PutInlinePolicy {
+                role: name,
+                policy_name,
+                document,
+            } => {
+                observed
+                    .roles
+                    .get_mut(name)
+                    .unwrap()
+                    .inline_policies
+                    .insert(policy_name.clone(), document.clone());
+            }
+            IamAction::AttachManagedPolicy {
+                role: name,
+                policy_arn,
+            } => observed
+                .roles
+                .get_mut(name)
+                .unwrap()
+                .attached_policy_arns
+                .push(policy_arn.clone()),
+            _ => {}
+        }
+    }
+    if let Some(step) = &plan.aws_auth
+        && let Some(m) = &step.wanted
+    {
+        let map_roles = format!(
+            "- rolearn: {}\n  username: {}\n  groups:\n  - {}\n",
+            m.arn, m.username, m.groups[0]
+        );
+        observed.aws_auth = Some(
+            AwsAuth::parse(Some(&BTreeMap::from([("mapRoles".to_owned(), map_roles)]))).unwrap(),
+        );
+    }
+    observed
+}
+
+fn writes(plan: &Plan) -> Vec<String> {
+    plan.changes()
+        .into_iter()
+        .filter(|c| c.change.is_write())
+        .map(|c| format!("{} {}/{}", c.change, c.kind, c.name))
+        .collect()
+}
+
+#[test]
+fn sagemaker_operator_plan_matches_the_golden_file_and_is_idempotent() {
+    let profile = load_profile("sagemaker-operator").unwrap();
+    let ns = "sagemaker-k8s-operator-system";
+    let plan = plan_connect(&profile, &inputs(ns, &[]), &cluster(), &empty_observed()).unwrap();
+    golden("sagemaker-operator", &plan);
+    assert_eq!(
+        plan.outputs.role_arn.as_deref(),
+        Some("arn:aws:iam::678901234557:role/mlplatform-sagemaker-operator-kubetest32")
+    );
+    // The trust is the seed's trust.json, for this cluster.
+    let IamAction::CreateRole { trust_policy, .. } = &plan.iam[0].action else {
+        panic!("{:?}", plan.iam[0])
+    };
+    let seed: Value = serde_json::from_str(
+        &include_str!("fixtures/irsa/sagemaker-operator-trust.json")
+            .replace("012345678910", ACCOUNT)
+            .replace("us-east-1", "us-east-2"),
+    )
+    .unwrap();
+    assert!(
+        kubectl_mlplatform::aws::policy_documents_equal(trust_policy, &seed),
+        "{trust_policy}"
+    );
+    let observed = observed_after(&empty_observed(), &plan);
+    let again = plan_connect(&profile, &inputs(ns, &[]), &cluster(), &observed).unwrap();
+    assert_eq!(writes(&again), Vec::<String>::new());
+}
+
+#[test]
+fn arthur_plan_matches_the_golden_file_demotes_and_restores_exactly() {
+    let profile = load_profile("arthur").unwrap();
+    let params = [
+        ("s3Bucket", "arthur-blobs"),
+        ("kmsKeyId", "arn:aws:kms:us-east-2:678901234557:key/1234abcd"),
+    ];
+    let mut base = empty_observed();
+    let gp2 = json!({"metadata": {"name": "gp2", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+                     "provisioner": "kubernetes.io/aws-ebs"});
+    let sc1 = json!({"metadata": {"name": "sc1"}, "provisioner": "ebs.csi.aws.com"});
+    base.storage_classes = vec![gp2.clone(), sc1];
+    for c in &base.storage_classes {
+        base.objects.insert(
+            ObjectKey {
+                kind: Kind::StorageClass,
+                namespace: None,
+                name: c["metadata"]["name"].as_str().unwrap().to_owned(),
+            },
+            c.clone(),
+        );
+    }
+    let plan = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &base).unwrap();
+    golden("arthur", &plan);
+    assert_eq!(
+        writes(&plan)
+            .into_iter()
+            .filter(|w| w.contains("StorageClass"))
+            .collect::<Vec<_>>(),
+        ["created StorageClass/gp3", "updated StorageClass/gp2"]
+    );
+    let observed = observed_after(&base, &plan);
+    let again = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &observed).unwrap();
+    assert_eq!(writes(&again), Vec::<String>::new());
+
+    let mut last = observed.clone();
+    last.profile_namespaces = vec!["arthur".into()];
+    let down = plan_disconnect(&profile, &inputs("arthur", &params), &cluster(), &last).unwrap();
+    let gp2_step = down
+        .kube
+        .iter()
+        .find(|s| s.key.name == "gp2")
+        .expect("gp2 restored");
+    assert_eq!(
+        gp2_step.action,
+        KubeAction::MergePatch(
+            json!({"metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}})
+        )
+    );
+    assert!(
+        down.kube.iter().all(|s| s.key.name != "sc1"),
+        "sc1 was never default and is not touched"
+    );
+    assert!(
+        writes(&down).contains(&"deleted StorageClass/gp3".to_owned()),
+        "{:?}",
+        writes(&down)
+    );
+
+    // Another arthur namespace remains: its role stays... and this namespace's role goes.
+    let mut shared = observed.clone();
+    shared.profile_namespaces = vec!["arthur".into(), "other".into()];
+    let down = plan_disconnect(&profile, &inputs("arthur", &params), &cluster(), &shared).unwrap();
+    let w = writes(&down);
+    assert!(
+        w.contains(&"deleted IRSARole/mlplatform-arthur-kubetest32-arthur".to_owned()),
+        "{w:?}"
+    );
+    assert!(!w.iter().any(|x| x.contains("StorageClass") || x.contains("OIDC")), "{w:?}");
+}
+
+#[test]
+fn an_immutable_storage_class_change_is_refused_with_the_fix() {
+    let profile = load_profile("arthur").unwrap();
+    let plan = plan_connect(
+        &profile,
+        &inputs("arthur", &[("s3Bucket", "b-1")]),
+        &cluster(),
+        &empty_observed(),
+    )
+    .unwrap();
+    let observed = observed_after(&empty_observed(), &plan);
+    let kms = [
+        ("s3Bucket", "b-1"),
+        ("kmsKeyId", "arn:aws:kms:us-east-2:678901234557:key/k"),
+    ];
+    let err = plan_connect(&profile, &inputs("arthur", &kms), &cluster(), &observed).unwrap_err();
+    assert!(
+        matches!(err, PlanError::StorageClassImmutable { .. })
+            && err.to_string().contains("kubectl delete storageclass gp3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
+    let profile = load_profile("hopsworks").unwrap();
+    let instance = format!("arn:aws:iam::{ACCOUNT}:role/hopsworks/instance");
+    let cross = format!("arn:aws:iam::{ACCOUNT}:role/hopsworks-cross");
+    let mut base = empty_observed();
+    base.roles.insert("instance".into(), role("instance"));
+    base.roles.insert("hopsworks-cross".into(), role("hopsworks-cross"));
+    base.network = Some(ClusterNetwork {
+        cluster_security_group_id: Some("sg-0123456789abcdef0".into()),
+        vpc_id: Some("vpc-1".into()),
+    });
+    let params = [
+        ("instanceRoleArn", instance.as_str()),
+        ("crossAccountRoleArn", cross.as_str()),
+        ("hopsworksCidr", "10.1.0.0/16"),
+    ];
+    let plan = plan_connect(&profile, &inputs("hopsworks", &params), &cluster(), &base).unwrap();
+    golden("hopsworks", &plan);
+    assert_eq!(
+        plan.manual_steps[0].command,
+        "aws ec2 authorize-security-group-ingress --region us-east-2 --group-id sg-0123456789abcdef0 --ip-permissions 'IpProtocol=tcp,FromPort=80,ToPort=80,IpRanges=[{CidrIp=10.1.0.0/16,Description=Hopsworks HTTP}]' 'IpProtocol=tcp,FromPort=443,ToPort=443,IpRanges=[{CidrIp=10.1.0.0/16,Description=Hopsworks HTTPS}]'"
+    );
+    // The mapping strips the role path, as aws-auth needs.
+    assert_eq!(
+        plan.aws_auth.as_ref().unwrap().arn,
+        format!("arn:aws:iam::{ACCOUNT}:role/instance")
+    );
+    let observed = observed_after(&base, &plan);
+    let again = plan_connect(&profile, &inputs("hopsworks", &params), &cluster(), &observed).unwrap();
+    assert_eq!(writes(&again), Vec::<String>::new());
+
+    // Without the cross-account role, that step is left out, not half-rendered.
+    let only_instance = [("instanceRoleArn", instance.as_str())];
+    let plan = plan_connect(&profile, &inputs("hopsworks", &only_instance), &cluster(), &base).unwrap();
+    assert!(plan.iam.iter().all(|s| !s.name.contains("hopsworks-cross")));
+    assert!(
+        plan.manual_steps[0].command.contains("CidrIp=<HOPSWORKS_VPC_CIDR>"),
+        "{}",
+        plan.manual_steps[0].command
+    );
+
+    // A role in another account cannot get our policy: refused up front.
+    let foreign = [("instanceRoleArn", "arn:aws:iam::999999999999:role/instance")];
+    let err = plan_connect(&profile, &inputs("hopsworks", &foreign), &cluster(), &base).unwrap_err();
+    assert!(matches!(err, PlanError::ExistingRoleOtherAccount { .. }), "{err}");
+}
+
+#[test]
+fn hopsworks_on_an_api_cluster_gets_an_access_entry_scoped_to_its_namespaces() {
+    // moto_server has no access entries: this path is planned here, purely; the EKS calls are
+    // covered by access_entry_mocks.rs.
+    let profile = load_profile("hopsworks").unwrap();
+    let instance = format!("arn:aws:iam::{ACCOUNT}:role/instance");
+    let mut base = empty_observed();
+    base.roles.insert("instance".into(), role("instance"));
+    base.profile_namespaces = vec!["team-a".into()];
+    let mut auto = inputs("hopsworks", &[("instanceRoleArn", instance.as_str())]);
+    auto.auth_mode = AuthMode::Auto;
+    let api = ClusterFacts {
+        authentication_mode: Some("API".into()),
+        ..cluster()
+    };
+    let plan = plan_connect(&profile, &auto, &api, &base).unwrap();
+    assert!(plan.aws_auth.is_none());
+    let entry = plan.access_entry.as_ref().unwrap();
+    assert_eq!(entry.namespaces, ["hopsworks", "team-a"]);
+    assert_eq!(entry.username, "hopsworks");
+    assert!(matches!(
+        entry.actions.as_slice(),
+        [AccessEntryAction::CreateEntry { .. }, AccessEntryAction::AssociatePolicy { .. }]
+    ));
+    let mut admin = auto.clone();
+    admin.cluster_admin = true;
+    let err = plan_connect(&profile, &admin, &api, &base).unwrap_err();
+    assert!(err.to_string().contains("--auth-mode configmap"), "{err}");
+}
+
+#[test]
+fn the_oidc_provider_is_deleted_only_when_we_made_it_and_nobody_else_trusts_it() {
+    let profile = load_profile("sagemaker-operator").unwrap();
+    let ns = "sagemaker-k8s-operator-system";
+    let plan = plan_connect(&profile, &inputs(ns, &[]), &cluster(), &empty_observed()).unwrap();
+    let ours = observed_after(&empty_observed(), &plan);
+    let role_name = "mlplatform-sagemaker-operator-kubetest32".to_owned();
+
+    let mut trusted_by_us_only = ours.clone();
+    trusted_by_us_only.roles_trusting_provider = vec![role_name.clone()];
+    let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &trusted_by_us_only).unwrap();
+    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Deleted);
+
+    let mut shared = ours.clone();
+    shared.roles_trusting_provider = vec![role_name, "someone-elses".into()];
+    let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &shared).unwrap();
+    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Unchanged);
+    assert!(down.warnings.iter().any(|w| w.contains("someone-elses")));
+
+    let mut theirs = ours.clone();
+    theirs.oidc_provider.as_mut().unwrap().tags.clear();
+    let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &theirs).unwrap();
+    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Unchanged);
+    assert!(down.warnings.iter().any(|w| w.contains("existed before")));
+
+    // A cluster without an issuer cannot have IRSA: one clear error.
+    let no_issuer = ClusterFacts {
+        oidc_issuer: None,
+        ..cluster()
+    };
+    let err = plan_connect(&profile, &inputs(ns, &[]), &no_issuer, &empty_observed()).unwrap_err();
+    assert!(matches!(err, PlanError::NoIssuer { .. }), "{err}");
+}
+
+#[test]
+fn duplicate_aws_auth_entries_are_refused_by_the_plan_before_any_write() {
+    let profile = load_profile("concurrent").unwrap();
+    let arn = format!("arn:aws:iam::{ACCOUNT}:role/mlplatform-concurrent-kubetest32");
+    let mut observed = empty_observed();
+    observed.aws_auth = Some(
+        AwsAuth::parse(Some(&BTreeMap::from([(
+            "mapRoles".to_owned(),
+            format!("- rolearn: {arn}\n  username: a\n  groups: [g]\n- rolearn: {arn}\n  username: b\n  groups: [g]\n"),
+        )])))
+        .unwrap(),
+    );
+    let err = plan_connect(
+        &profile,
+        &inputs("parallelsns", &[("vendorAccount", "111122223333")]),
+        &cluster(),
+        &observed,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PlanError::AwsAuth(_)), "{err}");
+    observed.profile_namespaces = vec!["parallelsns".into()];
+    let err = plan_disconnect(
+        &profile,
+        &inputs("parallelsns", &[("vendorAccount", "111122223333")]),
+        &cluster(),
+        &observed,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PlanError::AwsAuth(_)), "{err}");
+}
