@@ -4,13 +4,13 @@
 
 use futures::future::try_join_all;
 
+use crate::access_entry;
 use crate::aws::{Aws, AwsError};
 use crate::aws_auth::{AwsAuthError, MappingKind, modify_aws_auth};
 use crate::common::{Change, DryRun};
 use crate::kube_io::{KubeIoError, create_object, delete_object, merge_patch_object};
 use crate::objects::Kind;
 use crate::output::Progress;
-use crate::access_entry;
 use crate::plan::{AwsAuthAction, IamAction, KubeAction, KubeStep, OidcAction, Plan};
 
 #[derive(Debug, thiserror::Error)]

@@ -304,7 +304,11 @@ pub fn crd_checks(group: &str, crd_names: &[String], install_hint: &str) -> Chec
     found.sort_unstable();
     let name = format!("operator CRDs *.{group}");
     if found.is_empty() {
-        Check::warn(name, "absent: the operator is not installed", Some(install_hint))
+        Check::warn(
+            name,
+            "absent: the operator is not installed",
+            Some(install_hint),
+        )
     } else {
         Check {
             detail: Some(format!("{} found", found.len())),

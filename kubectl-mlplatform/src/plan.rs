@@ -542,8 +542,12 @@ pub fn is_kms_key_arn(arn: &str) -> bool {
             partition.starts_with("aws")
                 && !region.is_empty()
                 && is_account_id(account)
-                && (resource.strip_prefix("key/").is_some_and(|id| !id.is_empty())
-                    || resource.strip_prefix("alias/").is_some_and(|a| !a.is_empty()))
+                && (resource
+                    .strip_prefix("key/")
+                    .is_some_and(|id| !id.is_empty())
+                    || resource
+                        .strip_prefix("alias/")
+                        .is_some_and(|a| !a.is_empty()))
         }
         _ => false,
     }
@@ -602,7 +606,11 @@ pub fn vars_for(
     for (k, v) in params {
         vars.set(k, v.as_str());
     }
-    if let Some(issuer) = cluster.oidc_issuer.as_deref().filter(|i| !i.trim().is_empty()) {
+    if let Some(issuer) = cluster
+        .oidc_issuer
+        .as_deref()
+        .filter(|i| !i.trim().is_empty())
+    {
         let host_path = issuer_host_path(issuer);
         vars.set(
             "oidcProviderArn",
@@ -687,10 +695,7 @@ fn check_account(cluster: &ClusterFacts, observed: &Observed) -> Result<(), Plan
 }
 
 /// aws-auth or an access entry, as `--auth-mode` and the cluster decide.
-fn mechanism_for(
-    inputs: &ConnectInputs,
-    cluster: &ClusterFacts,
-) -> Result<Mechanism, PlanError> {
+fn mechanism_for(inputs: &ConnectInputs, cluster: &ClusterFacts) -> Result<Mechanism, PlanError> {
     choose_mechanism(
         inputs.auth_mode,
         &cluster.name,
@@ -705,13 +710,22 @@ pub fn access_principal(profile: &Profile, vars: &Vars, account: &str) -> Option
     let vendor = profile.spec.vendor_role.as_ref().and_then(|spec| {
         let name = shorten_role_name(&vars.render("spec.vendorRole.name", &spec.name).ok()?);
         let partition = vars.get("partition").unwrap_or("aws");
-        Some(format!("arn:{partition}:iam::{account}:role{}{name}", spec.path))
+        Some(format!(
+            "arn:{partition}:iam::{account}:role{}{name}",
+            spec.path
+        ))
     });
-    access_role_arn(profile, vars, vendor.as_deref()).ok().flatten()
+    access_role_arn(profile, vars, vendor.as_deref())
+        .ok()
+        .flatten()
 }
 
 /// Whether connect/disconnect will use an access entry for this profile on this cluster.
-pub fn uses_access_entry(profile: &Profile, inputs: &ConnectInputs, cluster: &ClusterFacts) -> bool {
+pub fn uses_access_entry(
+    profile: &Profile,
+    inputs: &ConnectInputs,
+    cluster: &ClusterFacts,
+) -> bool {
     profile.spec.cluster_access.is_some()
         && mechanism_for(inputs, cluster) == Ok(Mechanism::AccessEntry)
 }
@@ -787,9 +801,9 @@ fn plan_access_remove(
     observed: &Observed,
     vars: &Vars,
     arn: &str,
-    last: bool,
     plan: &mut Plan,
 ) -> Result<(), PlanError> {
+    let last = others_remaining(observed, &inputs.namespace).is_empty();
     let arn = parse_iam_arn(arn)
         .map_err(|e| PlanError::Arn(e.to_string()))?
         .without_path();
@@ -884,9 +898,11 @@ pub fn plan_connect(
         return Err(PlanError::BadExternalId(id.clone()));
     }
     let vars = vars_for(profile, cluster, &inputs.params, &inputs.namespace);
-    let mut plan = Plan::default();
-    plan.iam = profile_steps::plan_existing_roles_apply(profile, observed, &vars)?;
-    plan.oidc = profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?;
+    let mut plan = Plan {
+        iam: profile_steps::plan_existing_roles_apply(profile, observed, &vars)?,
+        oidc: profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?,
+        ..Plan::default()
+    };
     let vendor = plan_vendor_role(profile, inputs, cluster, observed, &vars)?;
     let vendor_arn = vendor.as_ref().map(|v| v.role_arn.clone());
     if let Some(v) = vendor {
@@ -919,16 +935,18 @@ pub fn plan_connect(
     }
     let bundle_sas = bundle_service_accounts(bundle.as_ref());
     if let Some(bundle) = &bundle {
-        plan.kube.extend(plan_bundle_apply(profile, bundle, observed)?);
+        plan.kube
+            .extend(plan_bundle_apply(profile, bundle, observed)?);
         plan.outputs.user_service_account = bundle.user_service_account.clone();
         plan.outputs.system_service_account = bundle.system_service_account.clone();
     }
-    plan.kube.extend(profile_steps::plan_irsa_service_accounts_apply(
-        profile.name(),
-        &irsa,
-        &bundle_sas,
-        observed,
-    )?);
+    plan.kube
+        .extend(profile_steps::plan_irsa_service_accounts_apply(
+            profile.name(),
+            &irsa,
+            &bundle_sas,
+            observed,
+        )?);
     plan.manual_steps = profile_steps::render_manual_steps(profile, cluster, observed, &vars)?;
     plan.outputs.profile = profile.name().to_owned();
     plan.outputs.cluster = cluster.name.clone();
@@ -1031,9 +1049,7 @@ pub fn plan_disconnect(
         .clone()
         .or_else(|| access_principal(profile, &vars, &observed.caller.account));
     if let Some(arn) = access_role_arn(profile, &vars, vendor_arn_for_mapping.as_deref())? {
-        plan_access_remove(
-            profile, inputs, cluster, observed, &vars, &arn, last, &mut plan,
-        )?;
+        plan_access_remove(profile, inputs, cluster, observed, &vars, &arn, &mut plan)?;
     }
     plan.kube = storage::plan_storage_remove(profile, observed, &vars, last, &mut warnings)?;
     let bundle = bundle_for(profile, &vars, &inputs.namespace)?;

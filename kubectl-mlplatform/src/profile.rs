@@ -774,22 +774,35 @@ mod tests {
     #[test]
     fn every_builtin_profile_uses_only_implemented_steps() {
         for profile in builtin_profiles().unwrap() {
-            assert!(profile.unimplemented_steps().is_empty(), "{}", profile.name());
+            assert!(
+                profile.unimplemented_steps().is_empty(),
+                "{}",
+                profile.name()
+            );
         }
         let arthur = load_profile("arthur").unwrap();
         let steps: Vec<_> = arthur.step_kinds().iter().map(|k| k.as_str()).collect();
-        assert_eq!(steps, ["oidcProvider", "irsaRoles", "storageClass", "namespace"]);
+        assert_eq!(
+            steps,
+            ["oidcProvider", "irsaRoles", "storageClass", "namespace"]
+        );
         let hopsworks = load_profile("hopsworks").unwrap();
         let steps: Vec<_> = hopsworks.step_kinds().iter().map(|k| k.as_str()).collect();
         assert_eq!(
             steps,
-            ["existingRolePolicies", "clusterAccess", "namespace", "manualSteps"]
+            [
+                "existingRolePolicies",
+                "clusterAccess",
+                "namespace",
+                "manualSteps"
+            ]
         );
     }
 
     #[test]
     fn only_if_must_name_a_parameter_and_irsa_needs_an_oidc_provider() {
-        let yaml = include_str!("profiles/arthur.yaml").replace("onlyIf: sesRoleArn", "onlyIf: nope");
+        let yaml =
+            include_str!("profiles/arthur.yaml").replace("onlyIf: sesRoleArn", "onlyIf: nope");
         let err = parse_profile("p", &yaml).unwrap_err().to_string();
         assert!(
             err.contains("spec.irsaRoles[0].inlinePolicies[2].onlyIf: \"nope\" is not a parameter"),
@@ -798,7 +811,10 @@ mod tests {
         let yaml = include_str!("profiles/sagemaker-operator.yaml")
             .replace("  oidcProvider:\n    clientIds: [sts.amazonaws.com]\n", "");
         let err = parse_profile("p", &yaml).unwrap_err().to_string();
-        assert!(err.contains("spec.irsaRoles: needs spec.oidcProvider"), "{err}");
+        assert!(
+            err.contains("spec.irsaRoles: needs spec.oidcProvider"),
+            "{err}"
+        );
     }
 
     #[test]

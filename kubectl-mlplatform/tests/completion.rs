@@ -18,7 +18,8 @@ fn plugin_dir() -> (tempfile::TempDir, PathBuf) {
     std::os::unix::fs::symlink(BIN, dir.path().join("kubectl-mlplatform")).unwrap();
     let hook = dir.path().join("kubectl_complete-mlplatform");
     std::fs::copy(HOOK, &hook).unwrap();
-    let path = std::env::join_paths([dir.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
+    let path =
+        std::env::join_paths([dir.path(), Path::new("/usr/bin"), Path::new("/bin")]).unwrap();
     (dir, PathBuf::from(path))
 }
 
@@ -36,7 +37,11 @@ fn kubectl_complete(path: &Path, words: &[&str]) -> (Vec<String>, String) {
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut lines: Vec<&str> = stdout.lines().collect();
     let directive = lines.pop().unwrap_or_default().to_owned();
@@ -53,18 +58,40 @@ fn kubectl_completes_plugin_subcommands_flags_and_values() {
     let (_dir, path) = plugin_dir();
 
     let (top, directive) = kubectl_complete(&path, &[""]);
-    for expected in ["connect", "disconnect", "doctor", "webhook", "completion", "version"] {
-        assert!(top.iter().any(|v| v == expected), "{expected} missing: {top:?}");
+    for expected in [
+        "connect",
+        "disconnect",
+        "doctor",
+        "webhook",
+        "completion",
+        "version",
+    ] {
+        assert!(
+            top.iter().any(|v| v == expected),
+            "{expected} missing: {top:?}"
+        );
     }
-    assert!(!top.iter().any(|v| v.starts_with("__")), "hidden leaked: {top:?}");
+    assert!(
+        !top.iter().any(|v| v.starts_with("__")),
+        "hidden leaked: {top:?}"
+    );
     assert_eq!(directive, ":4", "no file names for subcommands");
 
     let (con, _) = kubectl_complete(&path, &["con"]);
     assert_eq!(con, ["connect"]);
 
     let (flags, _) = kubectl_complete(&path, &["connect", "--"]);
-    for expected in ["--profile", "--cluster-admin", "--context", "--dry-run", "--namespace"] {
-        assert!(flags.iter().any(|v| v == expected), "{expected} missing: {flags:?}");
+    for expected in [
+        "--profile",
+        "--cluster-admin",
+        "--context",
+        "--dry-run",
+        "--namespace",
+    ] {
+        assert!(
+            flags.iter().any(|v| v == expected),
+            "{expected} missing: {flags:?}"
+        );
     }
 
     let (profiles, directive) =
@@ -75,16 +102,22 @@ fn kubectl_completes_plugin_subcommands_flags_and_values() {
     );
     assert_eq!(directive, ":0", "a profile may also be a file");
 
-    let (policies, _) =
-        kubectl_complete(&path, &["webhook", "install", "--failure-policy", ""]);
+    let (policies, _) = kubectl_complete(&path, &["webhook", "install", "--failure-policy", ""]);
     assert_eq!(policies, ["fail", "ignore"]);
     let (dry_run, _) = kubectl_complete(&path, &["webhook", "install", "--dry-run=c"]);
     assert_eq!(dry_run, ["--dry-run=client"]);
 }
 
 fn script(shell: &str) -> String {
-    let out = Command::new(BIN).args(["completion", shell]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["completion", shell])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -99,8 +132,16 @@ fn bash_complete(script_path: &Path, words: &[&str]) -> Vec<String> {
         words[cword],
         words[cword - 1],
     );
-    let out = Command::new("bash").arg("-c").arg(program).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(program)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -117,10 +158,16 @@ fn bash_script_completes_the_binary() {
     let path = dir.path().join("kubectl-mlplatform.bash");
     std::fs::write(&path, text).unwrap();
 
-    assert_eq!(bash_complete(&path, &["kubectl-mlplatform", "con"]), ["connect"]);
+    assert_eq!(
+        bash_complete(&path, &["kubectl-mlplatform", "con"]),
+        ["connect"]
+    );
     let webhook = bash_complete(&path, &["kubectl-mlplatform", "webhook", ""]);
     for expected in ["install", "uninstall", "status"] {
-        assert!(webhook.iter().any(|v| v == expected), "{expected}: {webhook:?}");
+        assert!(
+            webhook.iter().any(|v| v == expected),
+            "{expected}: {webhook:?}"
+        );
     }
     assert_eq!(
         bash_complete(&path, &["kubectl-mlplatform", "webhook", "install", "--fa"]),
@@ -138,7 +185,10 @@ fn zsh_fish_and_hook_scripts_name_the_plugin() {
     assert!(fish.contains("complete -c kubectl-mlplatform"), "{fish}");
     assert!(fish.contains("webhook"), "{fish}");
     // The hook the binary prints is the file shipped in the release archives.
-    assert_eq!(script("kubectl-plugin"), std::fs::read_to_string(HOOK).unwrap());
+    assert_eq!(
+        script("kubectl-plugin"),
+        std::fs::read_to_string(HOOK).unwrap()
+    );
     for (shell, program) in [("zsh", "zsh"), ("fish", "fish")] {
         // Syntax-check where the shell is installed; the content checks above always run.
         if let Ok(out) = Command::new(program).arg("-n").arg("/dev/null").output()
@@ -148,15 +198,25 @@ fn zsh_fish_and_hook_scripts_name_the_plugin() {
             let file = dir.path().join(shell);
             std::fs::write(&file, script(shell)).unwrap();
             let check = Command::new(program).arg("-n").arg(&file).output().unwrap();
-            assert!(check.status.success(), "{shell}: {}", String::from_utf8_lossy(&check.stderr));
+            assert!(
+                check.status.success(),
+                "{shell}: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
         }
     }
 }
 
 #[test]
 fn unknown_shell_is_a_usage_error() {
-    let out = Command::new(BIN).args(["completion", "tcsh"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bash") && stderr.contains("fish"), "{stderr}");
+    assert!(
+        stderr.contains("bash") && stderr.contains("fish"),
+        "{stderr}"
+    );
 }

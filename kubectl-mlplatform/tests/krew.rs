@@ -96,11 +96,14 @@ fn is_semver_with_v(version: &str) -> bool {
 
 impl Platform {
     fn matches(&self, os: &str, arch: &str) -> bool {
-        self.selector.match_labels.iter().all(|(k, v)| match k.as_str() {
-            "os" => v == os,
-            "arch" => v == arch,
-            _ => false,
-        })
+        self.selector
+            .match_labels
+            .iter()
+            .all(|(k, v)| match k.as_str() {
+                "os" => v == os,
+                "arch" => v == arch,
+                _ => false,
+            })
     }
 }
 
@@ -148,11 +151,15 @@ fn violations(file_name: &str, text: &str) -> Vec<String> {
         format!("shortDescription {short:?} is not a few words"),
     );
     check(
-        spec.description.as_deref().is_some_and(|d| !d.trim().is_empty()),
+        spec.description
+            .as_deref()
+            .is_some_and(|d| !d.trim().is_empty()),
         "description is empty".into(),
     );
     check(
-        spec.homepage.as_deref().is_some_and(|h| h.starts_with("https://")),
+        spec.homepage
+            .as_deref()
+            .is_some_and(|h| h.starts_with("https://")),
         "homepage is not an https URL".into(),
     );
     check(!spec.platforms.is_empty(), "no platforms".into());
@@ -165,40 +172,71 @@ fn violations(file_name: &str, text: &str) -> Vec<String> {
             format!("platform {i}: selector must use os/arch labels only, got {labels:?}"),
         );
         if let Some(os) = p.selector.match_labels.get("os") {
-            check(KREW_OS.contains(&os.as_str()), format!("platform {i}: os {os}"));
+            check(
+                KREW_OS.contains(&os.as_str()),
+                format!("platform {i}: os {os}"),
+            );
         }
         if let Some(arch) = p.selector.match_labels.get("arch") {
-            check(KREW_ARCH.contains(&arch.as_str()), format!("platform {i}: arch {arch}"));
+            check(
+                KREW_ARCH.contains(&arch.as_str()),
+                format!("platform {i}: arch {arch}"),
+            );
         }
         check(
             p.sha256.len() == 64
-                && p.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
-            format!("platform {i}: sha256 {:?} is not 64 lowercase hex digits", p.sha256),
+                && p.sha256
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            format!(
+                "platform {i}: sha256 {:?} is not 64 lowercase hex digits",
+                p.sha256
+            ),
         );
         check(
-            p.uri.starts_with("https://") && (p.uri.ends_with(".tar.gz") || p.uri.ends_with(".zip")),
+            p.uri.starts_with("https://")
+                && (p.uri.ends_with(".tar.gz") || p.uri.ends_with(".zip")),
             format!("platform {i}: uri {} is not an https archive", p.uri),
         );
-        let windows = p.selector.match_labels.get("os").is_some_and(|o| o == "windows");
+        let windows = p
+            .selector
+            .match_labels
+            .get("os")
+            .is_some_and(|o| o == "windows");
         let expected_bin = if windows {
             "kubectl-mlplatform.exe"
         } else {
             "kubectl-mlplatform"
         };
-        check(p.bin == expected_bin, format!("platform {i}: bin {} (want {expected_bin})", p.bin));
         check(
-            p.files.iter().all(|f| !f.from.is_empty() && !f.to.is_empty() && !f.to.contains("..")),
+            p.bin == expected_bin,
+            format!("platform {i}: bin {} (want {expected_bin})", p.bin),
+        );
+        check(
+            p.files
+                .iter()
+                .all(|f| !f.from.is_empty() && !f.to.is_empty() && !f.to.contains("..")),
             format!("platform {i}: a files entry has an empty or escaping from/to"),
         );
         check(
             p.files.is_empty() || p.files.iter().any(|f| f.from == p.bin && f.to == "."),
-            format!("platform {i}: files do not put {} at the install root", p.bin),
+            format!(
+                "platform {i}: files do not put {} at the install root",
+                p.bin
+            ),
         );
     }
     for os in KREW_OS {
         for arch in KREW_ARCH {
-            let matching = spec.platforms.iter().filter(|p| p.matches(os, arch)).count();
-            check(matching <= 1, format!("{matching} platforms overlap on {os}/{arch}"));
+            let matching = spec
+                .platforms
+                .iter()
+                .filter(|p| p.matches(os, arch))
+                .count();
+            check(
+                matching <= 1,
+                format!("{matching} platforms overlap on {os}/{arch}"),
+            );
         }
     }
     errors
@@ -218,7 +256,10 @@ fn krew_platform() -> (&'static str, &'static str) {
 }
 
 fn host_triple() -> String {
-    let out = Command::new(BIN).args(["version", "-o", "json"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["version", "-o", "json"])
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     json["target"].as_str().unwrap().to_owned()
 }
@@ -240,7 +281,11 @@ fn dist() -> Dist {
         .env("DIST_KREW_OUT", &manifest)
         .output()
         .unwrap();
-    assert!(out.status.success(), "dist.sh failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dist.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Dist { dir, manifest }
 }
 
@@ -250,8 +295,12 @@ fn parse(path: &Path) -> Manifest {
 
 fn archive_of<'a>(manifest: &'a Manifest) -> &'a Platform {
     let (os, arch) = krew_platform();
-    let matching: Vec<&Platform> =
-        manifest.spec.platforms.iter().filter(|p| p.matches(os, arch)).collect();
+    let matching: Vec<&Platform> = manifest
+        .spec
+        .platforms
+        .iter()
+        .filter(|p| p.matches(os, arch))
+        .collect();
     assert_eq!(matching.len(), 1, "platforms for {os}/{arch}: {matching:?}");
     matching[0]
 }
@@ -269,7 +318,10 @@ fn committed_manifest_follows_krews_rules_and_matches_dist_output() {
     assert!(errors.is_empty(), "{}", errors.join("\n"));
     let manifest = parse(&path);
     assert_eq!(manifest.metadata.name, PLUGIN);
-    assert_eq!(manifest.spec.version, format!("v{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        manifest.spec.version,
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
     // Where `make dist` has run, every archive it names must hash to the manifest's sha256.
     let dist = Path::new(ROOT).join("dist");
     for p in &manifest.spec.platforms {
@@ -332,7 +384,10 @@ fn each_rule_catches_its_violation() {
     let platforms = doubled["spec"]["platforms"].as_sequence_mut().unwrap();
     let first = platforms[0].clone();
     platforms.push(first);
-    let errors = violations("mlplatform.yaml", &serde_yaml_ng::to_string(&doubled).unwrap());
+    let errors = violations(
+        "mlplatform.yaml",
+        &serde_yaml_ng::to_string(&doubled).unwrap(),
+    );
     assert!(errors.iter().any(|e| e.contains("overlap")), "{errors:?}");
     // An os-only selector overlaps with any other linux entry too.
     let mut broad = manifest;
@@ -343,7 +398,10 @@ fn each_rule_catches_its_violation() {
         .unwrap()
         .remove("arch");
     platforms.push(any_arch);
-    let errors = violations("mlplatform.yaml", &serde_yaml_ng::to_string(&broad).unwrap());
+    let errors = violations(
+        "mlplatform.yaml",
+        &serde_yaml_ng::to_string(&broad).unwrap(),
+    );
     assert!(errors.iter().any(|e| e.contains("overlap")), "{errors:?}");
 }
 
@@ -358,13 +416,21 @@ fn dist_generates_a_valid_manifest_whose_sha256_matches_the_archive() {
     let name = file_name_of(&platform.uri);
     assert_eq!(
         name,
-        format!("kubectl-mlplatform-v{}-{}.tar.gz", env!("CARGO_PKG_VERSION"), host_triple())
+        format!(
+            "kubectl-mlplatform-v{}-{}.tar.gz",
+            env!("CARGO_PKG_VERSION"),
+            host_triple()
+        )
     );
     let archive = dist.dir.path().join("out").join(name);
     assert_eq!(sha256_hex(&archive), platform.sha256);
     let sums = std::fs::read_to_string(dist.dir.path().join("out/SHA256SUMS")).unwrap();
     assert_eq!(sums, format!("{}  {name}\n", platform.sha256));
-    let listing = Command::new("tar").arg("-tzf").arg(&archive).output().unwrap();
+    let listing = Command::new("tar")
+        .arg("-tzf")
+        .arg(&archive)
+        .output()
+        .unwrap();
     let mut entries: Vec<String> = String::from_utf8_lossy(&listing.stdout)
         .lines()
         .map(|l| l.trim_start_matches("./").to_owned())
@@ -373,7 +439,12 @@ fn dist_generates_a_valid_manifest_whose_sha256_matches_the_archive() {
     entries.sort();
     assert_eq!(
         entries,
-        ["LICENSE", "README.md", "kubectl-mlplatform", "kubectl_complete-mlplatform"]
+        [
+            "LICENSE",
+            "README.md",
+            "kubectl-mlplatform",
+            "kubectl_complete-mlplatform"
+        ]
     );
 }
 
@@ -386,9 +457,17 @@ fn installs_the_way_krew_does_and_runs_through_kubectl() {
     let dist = dist();
     let manifest = parse(&dist.manifest);
     let platform = archive_of(&manifest);
-    let archive = dist.dir.path().join("out").join(file_name_of(&platform.uri));
+    let archive = dist
+        .dir
+        .path()
+        .join("out")
+        .join(file_name_of(&platform.uri));
     // krew: verify the sha256, unpack, move `files` into the store, link `bin` as kubectl-NAME.
-    assert_eq!(sha256_hex(&archive), platform.sha256, "krew refuses a mismatched archive");
+    assert_eq!(
+        sha256_hex(&archive),
+        platform.sha256,
+        "krew refuses a mismatched archive"
+    );
     let krew_root = tempfile::tempdir().unwrap();
     let unpacked = krew_root.path().join("download");
     let store = krew_root
@@ -409,7 +488,11 @@ fn installs_the_way_krew_does_and_runs_through_kubectl() {
         .unwrap();
     assert!(untar.success());
     for f in &platform.files {
-        let to = if f.to == "." { store.join(&f.from) } else { store.join(&f.to) };
+        let to = if f.to == "." {
+            store.join(&f.from)
+        } else {
+            store.join(&f.to)
+        };
         std::fs::rename(unpacked.join(&f.from), &to)
             .unwrap_or_else(|e| panic!("files: {} -> {}: {e}", f.from, f.to));
     }
@@ -424,10 +507,17 @@ fn installs_the_way_krew_does_and_runs_through_kubectl() {
         .env_remove("KUBECONFIG")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.starts_with(&format!("kubectl-mlplatform {} (commit ", env!("CARGO_PKG_VERSION"))),
+        stdout.starts_with(&format!(
+            "kubectl-mlplatform {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{stdout}"
     );
 

@@ -410,7 +410,12 @@ fn clusters_that_ignore_aws_auth_are_refused() {
         authentication_mode: Some("API_AND_CONFIG_MAP".into()),
         ..cluster()
     };
-    assert!(plan_connect(&profile, &configmap, &both, &empty_observed()).unwrap().aws_auth.is_some());
+    assert!(
+        plan_connect(&profile, &configmap, &both, &empty_observed())
+            .unwrap()
+            .aws_auth
+            .is_some()
+    );
 }
 
 #[test]

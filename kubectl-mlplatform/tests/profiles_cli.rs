@@ -257,7 +257,10 @@ async fn sagemaker_operator_keeps_a_provider_and_a_service_account_it_did_not_ma
         .await;
     run.assert_ok();
     let report = changes(&run.json());
-    assert_eq!(report[&format!("IAMOIDCProvider/{}", issuer_host_path(&issuer))], "unchanged");
+    assert_eq!(
+        report[&format!("IAMOIDCProvider/{}", issuer_host_path(&issuer))],
+        "unchanged"
+    );
     assert_eq!(report[&format!("ServiceAccount/{SM_SA}")], "updated");
     let sa = env
         .object("v1", "ServiceAccount", Some(SM_NS), SM_SA)
@@ -280,8 +283,14 @@ async fn sagemaker_operator_keeps_a_provider_and_a_service_account_it_did_not_ma
     let sa = env
         .object("v1", "ServiceAccount", Some(SM_NS), SM_SA)
         .expect("their ServiceAccount stays");
-    assert_eq!(sa["metadata"]["labels"]["control-plane"], "controller-manager");
-    assert!(sa["metadata"]["annotations"][eks::ROLE_ARN].is_null(), "{sa}");
+    assert_eq!(
+        sa["metadata"]["labels"]["control-plane"],
+        "controller-manager"
+    );
+    assert!(
+        sa["metadata"]["annotations"][eks::ROLE_ARN].is_null(),
+        "{sa}"
+    );
     assert!(env.object("v1", "Namespace", None, SM_NS).is_some());
     aws.delete_oidc_provider(&provider).await.unwrap();
 }
@@ -328,7 +337,13 @@ async fn arthur_connect_rerun_doctor_disconnect_restores_the_default_class() {
     // Bad input: one line, exit 2, nothing written.
     env.double.clear_requests();
     let bad = env
-        .run(&["connect", "--profile", "arthur", "--s3-bucket", "Arthur_Blobs"])
+        .run(&[
+            "connect",
+            "--profile",
+            "arthur",
+            "--s3-bucket",
+            "Arthur_Blobs",
+        ])
         .await;
     assert_refused(&bad, 2, "not a valid S3 bucket name");
     assert_eq!(env.double.mutating_requests(), vec![]);
@@ -364,12 +379,19 @@ async fn arthur_connect_rerun_doctor_disconnect_restores_the_default_class() {
             .contains("arn:aws:s3:::arthur-blobs/*")
     );
     assert!(role.inline_policies.contains_key("arthur-ses"));
-    assert!(!role.inline_policies.contains_key("arthur-ses-cross-account"));
+    assert!(
+        !role
+            .inline_policies
+            .contains_key("arthur-ses-cross-account")
+    );
     let gp3 = env
         .object("storage.k8s.io/v1", "StorageClass", None, "gp3")
         .expect("gp3");
     assert_eq!(gp3["provisioner"], "ebs.csi.aws.com");
-    assert_eq!(gp3["parameters"], json!({"type": "gp3", "encrypted": "true"}));
+    assert_eq!(
+        gp3["parameters"],
+        json!({"type": "gp3", "encrypted": "true"})
+    );
     assert_eq!(gp3["volumeBindingMode"], "WaitForFirstConsumer");
     assert_eq!(gp3["allowVolumeExpansion"], true);
     assert_eq!(default_annotation(&env, "gp3").as_deref(), Some("true"));
@@ -478,7 +500,9 @@ async fn arthur_connect_rerun_doctor_disconnect_restores_the_default_class() {
     assert_eq!(default_annotation(&env, "gp2").as_deref(), Some("true"));
     assert!(aws.get_role(&role_name).await.unwrap().is_none());
     assert!(aws.find_oidc_provider(&issuer).await.unwrap().is_none());
-    let namespace = env.object("v1", "Namespace", None, ns).expect("namespace kept");
+    let namespace = env
+        .object("v1", "Namespace", None, ns)
+        .expect("namespace kept");
     assert!(
         namespace["metadata"]["annotations"]
             .as_object()
@@ -529,6 +553,28 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
         &cross,
     ];
 
+    // Dry runs: client writes nothing; server sends Kubernetes writes as dry runs only.
+    env.double.clear_requests();
+    let dry = env
+        .run(&[&connect[..], &["--dry-run=client", "-o", "yaml"]].concat())
+        .await;
+    dry.assert_ok();
+    assert!(dry.stdout.contains("mlplatform-hopsworks-eks-ecr"), "{}", dry.stdout);
+    assert_eq!(env.double.mutating_requests(), vec![]);
+    let dry = env.run(&[&connect[..], &["--dry-run=server"]].concat()).await;
+    dry.assert_ok();
+    assert!(
+        env.double
+            .mutating_requests()
+            .iter()
+            .all(|r| r.is_dry_run()),
+        "{:?}",
+        env.double.mutating_requests()
+    );
+    assert_eq!(env.aws_auth_data().unwrap(), before_auth);
+    let untouched = aws.get_role(&instance_name).await.unwrap().unwrap();
+    assert_eq!(untouched.inline_policies.keys().collect::<Vec<_>>(), ["theirs"]);
+
     let run = env.run(&[&connect[..], &["-o", "json"]].concat()).await;
     run.assert_ok();
     let report = run.json();
@@ -578,7 +624,11 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
     env.double.clear_requests();
     let table = env.run(&connect).await;
     table.assert_ok();
-    assert!(table.stdout.contains("nothing to change"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("nothing to change"),
+        "{}",
+        table.stdout
+    );
     assert!(
         table.stdout.contains("MANUAL STEP (security-group-ports)"),
         "{}",
@@ -610,11 +660,11 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
     let bad = env.run(&doctor).await;
     assert_eq!(bad.code, 1, "{}", bad.stdout);
     assert!(
-        bad.stdout.contains(&format!(
-            "{cross_name}/mlplatform-hopsworks-ecr-delete"
-        )) && bad
-            .stdout
-            .contains("kubectl mlplatform connect --profile hopsworks"),
+        bad.stdout
+            .contains(&format!("{cross_name}/mlplatform-hopsworks-ecr-delete"))
+            && bad
+                .stdout
+                .contains("kubectl mlplatform connect --profile hopsworks"),
         "{}",
         bad.stdout
     );
@@ -656,7 +706,13 @@ async fn hopsworks_refuses_before_any_write() {
     // A role that does not exist: never created.
     let missing = format!("arn:aws:iam::{MOTO_ACCOUNT_ID}:role/nope-{}", env.cluster);
     let run = env
-        .run(&["connect", "--profile", "hopsworks", "--instance-role-arn", &missing])
+        .run(&[
+            "connect",
+            "--profile",
+            "hopsworks",
+            "--instance-role-arn",
+            &missing,
+        ])
         .await;
     assert_refused(&run, 1, "does not exist");
     assert_eq!(env.double.mutating_requests(), vec![]);
@@ -671,7 +727,13 @@ async fn hopsworks_refuses_before_any_write() {
     }));
     env.double.clear_requests();
     let run = env
-        .run(&["connect", "--profile", "hopsworks", "--instance-role-arn", &arn])
+        .run(&[
+            "connect",
+            "--profile",
+            "hopsworks",
+            "--instance-role-arn",
+            &arn,
+        ])
         .await;
     assert_refused(&run, 1, "aws-auth");
     assert_eq!(env.double.mutating_requests(), vec![]);
@@ -701,7 +763,12 @@ async fn every_profile_is_exported_edited_and_passed_back() {
             "AmazonSageMakerReadOnly",
             vec![],
         ),
-        ("arthur", "arthur-ses", "mail-policy", vec!["--s3-bucket", "b-1"]),
+        (
+            "arthur",
+            "arthur-ses",
+            "mail-policy",
+            vec!["--s3-bucket", "b-1"],
+        ),
         (
             "hopsworks",
             "mlplatform-hopsworks-eks-ecr",

@@ -13,8 +13,8 @@ use kubectl_mlplatform::aws_auth::AwsAuth;
 use kubectl_mlplatform::common::Change;
 use kubectl_mlplatform::objects::{Kind, ObjectKey};
 use kubectl_mlplatform::plan::{
-    ConnectInputs, IamAction, KubeAction, Observed, OidcAction, OidcProviderFacts, Plan,
-    PlanError, plan_connect, plan_disconnect,
+    ConnectInputs, IamAction, KubeAction, Observed, OidcAction, OidcProviderFacts, Plan, PlanError,
+    plan_connect, plan_disconnect,
 };
 use kubectl_mlplatform::profile::load_profile;
 use pretty_assertions::assert_eq;
@@ -213,7 +213,10 @@ fn arthur_plan_matches_the_golden_file_demotes_and_restores_exactly() {
     let profile = load_profile("arthur").unwrap();
     let params = [
         ("s3Bucket", "arthur-blobs"),
-        ("kmsKeyId", "arn:aws:kms:us-east-2:678901234557:key/1234abcd"),
+        (
+            "kmsKeyId",
+            "arn:aws:kms:us-east-2:678901234557:key/1234abcd",
+        ),
     ];
     let mut base = empty_observed();
     let gp2 = json!({"metadata": {"name": "gp2", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -276,7 +279,11 @@ fn arthur_plan_matches_the_golden_file_demotes_and_restores_exactly() {
         w.contains(&"deleted IRSARole/mlplatform-arthur-kubetest32-arthur".to_owned()),
         "{w:?}"
     );
-    assert!(!w.iter().any(|x| x.contains("StorageClass") || x.contains("OIDC")), "{w:?}");
+    assert!(
+        !w.iter()
+            .any(|x| x.contains("StorageClass") || x.contains("OIDC")),
+        "{w:?}"
+    );
 }
 
 #[test]
@@ -309,7 +316,8 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
     let cross = format!("arn:aws:iam::{ACCOUNT}:role/hopsworks-cross");
     let mut base = empty_observed();
     base.roles.insert("instance".into(), role("instance"));
-    base.roles.insert("hopsworks-cross".into(), role("hopsworks-cross"));
+    base.roles
+        .insert("hopsworks-cross".into(), role("hopsworks-cross"));
     base.network = Some(ClusterNetwork {
         cluster_security_group_id: Some("sg-0123456789abcdef0".into()),
         vpc_id: Some("vpc-1".into()),
@@ -331,23 +339,41 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
         format!("arn:aws:iam::{ACCOUNT}:role/instance")
     );
     let observed = observed_after(&base, &plan);
-    let again = plan_connect(&profile, &inputs("hopsworks", &params), &cluster(), &observed).unwrap();
+    let again = plan_connect(
+        &profile,
+        &inputs("hopsworks", &params),
+        &cluster(),
+        &observed,
+    )
+    .unwrap();
     assert_eq!(writes(&again), Vec::<String>::new());
 
     // Without the cross-account role, that step is left out, not half-rendered.
     let only_instance = [("instanceRoleArn", instance.as_str())];
-    let plan = plan_connect(&profile, &inputs("hopsworks", &only_instance), &cluster(), &base).unwrap();
+    let plan = plan_connect(
+        &profile,
+        &inputs("hopsworks", &only_instance),
+        &cluster(),
+        &base,
+    )
+    .unwrap();
     assert!(plan.iam.iter().all(|s| !s.name.contains("hopsworks-cross")));
     assert!(
-        plan.manual_steps[0].command.contains("CidrIp=<HOPSWORKS_VPC_CIDR>"),
+        plan.manual_steps[0]
+            .command
+            .contains("CidrIp=<HOPSWORKS_VPC_CIDR>"),
         "{}",
         plan.manual_steps[0].command
     );
 
     // A role in another account cannot get our policy: refused up front.
     let foreign = [("instanceRoleArn", "arn:aws:iam::999999999999:role/instance")];
-    let err = plan_connect(&profile, &inputs("hopsworks", &foreign), &cluster(), &base).unwrap_err();
-    assert!(matches!(err, PlanError::ExistingRoleOtherAccount { .. }), "{err}");
+    let err =
+        plan_connect(&profile, &inputs("hopsworks", &foreign), &cluster(), &base).unwrap_err();
+    assert!(
+        matches!(err, PlanError::ExistingRoleOtherAccount { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -372,7 +398,10 @@ fn hopsworks_on_an_api_cluster_gets_an_access_entry_scoped_to_its_namespaces() {
     assert_eq!(entry.username, "hopsworks");
     assert!(matches!(
         entry.actions.as_slice(),
-        [AccessEntryAction::CreateEntry { .. }, AccessEntryAction::AssociatePolicy { .. }]
+        [
+            AccessEntryAction::CreateEntry { .. },
+            AccessEntryAction::AssociatePolicy { .. }
+        ]
     ));
     let mut admin = auto.clone();
     admin.cluster_admin = true;
@@ -390,7 +419,8 @@ fn the_oidc_provider_is_deleted_only_when_we_made_it_and_nobody_else_trusts_it()
 
     let mut trusted_by_us_only = ours.clone();
     trusted_by_us_only.roles_trusting_provider = vec![role_name.clone()];
-    let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &trusted_by_us_only).unwrap();
+    let down =
+        plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &trusted_by_us_only).unwrap();
     assert_eq!(down.oidc.as_ref().unwrap().change, Change::Deleted);
 
     let mut shared = ours.clone();

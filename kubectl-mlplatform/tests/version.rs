@@ -6,7 +6,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mlplatform");
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -29,9 +33,13 @@ fn version_as_json_names_version_commit_and_target() {
     let text = run(&["version"]);
     assert_eq!(
         text,
-        format!("kubectl-mlplatform {} (commit {commit}, {target})\n", env!("CARGO_PKG_VERSION"))
+        format!(
+            "kubectl-mlplatform {} (commit {commit}, {target})\n",
+            env!("CARGO_PKG_VERSION")
+        )
     );
-    let yaml: serde_json::Value = serde_yaml_ng::from_str(&run(&["version", "-o", "yaml"])).unwrap();
+    let yaml: serde_json::Value =
+        serde_yaml_ng::from_str(&run(&["version", "-o", "yaml"])).unwrap();
     assert_eq!(yaml, json);
 }
 

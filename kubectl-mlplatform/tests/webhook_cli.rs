@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use mlplatform_namespace_policy::{
-    MANAGED_LABEL, MANAGED_VALUE, USER_SERVICE_ACCOUNT_ANNOTATION,
-};
+use mlplatform_namespace_policy::{MANAGED_LABEL, MANAGED_VALUE, USER_SERVICE_ACCOUNT_ANNOTATION};
 use mlplatform_testkit::KubeDouble;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +30,11 @@ struct Run {
 
 impl Run {
     fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     fn json(&self) -> Value {
@@ -81,8 +83,13 @@ impl Env {
     }
 
     fn configuration(&self, kind: &str) -> Value {
-        self.object("admissionregistration.k8s.io/v1", kind, None, "mlplatform-webhook")
-            .unwrap_or_else(|| panic!("{kind} not installed"))
+        self.object(
+            "admissionregistration.k8s.io/v1",
+            kind,
+            None,
+            "mlplatform-webhook",
+        )
+        .unwrap_or_else(|| panic!("{kind} not installed"))
     }
 
     /// What a Deployment controller would write once the pods are up.
@@ -111,7 +118,15 @@ const INSTALL: [&str; 3] = ["webhook", "install", "--wait=false"];
 async fn client_dry_run_renders_everything_and_writes_nothing() {
     let env = Env::new().await;
     let run = env
-        .run(&["webhook", "install", "--dry-run=client", "-o", "yaml", "--replicas", "3"])
+        .run(&[
+            "webhook",
+            "install",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "--replicas",
+            "3",
+        ])
         .await
         .ok();
     let docs: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&run.stdout)
@@ -132,14 +147,26 @@ async fn client_dry_run_renders_everything_and_writes_nothing() {
     }
     let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
     assert_eq!(deployment["spec"]["replicas"], 3);
-    for d in docs.iter().filter(|d| d["kind"].as_str().unwrap().ends_with("Configuration")) {
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"].as_str().unwrap().ends_with("Configuration"))
+    {
         for hook in d["webhooks"].as_array().unwrap() {
             let bundle = hook["clientConfig"]["caBundle"].as_str().unwrap();
-            let pem = base64::engine::general_purpose::STANDARD.decode(bundle).unwrap();
-            assert!(String::from_utf8(pem).unwrap().contains("BEGIN CERTIFICATE"));
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(bundle)
+                .unwrap();
+            assert!(
+                String::from_utf8(pem)
+                    .unwrap()
+                    .contains("BEGIN CERTIFICATE")
+            );
         }
     }
-    assert!(env.double.mutating_requests().is_empty(), "client dry run wrote");
+    assert!(
+        env.double.mutating_requests().is_empty(),
+        "client dry run wrote"
+    );
 
     // JSON: one List document.
     let run = env
@@ -174,14 +201,20 @@ async fn install_applies_flags_and_ca_bundle_and_rerun_changes_nothing() {
         .json();
     assert_eq!(first["certificates"]["action"], "generated");
     assert!(
-        first["objects"].as_array().unwrap().iter().all(|o| o["result"] == "created"),
+        first["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["result"] == "created"),
         "{first}"
     );
     let deployment = env
         .object("apps/v1", "Deployment", Some(NS), "mlplatform-webhook")
         .unwrap();
     assert_eq!(deployment["spec"]["replicas"], 3);
-    let containers = deployment["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let containers = deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert!(
         containers
             .iter()
@@ -189,7 +222,10 @@ async fn install_applies_flags_and_ca_bundle_and_rerun_changes_nothing() {
         "{containers:?}"
     );
     let ca = env.secret_data("mlplatform-webhook-ca", "ca.crt");
-    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
         for hook in env.configuration(kind)["webhooks"].as_array().unwrap() {
             assert_eq!(hook["failurePolicy"], "Ignore");
             let bundle = base64::engine::general_purpose::STANDARD
@@ -219,14 +255,22 @@ async fn install_applies_flags_and_ca_bundle_and_rerun_changes_nothing() {
         .json();
     assert_eq!(again["certificates"]["action"], "kept");
     assert!(
-        again["objects"].as_array().unwrap().iter().all(|o| o["result"] == "unchanged"),
+        again["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["result"] == "unchanged"),
         "{again}"
     );
     assert!(env.double.mutating_requests().is_empty(), "a re-run wrote");
 
     // Table output names the certificate's expiry.
     let table = env.run(&INSTALL).await.ok();
-    assert!(table.stdout.contains("certificates: kept"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("certificates: kept"),
+        "{}",
+        table.stdout
+    );
     assert!(table.stdout.contains("valid until 20"), "{}", table.stdout);
 }
 
@@ -235,8 +279,14 @@ async fn bad_flags_get_one_line_and_exit_2_before_touching_the_cluster() {
     let env = Env::new().await;
     for (args, needle) in [
         (vec!["webhook", "install", "--replicas", "0"], "--replicas"),
-        (vec!["webhook", "install", "--image", "bad image"], "--image"),
-        (vec!["webhook", "install", "--failure-policy", "sometimes"], "sometimes"),
+        (
+            vec!["webhook", "install", "--image", "bad image"],
+            "--image",
+        ),
+        (
+            vec!["webhook", "install", "--failure-policy", "sometimes"],
+            "sometimes",
+        ),
         (vec!["webhook", "install", "--timeout", "soon"], "soon"),
     ] {
         let run = env.run(&args).await;
@@ -266,14 +316,20 @@ async fn admission_responder(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> SocketAddr 
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 8192];
                 let body = loop {
-                    let Ok(n) = tls.read(&mut chunk).await else { return };
+                    let Ok(n) = tls.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -319,7 +375,11 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     let report = run.json();
     assert_eq!(report["healthy"], false);
-    assert!(run.stderr.contains("kubectl mlplatform webhook install"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("kubectl mlplatform webhook install"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
 
     env.run(&INSTALL).await.ok();
@@ -337,7 +397,10 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
     assert_eq!(state(1), "pass");
     assert_eq!(state(2), "pass");
     assert_eq!(state(3), "pass", "fresh certificate: {checks}");
-    assert!(checks[3]["detail"].as_str().unwrap().contains("in 36"), "{checks}");
+    assert!(
+        checks[3]["detail"].as_str().unwrap().contains("in 36"),
+        "{checks}"
+    );
     assert_eq!(state(4), "fail", "unreachable: {checks}");
 
     // A ready Deployment and a webhook serving the installed certificate: healthy.
@@ -349,11 +412,16 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
     .await;
     env.double.route_service(NS, "mlplatform-webhook", addr);
     let run = env.run(&["webhook", "status"]).await;
-    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
     assert!(run.stdout.contains("dry-run pod in team"), "{}", run.stdout);
     assert!(!run.stdout.contains("FAIL"), "{}", run.stdout);
     assert!(
-        env.object("v1", "Pod", Some("team"), "mlplatform-webhook-probe-").is_none(),
+        env.object("v1", "Pod", Some("team"), "mlplatform-webhook-probe-")
+            .is_none(),
         "the probe is a dry run"
     );
 }
@@ -361,13 +429,18 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
 #[tokio::test]
 async fn install_waits_for_ready_pods_before_registering_configurations() {
     let env = Env::new().await;
-    let run = env
-        .run(&["webhook", "install", "--timeout", "1s"])
-        .await;
+    let run = env.run(&["webhook", "install", "--timeout", "1s"]).await;
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("did not become ready"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("did not become ready"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(env.object("apps/v1", "Deployment", Some(NS), "mlplatform-webhook").is_some());
+    assert!(
+        env.object("apps/v1", "Deployment", Some(NS), "mlplatform-webhook")
+            .is_some()
+    );
     assert!(
         env.object(
             "admissionregistration.k8s.io/v1",
@@ -379,7 +452,9 @@ async fn install_waits_for_ready_pods_before_registering_configurations() {
         "registered before anything could answer"
     );
     env.mark_ready();
-    env.run(&["webhook", "install", "--timeout", "30s"]).await.ok();
+    env.run(&["webhook", "install", "--timeout", "30s"])
+        .await
+        .ok();
     env.configuration("ValidatingWebhookConfiguration");
 }
 
@@ -398,20 +473,57 @@ async fn uninstall_removes_everything_and_is_idempotent() {
         "{}",
         client_dry.stdout
     );
-    assert!(env.double.requests().is_empty(), "client dry run reached the cluster");
+    assert!(
+        env.double.requests().is_empty(),
+        "client dry run reached the cluster"
+    );
     let server_dry = env
         .run(&["webhook", "uninstall", "--dry-run=server", "-o", "json"])
         .await
         .ok()
         .json();
-    assert!(server_dry["objects"].as_array().unwrap().iter().all(|o| o["result"] == "deleted"));
-    assert!(env.object("v1", "Namespace", None, NS).is_some(), "server dry run deleted");
+    assert!(
+        server_dry["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["result"] == "deleted")
+    );
+    assert!(
+        env.object("v1", "Namespace", None, NS).is_some(),
+        "server dry run deleted"
+    );
 
-    let removed = env.run(&["webhook", "uninstall", "-o", "json"]).await.ok().json();
+    let removed = env
+        .run(&["webhook", "uninstall", "-o", "json"])
+        .await
+        .ok()
+        .json();
     let objects = removed["objects"].as_array().unwrap();
-    assert!(objects[0]["object"].as_str().unwrap().ends_with("WebhookConfiguration mlplatform-webhook"));
-    assert!(objects.iter().all(|o| o["result"] == "deleted"), "{removed}");
-    assert!(env.object("v1", "Secret", Some(NS), "mlplatform-webhook-tls").is_none());
-    let again = env.run(&["webhook", "uninstall", "-o", "json"]).await.ok().json();
-    assert!(again["objects"].as_array().unwrap().iter().all(|o| o["result"] == "absent"));
+    assert!(
+        objects[0]["object"]
+            .as_str()
+            .unwrap()
+            .ends_with("WebhookConfiguration mlplatform-webhook")
+    );
+    assert!(
+        objects.iter().all(|o| o["result"] == "deleted"),
+        "{removed}"
+    );
+    assert!(
+        env.object("v1", "Secret", Some(NS), "mlplatform-webhook-tls")
+            .is_none()
+    );
+    let again = env
+        .run(&["webhook", "uninstall", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert!(
+        again["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["result"] == "absent")
+    );
 }

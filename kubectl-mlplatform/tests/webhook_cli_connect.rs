@@ -18,9 +18,12 @@ async fn connect_with_webhook_installs_it_after_the_connection() {
     let double = env.double.clone();
     let controller = tokio::spawn(async move {
         loop {
-            if let Some(mut d) =
-                double.object("apps/v1", "Deployment", Some(WEBHOOK_NS), "mlplatform-webhook")
-            {
+            if let Some(mut d) = double.object(
+                "apps/v1",
+                "Deployment",
+                Some(WEBHOOK_NS),
+                "mlplatform-webhook",
+            ) {
                 let replicas = d["spec"]["replicas"].clone();
                 d["status"] = json!({"replicas": replicas, "readyReplicas": replicas});
                 double.apply_fixture(d);
@@ -36,9 +39,17 @@ async fn connect_with_webhook_installs_it_after_the_connection() {
     assert_eq!(run.json()["namespace"], NS);
     assert!(run.stderr.contains("webhook: "), "{}", run.stderr);
     assert!(env.object("v1", "Namespace", None, NS).is_some());
-    for kind in ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"] {
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
         let config = env
-            .object("admissionregistration.k8s.io/v1", kind, None, "mlplatform-webhook")
+            .object(
+                "admissionregistration.k8s.io/v1",
+                kind,
+                None,
+                "mlplatform-webhook",
+            )
             .unwrap_or_else(|| panic!("{kind} not installed"));
         assert!(config["webhooks"][0]["clientConfig"]["caBundle"].is_string());
     }
@@ -46,8 +57,16 @@ async fn connect_with_webhook_installs_it_after_the_connection() {
     // Again: nothing new, the certificates are kept.
     let again = env.connect(&["--with-webhook", "-o", "json"]).await;
     again.assert_ok();
-    assert!(again.stderr.contains("0 created, 0 updated"), "{}", again.stderr);
-    assert!(again.stderr.contains("certificates kept"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("0 created, 0 updated"),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again.stderr.contains("certificates kept"),
+        "{}",
+        again.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

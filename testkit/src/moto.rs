@@ -53,10 +53,8 @@ pub enum MotoError {
 #[derive(Debug)]
 pub struct Moto {
     port: u16,
-    /// The `sh` watchdog that owns moto_server.
+    /// The `sh` watchdog that owns moto_server (moto is its child, not ours).
     watchdog: Child,
-    /// moto_server's own pid, as the watchdog reported it.
-    moto_pid: Option<u32>,
     _log_dir: tempfile::TempDir,
 }
 
@@ -117,15 +115,14 @@ impl Moto {
         let script = r#"
             "$MOTO_PROGRAM" -H 127.0.0.1 -p "$MOTO_PORT" >"$MOTO_LOG" 2>&1 &
             moto=$!
-            echo "$moto"
-            trap 'kill "$moto" 2>/dev/null; exit 0' TERM INT
+            trap 'kill "$moto" 2>/dev/null; wait "$moto" 2>/dev/null; exit 0' TERM INT
             while kill -0 "$MOTO_PARENT" 2>/dev/null && kill -0 "$moto" 2>/dev/null; do
                 sleep 1
             done
             kill "$moto" 2>/dev/null
             wait "$moto" 2>/dev/null
         "#;
-        let mut watchdog = Command::new("sh")
+        let watchdog = Command::new("sh")
             .arg("-c")
             .arg(script)
             .env("MOTO_PROGRAM", program)
@@ -134,22 +131,13 @@ impl Moto {
             .env("MOTO_PARENT", std::process::id().to_string())
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .map_err(MotoError::Spawn)?;
-        let moto_pid = watchdog.stdout.take().and_then(|mut out| {
-            let mut line = Vec::new();
-            let mut byte = [0u8; 1];
-            while out.read(&mut byte).ok()? == 1 && byte[0] != b'\n' {
-                line.push(byte[0]);
-            }
-            String::from_utf8(line).ok()?.trim().parse().ok()
-        });
         let mut moto = Moto {
             port,
             watchdog,
-            moto_pid,
             _log_dir: log_dir,
         };
         let last_log_line = || {
@@ -325,16 +313,14 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        // Stop moto first so the watchdog sees it gone, then make sure the watchdog is too.
-        if let Some(pid) = self.moto_pid {
+        // Signal the watchdog only while it is unreaped: until then its pid cannot belong to
+        // another process. Its trap stops moto and waits for it, so the port is free after.
+        if let Ok(None) = self.watchdog.try_wait() {
             let _ = Command::new("kill")
-                .arg(pid.to_string())
+                .args(["-TERM", &self.watchdog.id().to_string()])
                 .stderr(Stdio::null())
                 .status();
         }
-        let _ = Command::new("kill")
-            .arg(self.watchdog.id().to_string())
-            .status();
         let _ = self.watchdog.wait();
     }
 }

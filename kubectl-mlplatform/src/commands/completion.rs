@@ -220,8 +220,9 @@ fn values_for(arg: &Arg, prefix: &str, add: &str) -> Completions {
 }
 
 fn find_long<'a>(cmd: &'a clap::Command, name: &str) -> Option<&'a Arg> {
-    cmd.get_arguments()
-        .find(|a| a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name)))
+    cmd.get_arguments().find(|a| {
+        a.get_long() == Some(name) || a.get_all_aliases().is_some_and(|v| v.contains(&name))
+    })
 }
 
 fn find_short(cmd: &clap::Command, c: char) -> Option<&Arg> {
@@ -265,11 +266,11 @@ pub fn complete(words: &[String]) -> Completions {
         if !only_positionals && word.len() > 1 && word.starts_with('-') {
             // `-n ns`, `-nns`, `-o=json`: only a value-taking last letter consumes the next word.
             let letters: Vec<char> = word[1..].chars().collect();
-            if let Some((i, arg)) = letters
-                .iter()
-                .enumerate()
-                .find_map(|(i, c)| find_short(cmd, *c).filter(|a| takes_value(a)).map(|a| (i, a)))
-                && i + 1 == letters.len()
+            if let Some((i, arg)) = letters.iter().enumerate().find_map(|(i, c)| {
+                find_short(cmd, *c)
+                    .filter(|a| takes_value(a))
+                    .map(|a| (i, a))
+            }) && i + 1 == letters.len()
                 && !value_is_optional(arg)
             {
                 pending_value = Some(arg);
@@ -303,12 +304,13 @@ pub fn complete(words: &[String]) -> Completions {
                     description: help.clone(),
                 });
                 // Short flags only once the user typed a single dash.
-                let short = a.get_short().filter(|_| !current.starts_with("--")).map(|s| {
-                    Candidate {
+                let short = a
+                    .get_short()
+                    .filter(|_| !current.starts_with("--"))
+                    .map(|s| Candidate {
                         value: format!("-{s}"),
                         description: help.clone(),
-                    }
-                });
+                    });
                 long.into_iter().chain(short)
             })
             .filter(|c| c.value.starts_with(current))
@@ -383,7 +385,13 @@ mod tests {
     #[test]
     fn flags_include_globals_after_the_subcommand() {
         let v = values(&["connect", "--"]);
-        for expected in ["--profile", "--cluster-admin", "--context", "--dry-run", "--output"] {
+        for expected in [
+            "--profile",
+            "--cluster-admin",
+            "--context",
+            "--dry-run",
+            "--output",
+        ] {
             assert!(v.iter().any(|f| f == expected), "{expected} missing: {v:?}");
         }
         assert_eq!(values(&["connect", "--pro"]), ["--profile"]);
@@ -400,7 +408,10 @@ mod tests {
         let c = complete(&words(&["connect", "--profile", "con"]));
         assert_eq!(c.values(), ["concurrent"]);
         assert_eq!(c.directive, directive::DEFAULT, "a profile may be a file");
-        assert_eq!(values(&["completion", ""]), ["bash", "zsh", "fish", "kubectl-plugin"]);
+        assert_eq!(
+            values(&["completion", ""]),
+            ["bash", "zsh", "fish", "kubectl-plugin"]
+        );
     }
 
     #[test]
@@ -419,7 +430,10 @@ mod tests {
             dynamic_request(args(&["kubectl-mlplatform", "__complete", "co", ""])),
             Some(words(&["co", ""]))
         );
-        assert_eq!(dynamic_request(args(&["kubectl-mlplatform", "connect"])), None);
+        assert_eq!(
+            dynamic_request(args(&["kubectl-mlplatform", "connect"])),
+            None
+        );
         assert_eq!(dynamic_request(args(&["kubectl-mlplatform"])), None);
     }
 
@@ -429,7 +443,10 @@ mod tests {
             (CompletionShell::Bash, "complete -F _kubectl-mlplatform"),
             (CompletionShell::Zsh, "#compdef kubectl-mlplatform"),
             (CompletionShell::Fish, "complete -c kubectl-mlplatform"),
-            (CompletionShell::KubectlPlugin, "exec kubectl-mlplatform __complete"),
+            (
+                CompletionShell::KubectlPlugin,
+                "exec kubectl-mlplatform __complete",
+            ),
         ] {
             let mut out = Vec::new();
             write_script(shell, &mut out);

@@ -52,8 +52,14 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
     progress.phase("reading the current state (no writes)");
     let session = session(global, args, &profile).await?;
     let inputs = inputs(args, &session.namespace, params, false)?;
-    let (cluster, observed) =
-        read_state(&session, &profile, &inputs.params, &inputs, Purpose::Connect).await?;
+    let (cluster, observed) = read_state(
+        &session,
+        &profile,
+        &inputs.params,
+        &inputs,
+        Purpose::Connect,
+    )
+    .await?;
     let plan = plan_connect(&profile, &inputs, &cluster, &observed)?;
     for w in &plan.warnings {
         warn(w);
@@ -93,8 +99,14 @@ pub async fn disconnect(
         params,
         args.delete_namespace,
     )?;
-    let (cluster, observed) =
-        read_state(&session, &profile, &inputs.params, &inputs, Purpose::Disconnect).await?;
+    let (cluster, observed) = read_state(
+        &session,
+        &profile,
+        &inputs.params,
+        &inputs,
+        Purpose::Disconnect,
+    )
+    .await?;
     let plan = plan_disconnect(&profile, &inputs, &cluster, &observed)?;
     for w in &plan.warnings {
         warn(w);

@@ -13,9 +13,9 @@ use serde_json::json;
 use super::CommandError;
 use super::connect::inputs;
 use super::preflight::{Purpose, params_for, read_state, session};
+use crate::aws::ClusterFacts;
 use crate::cli::ConnectArgs;
 use crate::common::{GlobalArgs, OutputFormat};
-use crate::aws::ClusterFacts;
 use crate::doctor::{
     Check, CheckStatus, checks_from_plan, crd_checks, failed_count, manual_step_checks,
     rbac_expectations, storage_checks,

@@ -587,3 +587,103 @@ pub async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCode, Com
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::irsa::IrsaStep;
+
+    fn cluster(issuer: Option<&str>) -> ClusterFacts {
+        ClusterFacts {
+            name: "c1".into(),
+            arn: "arn:aws-cn:eks:cn-north-1:123456789012:cluster/c1".into(),
+            account: "123456789012".into(),
+            region: "cn-north-1".into(),
+            oidc_issuer: issuer.map(str::to_owned),
+            authentication_mode: None,
+            version: None,
+            endpoint: None,
+        }
+    }
+
+    #[test]
+    fn requests_take_partition_issuer_and_default_name_from_the_cluster() {
+        let req = request_for(
+            &cluster(Some("https://oidc.eks.cn-north-1.amazonaws.com.cn/id/X/")),
+            "ml",
+            vec!["sa".into()],
+            None,
+            Vec::new(),
+            None,
+            false,
+        )
+        .unwrap();
+        assert_eq!(req.partition, "aws-cn");
+        assert_eq!(
+            req.issuer_host_path,
+            "oidc.eks.cn-north-1.amazonaws.com.cn/id/X"
+        );
+        assert_eq!(req.role.name, "mlplatform-irsa-c1-ml-sa");
+        assert_eq!(
+            req.role_arn(),
+            "arn:aws-cn:iam::123456789012:role/mlplatform-irsa-c1-ml-sa"
+        );
+        let err = request_for(
+            &cluster(None),
+            "ml",
+            vec!["sa".into()],
+            None,
+            Vec::new(),
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            IrsaError::NoIssuer {
+                cluster: "c1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn reports_show_documents_only_when_asked_and_say_what_changes() {
+        let plan = IrsaPlan {
+            role_name: "r".into(),
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            namespace: "ml".into(),
+            service_accounts: vec!["sa".into()],
+            trust_policy: json!({"Statement": []}),
+            steps: vec![IrsaStep {
+                kind: "IAMRole",
+                name: "r".into(),
+                namespace: None,
+                change: Change::Created,
+                action: IrsaAction::Iam(IamAction::DeleteRole { role: "r".into() }),
+            }],
+            ..IrsaPlan::default()
+        };
+        let table_report = IrsaReport::from_plan(&plan, DryRun::Client, OutputFormat::Table);
+        assert!(table_report.rendered.is_none());
+        let text = render_table(&table_report, "irsa create");
+        assert!(text.contains("irsa create: 1 created, 0 updated, 0 deleted, 0 unchanged (dry run: nothing was written)"), "{text}");
+        assert!(
+            text.contains("roleArn:         arn:aws:iam::123456789012:role/r"),
+            "{text}"
+        );
+        assert!(text.contains("serviceAccounts: ml/sa"), "{text}");
+        let json = serde_json::to_value(IrsaReport::from_plan(
+            &plan,
+            DryRun::Client,
+            OutputFormat::Json,
+        ))
+        .unwrap();
+        assert_eq!(json["rendered"]["trustPolicy"], json!({"Statement": []}));
+        assert_eq!(
+            json["rendered"]["writes"][0]["action"]["action"],
+            "deleteRole"
+        );
+        let applied = IrsaReport::from_plan(&plan, DryRun::None, OutputFormat::Json);
+        assert!(applied.rendered.is_none());
+    }
+}

@@ -116,3 +116,73 @@ pub async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCode, Com
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(change: Change) -> OidcPlan {
+        OidcPlan {
+            cluster: "c1".into(),
+            issuer: "https://oidc.example/id/X".into(),
+            provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/X".into(),
+            change,
+            client_ids: vec!["sts.amazonaws.com".into()],
+            thumbprints: Vec::new(),
+            thumbprint_skipped: Some("issuer not verifiable".into()),
+        }
+    }
+
+    #[test]
+    fn the_table_says_created_planned_or_already_there() {
+        let created = render(&plan(Change::Created), DryRun::None, OutputFormat::Table).unwrap();
+        assert!(created.contains("is created"), "{created}");
+        assert!(
+            created.contains("thumbprint:  (none: issuer not verifiable)"),
+            "{created}"
+        );
+        let planned = render(&plan(Change::Created), DryRun::Client, OutputFormat::Table).unwrap();
+        assert!(
+            planned.contains("would be created (dry run: nothing was written)"),
+            "{planned}"
+        );
+        let there = render(&plan(Change::Unchanged), DryRun::None, OutputFormat::Table).unwrap();
+        assert!(
+            there.contains("already there: nothing to change"),
+            "{there}"
+        );
+        assert!(!there.contains("thumbprint:"), "{there}");
+        let json: serde_json::Value = serde_json::from_str(
+            &render(&plan(Change::Unchanged), DryRun::None, OutputFormat::Json).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json["change"], "unchanged");
+        assert_eq!(json["dryRun"], "none");
+        assert_eq!(json["providerArn"], plan(Change::Unchanged).provider_arn);
+    }
+
+    #[test]
+    fn explicit_cluster_and_region_need_no_kubeconfig() {
+        let global = GlobalArgs {
+            kubeconfig: Some("/nonexistent/kubeconfig".into()),
+            ..GlobalArgs::default()
+        };
+        let args = ClusterArgs {
+            cluster: Some("c1".into()),
+            region: Some("eu-west-1".into()),
+        };
+        assert_eq!(
+            resolve_cluster(&global, &args).unwrap(),
+            ("c1".to_owned(), Some("eu-west-1".to_owned()))
+        );
+        let err = resolve_cluster(
+            &global,
+            &ClusterArgs {
+                cluster: None,
+                region: None,
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("pass --cluster NAME"), "{err}");
+    }
+}

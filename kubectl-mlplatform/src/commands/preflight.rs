@@ -12,9 +12,7 @@ use crate::aws_auth::read_aws_auth;
 use crate::bundle::render_bundle;
 use crate::cli::ConnectArgs;
 use crate::common::GlobalArgs;
-use crate::kube_io::{
-    KubeTarget, get_object, list_objects, list_profile_namespaces, load_target,
-};
+use crate::kube_io::{KubeTarget, get_object, list_objects, list_profile_namespaces, load_target};
 use crate::objects::{Kind, ObjectKey};
 use crate::plan::{
     ConnectInputs, Observed, OidcProviderFacts, access_principal, existing_role_name,
@@ -240,7 +238,10 @@ fn existing_role_names(profile: &Profile, vars: &Vars) -> Vec<String> {
         .spec
         .existing_role_policies
         .iter()
-        .filter_map(|spec| vars.render("spec.existingRolePolicies[].roleArn", &spec.role_arn).ok())
+        .filter_map(|spec| {
+            vars.render("spec.existingRolePolicies[].roleArn", &spec.role_arn)
+                .ok()
+        })
         .filter_map(|arn| existing_role_name(&arn))
         .collect()
 }
@@ -249,9 +250,11 @@ async fn read_roles(
     aws: &Aws,
     names: Vec<String>,
 ) -> Result<BTreeMap<String, RoleFacts>, CommandError> {
-    let found = try_join_all(names.into_iter().map(|name| async move {
-        aws.get_role(&name).await.map(|r| r.map(|r| (name, r)))
-    }))
+    let found = try_join_all(
+        names
+            .into_iter()
+            .map(|name| async move { aws.get_role(&name).await.map(|r| r.map(|r| (name, r))) }),
+    )
     .await?;
     Ok(found.into_iter().flatten().collect())
 }

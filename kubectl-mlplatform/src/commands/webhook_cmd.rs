@@ -14,8 +14,8 @@ use super::CommandError;
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::output::{Progress, render_data, table};
 use crate::webhook_install::{
-    self, Applied, FailurePolicy, InstallOptions, InstallPlan, Outcome, Reachability,
-    TlsDecision, WebhookStatus, tls,
+    self, Applied, FailurePolicy, InstallOptions, InstallPlan, Outcome, Reachability, TlsDecision,
+    WebhookStatus, tls,
 };
 
 /// Renew within this many seconds of expiry; `status` fails inside that window too.
@@ -313,8 +313,7 @@ pub async fn install_with(
     }
     progress.phase("applying the webhook");
     let wait = args.wait.then_some(args.timeout);
-    let applied =
-        webhook_install::apply(client, &plan, dry_run == DryRun::Server, wait).await?;
+    let applied = webhook_install::apply(client, &plan, dry_run == DryRun::Server, wait).await?;
     for a in &applied {
         progress.step(change(a.outcome), "", &a.object);
     }
@@ -436,8 +435,8 @@ fn uninstall_targets() -> Result<Vec<String>, CommandError> {
 /// The serving certificate's notAfter (Unix seconds) from PEM, parsed, not trusted from an
 /// annotation: cert-manager's Secrets carry none, and annotations can drift.
 pub fn certificate_not_after(pem: &[u8]) -> Result<i64, String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
-        .map_err(|e| format!("tls.crt is not PEM: {e}"))?;
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("tls.crt is not PEM: {e}"))?;
     let certificate = pem
         .parse_x509()
         .map_err(|e| format!("tls.crt is not an X.509 certificate: {e}"))?;
@@ -495,12 +494,19 @@ pub fn status_checks(
         Some((ready, desired)) => check(
             &deployment,
             CheckState::Fail,
-            format!("{ready}/{desired} ready; see `kubectl -n {} describe deployment {}`", webhook_install::NAMESPACE, webhook_install::DEPLOYMENT),
+            format!(
+                "{ready}/{desired} ready; see `kubectl -n {} describe deployment {}`",
+                webhook_install::NAMESPACE,
+                webhook_install::DEPLOYMENT
+            ),
         ),
     });
     for (kind, present) in [
         ("MutatingWebhookConfiguration", status.mutating_configured),
-        ("ValidatingWebhookConfiguration", status.validating_configured),
+        (
+            "ValidatingWebhookConfiguration",
+            status.validating_configured,
+        ),
     ] {
         checks.push(if present {
             check(kind, CheckState::Pass, "registered".into())
@@ -513,7 +519,11 @@ pub fn status_checks(
         CertificateState::Missing => check(
             "serving certificate",
             CheckState::Fail,
-            format!("Secret {}/{} not found", webhook_install::NAMESPACE, webhook_install::TLS_SECRET),
+            format!(
+                "Secret {}/{} not found",
+                webhook_install::NAMESPACE,
+                webhook_install::TLS_SECRET
+            ),
         ),
         CertificateState::Unreadable(why) => {
             check("serving certificate", CheckState::Fail, why.clone())
@@ -526,7 +536,11 @@ pub fn status_checks(
         CertificateState::NotAfter(t) if t - now < RENEW_WINDOW => check(
             "serving certificate",
             CheckState::Fail,
-            format!("expires {} (in {} days); re-run install to renew", rfc3339(*t), days(*t)),
+            format!(
+                "expires {} (in {} days); re-run install to renew",
+                rfc3339(*t),
+                days(*t)
+            ),
         ),
         CertificateState::NotAfter(t) => check(
             "serving certificate",
@@ -544,7 +558,10 @@ pub fn status_checks(
         Reachability::Unreachable { namespace, error } => check(
             name,
             CheckState::Fail,
-            format!("dry-run pod in {namespace}: {}", crate::kube_io::one_line(error)),
+            format!(
+                "dry-run pod in {namespace}: {}",
+                crate::kube_io::one_line(error)
+            ),
         ),
         Reachability::Inconclusive { namespace, error } => check(
             name,
@@ -597,7 +614,11 @@ async fn read_certificate(client: &kube::Client) -> Result<CertificateState, Com
         .map_err(|e| {
             crate::kube_io::kube_error(
                 "read",
-                format!("Secret {}/{}", webhook_install::NAMESPACE, webhook_install::TLS_SECRET),
+                format!(
+                    "Secret {}/{}",
+                    webhook_install::NAMESPACE,
+                    webhook_install::TLS_SECRET
+                ),
                 e,
             )
         })?;
@@ -618,7 +639,11 @@ async fn read_certificate(client: &kube::Client) -> Result<CertificateState, Com
 async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let client = client(global).await?;
     let (status, certificate) = futures::try_join!(
-        async { webhook_install::status(&client).await.map_err(CommandError::from) },
+        async {
+            webhook_install::status(&client)
+                .await
+                .map_err(CommandError::from)
+        },
         read_certificate(&client),
     )?;
     let checks = status_checks(&status, &certificate, now_unix());

@@ -168,7 +168,9 @@ pub(super) fn plan_vendor_role(
             role.arn.clone()
         }
     };
-    steps.extend(plan_role_policies(&name, existing, &policies, &managed, true));
+    steps.extend(plan_role_policies(
+        &name, existing, &policies, &managed, true,
+    ));
     Ok(Some(VendorRolePlan {
         role_arn,
         external_id,

@@ -42,7 +42,9 @@ pub enum OidcAction {
         tags: Vec<(String, String)>,
     },
     #[serde(rename_all = "camelCase")]
-    Delete { arn: String },
+    Delete {
+        arn: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -89,7 +91,10 @@ pub(super) fn render_irsa_roles(
                 continue;
             }
             let f = format!("{field}.inlinePolicies[{j}]");
-            inline.push((vars.render(&f, &p.name)?, vars.render_json(&f, &p.document)?));
+            inline.push((
+                vars.render(&f, &p.name)?,
+                vars.render_json(&f, &p.document)?,
+            ));
         }
         let mut managed = Vec::new();
         for (j, arn) in spec.managed_policy_arns.iter().enumerate() {
@@ -586,7 +591,10 @@ pub(super) fn plan_existing_roles_apply(
                 continue;
             }
             let f = format!("{field}.inlinePolicies[{j}]");
-            policies.push((vars.render(&f, &p.name)?, vars.render_json(&f, &p.document)?));
+            policies.push((
+                vars.render(&f, &p.name)?,
+                vars.render_json(&f, &p.document)?,
+            ));
         }
         steps.extend(iam::plan_role_policies(
             &name,

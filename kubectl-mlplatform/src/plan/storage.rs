@@ -87,7 +87,12 @@ fn desired_class(profile: &Profile, vars: &Vars) -> Result<Option<KubeObject>, P
 
 /// Fields Kubernetes refuses to change on a StorageClass.
 fn immutable_difference(live: &Value, desired: &Value) -> Option<(String, String, String)> {
-    for field in ["provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"] {
+    for field in [
+        "provisioner",
+        "parameters",
+        "reclaimPolicy",
+        "volumeBindingMode",
+    ] {
         let wanted = &desired[field];
         if wanted.is_null() {
             continue;
@@ -96,7 +101,8 @@ fn immutable_difference(live: &Value, desired: &Value) -> Option<(String, String
         let same = match field {
             // The server leaves parameters absent when empty.
             "parameters" => {
-                (found.is_null() && wanted.as_object().is_some_and(Map::is_empty)) || found == wanted
+                (found.is_null() && wanted.as_object().is_some_and(Map::is_empty))
+                    || found == wanted
             }
             _ => found == wanted,
         };
