@@ -12,6 +12,7 @@
 #   DIST_KREW_OUT     krew manifest path (default: krew-index/plugins/mlplatform.yaml)
 #   DIST_BASE_URL     download URL of the archives (default: the GitHub release of the version)
 #   SOURCE_DATE_EPOCH archive timestamps (default: the last commit's), for reproducible archives
+#   DIST_GZIP_LEVEL   gzip level (default: 9; the tests use 1 on their large debug binary)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,6 +65,7 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH="$(git log -1 --format=%ct 2>/dev/null || echo 0)"
 fi
 
+[[ "${DIST_GZIP_LEVEL:-9}" =~ ^[1-9]$ ]] || die "DIST_GZIP_LEVEL must be 1-9"
 for f in LICENSE README.md "$HOOK"; do
     [ -f "$f" ] || die "$f is missing; it goes into every archive"
 done
@@ -125,7 +127,7 @@ for triple in "${targets[@]}"; do
     install -m 0644 README.md "$dir/README.md"
     # Flat archive (krew's files from/to name the entries); same bytes for the same inputs.
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
-        -C "$dir" -cf - . | gzip -n -9 >"$DIST_DIR/$name.tar.gz"
+        -C "$dir" -cf - . | gzip -n "-${DIST_GZIP_LEVEL:-9}" >"$DIST_DIR/$name.tar.gz"
     archives+=("$name.tar.gz $info")
     echo "wrote $DIST_DIR/$name.tar.gz" >&2
 done

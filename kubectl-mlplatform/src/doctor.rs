@@ -103,6 +103,11 @@ pub fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &str) -> V
                     };
                     Check::fail(name, detail, fix)
                 }
+                Change::Updated if row.kind == "IRSARole" => Check::fail(
+                    name,
+                    "trust differs: not the cluster's OIDC provider or not exactly the profile's ServiceAccounts",
+                    fix,
+                ),
                 Change::Updated => Check::fail(name, "differs from what the profile wants", fix),
                 Change::Deleted => Check::fail(name, "present but not in the profile", fix),
             }

@@ -40,7 +40,8 @@ struct Spec {
     homepage: Option<String>,
     short_description: String,
     description: Option<String>,
-    caveats: Option<String>,
+    #[serde(rename = "caveats")]
+    _caveats: Option<String>,
     platforms: Vec<Platform>,
 }
 
@@ -279,6 +280,7 @@ fn dist() -> Dist {
         .env("DIST_TARGETS", host_triple())
         .env("DIST_BINARY", BIN)
         .env("DIST_KREW_OUT", &manifest)
+        .env("DIST_GZIP_LEVEL", "1")
         .output()
         .unwrap();
     assert!(
@@ -293,7 +295,7 @@ fn parse(path: &Path) -> Manifest {
     serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn archive_of<'a>(manifest: &'a Manifest) -> &'a Platform {
+fn archive_of(manifest: &Manifest) -> &Platform {
     let (os, arch) = krew_platform();
     let matching: Vec<&Platform> = manifest
         .spec

@@ -559,9 +559,15 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
         .run(&[&connect[..], &["--dry-run=client", "-o", "yaml"]].concat())
         .await;
     dry.assert_ok();
-    assert!(dry.stdout.contains("mlplatform-hopsworks-eks-ecr"), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains("mlplatform-hopsworks-eks-ecr"),
+        "{}",
+        dry.stdout
+    );
     assert_eq!(env.double.mutating_requests(), vec![]);
-    let dry = env.run(&[&connect[..], &["--dry-run=server"]].concat()).await;
+    let dry = env
+        .run(&[&connect[..], &["--dry-run=server"]].concat())
+        .await;
     dry.assert_ok();
     assert!(
         env.double
@@ -573,7 +579,10 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
     );
     assert_eq!(env.aws_auth_data().unwrap(), before_auth);
     let untouched = aws.get_role(&instance_name).await.unwrap().unwrap();
-    assert_eq!(untouched.inline_policies.keys().collect::<Vec<_>>(), ["theirs"]);
+    assert_eq!(
+        untouched.inline_policies.keys().collect::<Vec<_>>(),
+        ["theirs"]
+    );
 
     let run = env.run(&[&connect[..], &["-o", "json"]].concat()).await;
     run.assert_ok();

@@ -366,6 +366,22 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
         plan.manual_steps[0].command
     );
 
+    // --cluster-admin: the seed's system:masters, with a warning.
+    let mut admin = inputs("hopsworks", &only_instance);
+    admin.cluster_admin = true;
+    let plan = plan_connect(&profile, &admin, &cluster(), &base).unwrap();
+    assert_eq!(
+        plan.aws_auth
+            .as_ref()
+            .unwrap()
+            .wanted
+            .as_ref()
+            .unwrap()
+            .groups,
+        ["mlplatform:hopsworks", "system:masters"]
+    );
+    assert!(plan.warnings.iter().any(|w| w.contains("system:masters")));
+
     // A role in another account cannot get our policy: refused up front.
     let foreign = [("instanceRoleArn", "arn:aws:iam::999999999999:role/instance")];
     let err =
@@ -473,4 +489,66 @@ fn duplicate_aws_auth_entries_are_refused_by_the_plan_before_any_write() {
     )
     .unwrap_err();
     assert!(matches!(err, PlanError::AwsAuth(_)), "{err}");
+}
+
+#[test]
+fn a_gp3_class_that_existed_before_is_made_default_and_given_back_not_deleted() {
+    let profile = load_profile("arthur").unwrap();
+    let params = [("s3Bucket", "b-1")];
+    let mut base = empty_observed();
+    base.storage_classes = vec![
+        json!({"metadata": {"name": "gp2", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+               "provisioner": "kubernetes.io/aws-ebs"}),
+        json!({"metadata": {"name": "gp3", "labels": {"team": "storage"}},
+               "provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"}}),
+    ];
+    let plan = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &base).unwrap();
+    let gp3 = plan.kube.iter().find(|s| s.key.name == "gp3").unwrap();
+    assert_eq!(
+        gp3.action,
+        KubeAction::MergePatch(json!({"metadata": {"annotations": {
+            "storageclass.kubernetes.io/is-default-class": "true",
+            "mlplatform.io/previous-default": "absent",
+            "mlplatform.io/demoted-default-classes": "gp2",
+        }}}))
+    );
+    // After connect: gp3 default (with the record), gp2 demoted.
+    let mut after = base.clone();
+    after.storage_classes = plan
+        .kube
+        .iter()
+        .filter(|s| s.key.kind == Kind::StorageClass)
+        .map(|s| s.desired.clone())
+        .collect();
+    let again = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &after).unwrap();
+    assert!(
+        again
+            .kube
+            .iter()
+            .filter(|s| s.key.kind == Kind::StorageClass)
+            .all(|s| s.change == Change::Unchanged),
+        "{:?}",
+        again.kube
+    );
+    let down = plan_disconnect(&profile, &inputs("arthur", &params), &cluster(), &after).unwrap();
+    let sc: BTreeMap<&str, &KubeAction> = down
+        .kube
+        .iter()
+        .filter(|s| s.key.kind == Kind::StorageClass)
+        .map(|s| (s.key.name.as_str(), &s.action))
+        .collect();
+    assert_eq!(
+        sc["gp2"],
+        &KubeAction::MergePatch(
+            json!({"metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}})
+        )
+    );
+    assert_eq!(
+        sc["gp3"],
+        &KubeAction::MergePatch(json!({"metadata": {"annotations": {
+            "storageclass.kubernetes.io/is-default-class": null,
+            "mlplatform.io/previous-default": null,
+            "mlplatform.io/demoted-default-classes": null,
+        }}}))
+    );
 }

@@ -109,6 +109,10 @@ impl Env {
                          "labels": {MANAGED_LABEL: MANAGED_VALUE},
                          "annotations": {USER_SERVICE_ACCOUNT_ANNOTATION: "user"}},
         }));
+        self.double.apply_fixture(json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": "user", "namespace": name},
+        }));
     }
 }
 
@@ -403,6 +407,14 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
     );
     assert_eq!(state(4), "fail", "unreachable: {checks}");
 
+    // The expiry comes from the certificate itself, not from an annotation that can drift
+    // (cert-manager's Secrets carry none).
+    let mut secret = env
+        .object("v1", "Secret", Some(NS), "mlplatform-webhook-tls")
+        .unwrap();
+    secret["metadata"]["annotations"] = json!({});
+    env.double.apply_fixture(secret);
+
     // A ready Deployment and a webhook serving the installed certificate: healthy.
     env.mark_ready();
     let addr = admission_responder(
@@ -419,6 +431,7 @@ async fn status_reports_each_problem_then_healthy_once_reachable() {
     );
     assert!(run.stdout.contains("dry-run pod in team"), "{}", run.stdout);
     assert!(!run.stdout.contains("FAIL"), "{}", run.stdout);
+    assert!(run.stdout.contains("(in 36"), "{}", run.stdout);
     assert!(
         env.object("v1", "Pod", Some("team"), "mlplatform-webhook-probe-")
             .is_none(),
@@ -525,5 +538,56 @@ async fn uninstall_removes_everything_and_is_idempotent() {
             .unwrap()
             .iter()
             .all(|o| o["result"] == "absent")
+    );
+}
+
+#[tokio::test]
+async fn cert_manager_mode_creates_certificates_and_uses_its_injector() {
+    let env = Env::new().await;
+    // The double serves cert-manager.io/v1 (Issuer, Certificate), as a cluster with
+    // cert-manager does.
+    let report = env
+        .run(&[
+            "webhook",
+            "install",
+            "--wait=false",
+            "--cert-manager",
+            "-o",
+            "json",
+        ])
+        .await
+        .ok()
+        .json();
+    assert_eq!(report["certificates"]["action"], "cert-manager");
+    let certificate = env
+        .object(
+            "cert-manager.io/v1",
+            "Certificate",
+            Some(NS),
+            "mlplatform-webhook-tls",
+        )
+        .expect("serving Certificate");
+    assert!(
+        certificate["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "mlplatform-webhook.mlplatform-system.svc"),
+        "{certificate}"
+    );
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let config = env.configuration(kind);
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "mlplatform-system/mlplatform-webhook-tls"
+        );
+    }
+    assert!(
+        env.object("v1", "Secret", Some(NS), "mlplatform-webhook-ca")
+            .is_none(),
+        "cert-manager makes the Secrets, not the plugin"
     );
 }

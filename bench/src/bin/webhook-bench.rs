@@ -39,9 +39,11 @@ const PINNED_MARKER: &str = "MLPLATFORM_BENCH_CLIENT_PINNED";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if !args.no_pin
-        && let Some(code) = webhook_bench::reexec_pinned(args.server_core + 1, PINNED_MARKER)
-    {
+    let pin = !args.no_pin && mlplatform_bench::child::taskset_available();
+    if !args.no_pin && !pin {
+        eprintln!("webhook-bench: taskset (util-linux) not found; running unpinned");
+    }
+    if pin && let Some(code) = webhook_bench::reexec_pinned(args.server_core + 1, PINNED_MARKER) {
         std::process::exit(code);
     }
     rustls::crypto::ring::default_provider()
@@ -58,7 +60,7 @@ fn main() -> anyhow::Result<()> {
         webhook_bin: bin_dir.join("mlplatform-webhook"),
         noop_bin: bin_dir.join("noop-ceiling"),
         kube_double_bin: bin_dir.join("kube-double"),
-        server_core: (!args.no_pin).then_some(args.server_core),
+        server_core: pin.then_some(args.server_core),
         concurrency: args.concurrency,
         rounds: args.rounds,
         warmup: Duration::from_secs(args.warmup_secs),

@@ -315,7 +315,8 @@ pub async fn install_with(
     let wait = args.wait.then_some(args.timeout);
     let applied = webhook_install::apply(client, &plan, dry_run == DryRun::Server, wait).await?;
     for a in &applied {
-        progress.step(change(a.outcome), "", &a.object);
+        let (kind, name) = a.object.split_once(' ').unwrap_or(("", &a.object));
+        progress.step(change(a.outcome), kind, name);
     }
     Ok(Installed::Applied(InstallReport {
         dry_run,

@@ -10,6 +10,9 @@ pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-defaul
 const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
 /// On our class: the classes connect demoted, comma separated.
 pub const DEMOTED_ANNOTATION: &str = "mlplatform.io/demoted-default-classes";
+/// On a class of the same name that existed before connect (not ours) and that connect made the
+/// default: its default annotation before ("true", "false" or "absent"), for disconnect.
+pub const PREVIOUS_DEFAULT_ANNOTATION: &str = "mlplatform.io/previous-default";
 
 /// True when the live class says it is a default class (either annotation).
 pub fn is_default_class(live: &Value) -> bool {
@@ -130,21 +133,20 @@ pub(super) fn plan_storage_apply(
     let name = obj.key.name.clone();
     let classes = &observed.storage_classes;
     let live = find(classes, &name);
-    if let Some(live) = live {
-        if !is_ours(live, profile.name()) {
-            return Err(PlanError::ObjectNotOurs {
-                object: obj.key.to_string(),
-                profile: profile.name().to_owned(),
-            });
-        }
-        if let Some((field, found, wanted)) = immutable_difference(live, &obj.body) {
-            return Err(PlanError::StorageClassImmutable {
-                name,
-                field,
-                live: found,
-                wanted,
-            });
-        }
+    if let Some(live) = live
+        && !is_ours(live, profile.name())
+    {
+        return adopt_existing(&obj, live, classes, make_default);
+    }
+    if let Some(live) = live
+        && let Some((field, found, wanted)) = immutable_difference(live, &obj.body)
+    {
+        return Err(PlanError::StorageClassImmutable {
+            name,
+            field,
+            live: found,
+            wanted,
+        });
     }
     let to_demote: Vec<String> = if make_default {
         default_storage_classes(classes)
@@ -192,29 +194,132 @@ pub(super) fn plan_storage_apply(
             }
         }
     });
-    for other in to_demote {
-        let Some(live) = find(classes, &other) else {
-            continue;
-        };
-        let mut annotations = Map::new();
-        annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!("false"));
-        if live["metadata"]["annotations"]
-            .get(BETA_DEFAULT_CLASS_ANNOTATION)
-            .is_some()
-        {
-            annotations.insert(BETA_DEFAULT_CLASS_ANNOTATION.to_owned(), json!("false"));
-        }
-        let patch = json!({"metadata": {"annotations": annotations}});
+    steps.extend(to_demote.iter().filter_map(|n| demote_step(classes, n)));
+    Ok(steps)
+}
+
+fn demote_step(classes: &[Value], name: &str) -> Option<KubeStep> {
+    let live = find(classes, name)?;
+    let mut annotations = Map::new();
+    annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!("false"));
+    if live["metadata"]["annotations"]
+        .get(BETA_DEFAULT_CLASS_ANNOTATION)
+        .is_some()
+    {
+        annotations.insert(BETA_DEFAULT_CLASS_ANNOTATION.to_owned(), json!("false"));
+    }
+    let patch = json!({"metadata": {"annotations": annotations}});
+    let mut shown = live.clone();
+    json_patch::merge(&mut shown, &patch);
+    Some(KubeStep {
+        key: class_key(name),
+        desired: kube_steps::strip_server_fields(shown),
+        change: Change::Updated,
+        action: KubeAction::MergePatch(patch),
+    })
+}
+
+/// A class of the wanted name existed before connect: it is used as it is (never deleted,
+/// its other fields never changed); only, when the profile wants it the default, its default
+/// annotation is set, with what it was before and the classes demoted recorded on it.
+fn adopt_existing(
+    obj: &KubeObject,
+    live: &Value,
+    classes: &[Value],
+    make_default: bool,
+) -> Result<Vec<KubeStep>, PlanError> {
+    if live["provisioner"] != obj.body["provisioner"] {
+        return Err(PlanError::StorageClassImmutable {
+            name: obj.key.name.clone(),
+            field: "provisioner".to_owned(),
+            live: live["provisioner"].to_string(),
+            wanted: obj.body["provisioner"].to_string(),
+        });
+    }
+    let keep = |change| KubeStep {
+        key: obj.key.clone(),
+        desired: kube_steps::strip_server_fields(live.clone()),
+        change,
+        action: KubeAction::None,
+    };
+    if !make_default {
+        return Ok(vec![keep(Change::Unchanged)]);
+    }
+    let annotations = &live["metadata"]["annotations"];
+    let to_demote: Vec<String> = default_storage_classes(classes)
+        .into_iter()
+        .filter(|n| *n != obj.key.name)
+        .collect();
+    let mut demoted = demoted_list(live);
+    demoted.extend(to_demote.iter().cloned());
+    let previous = match annotations.get(PREVIOUS_DEFAULT_ANNOTATION) {
+        Some(recorded) => recorded.clone(),
+        None if annotations[DEFAULT_CLASS_ANNOTATION] == "true" => Value::Null,
+        None => json!(
+            annotations[DEFAULT_CLASS_ANNOTATION]
+                .as_str()
+                .unwrap_or("absent")
+        ),
+    };
+    let mut wanted = Map::new();
+    wanted.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!("true"));
+    if !previous.is_null() {
+        wanted.insert(PREVIOUS_DEFAULT_ANNOTATION.to_owned(), previous);
+    }
+    if !demoted.is_empty() {
+        wanted.insert(
+            DEMOTED_ANNOTATION.to_owned(),
+            json!(demoted.iter().cloned().collect::<Vec<_>>().join(",")),
+        );
+    }
+    let patch = json!({"metadata": {"annotations": wanted}});
+    let mut steps = Vec::new();
+    if covers(live, &patch) {
+        steps.push(keep(Change::Unchanged));
+    } else {
         let mut shown = live.clone();
         json_patch::merge(&mut shown, &patch);
         steps.push(KubeStep {
-            key: class_key(&other),
+            key: obj.key.clone(),
             desired: kube_steps::strip_server_fields(shown),
             change: Change::Updated,
             action: KubeAction::MergePatch(patch),
         });
     }
+    steps.extend(to_demote.iter().filter_map(|n| demote_step(classes, n)));
     Ok(steps)
+}
+
+/// Patches that make the classes recorded on `ours` the default again (those still demoted;
+/// one somebody re-promoted or deleted meanwhile is left alone).
+fn restore_steps(classes: &[Value], ours: &Value, warnings: &mut Vec<String>) -> Vec<KubeStep> {
+    let mut steps = Vec::new();
+    for name in demoted_list(ours) {
+        let Some(other) = find(classes, &name) else {
+            warnings.push(format!(
+                "StorageClass {name} was the default before connect but no longer exists; nothing to restore"
+            ));
+            continue;
+        };
+        if other["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] != "false" {
+            continue;
+        }
+        let mut annotations = Map::new();
+        annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!("true"));
+        if other["metadata"]["annotations"][BETA_DEFAULT_CLASS_ANNOTATION] == "false" {
+            annotations.insert(BETA_DEFAULT_CLASS_ANNOTATION.to_owned(), json!("true"));
+        }
+        let patch = json!({"metadata": {"annotations": annotations}});
+        let mut shown = other.clone();
+        json_patch::merge(&mut shown, &patch);
+        steps.push(KubeStep {
+            key: class_key(&name),
+            desired: kube_steps::strip_server_fields(shown),
+            change: Change::Updated,
+            action: KubeAction::MergePatch(patch),
+        });
+    }
+    steps
 }
 
 /// disconnect (last namespace): delete our class and restore exactly the classes it demoted
@@ -238,6 +343,43 @@ pub(super) fn plan_storage_remove(
             change: Change::Absent,
             action: KubeAction::None,
         }),
+        Some(live)
+            if !is_ours(live, profile.name())
+                && last
+                && (live["metadata"]["annotations"]
+                    .get(PREVIOUS_DEFAULT_ANNOTATION)
+                    .is_some()
+                    || !demoted_list(live).is_empty()) =>
+        {
+            // Existed before connect, which made it the default: give back exactly that.
+            steps.extend(restore_steps(classes, live, warnings));
+            let annotations = &live["metadata"]["annotations"];
+            let mut patch_annotations = Map::new();
+            patch_annotations.insert(DEMOTED_ANNOTATION.to_owned(), Value::Null);
+            patch_annotations.insert(PREVIOUS_DEFAULT_ANNOTATION.to_owned(), Value::Null);
+            match annotations[PREVIOUS_DEFAULT_ANNOTATION].as_str() {
+                Some("absent") => {
+                    patch_annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), Value::Null);
+                }
+                Some(previous) => {
+                    patch_annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!(previous));
+                }
+                None => {}
+            }
+            let patch = json!({"metadata": {"annotations": patch_annotations}});
+            let mut shown = live.clone();
+            json_patch::merge(&mut shown, &patch);
+            warnings.push(format!(
+                "kept {}: it existed before connect; only its default-class setting is given back",
+                obj.key
+            ));
+            steps.push(KubeStep {
+                key: obj.key.clone(),
+                desired: kube_steps::strip_server_fields(shown),
+                change: Change::Updated,
+                action: KubeAction::MergePatch(patch),
+            });
+        }
         Some(live) if !is_ours(live, profile.name()) => {
             warnings.push(format!(
                 "kept {}: it was not made by kubectl-mlplatform for profile {}",
@@ -258,31 +400,7 @@ pub(super) fn plan_storage_remove(
             action: KubeAction::None,
         }),
         Some(live) => {
-            for name in demoted_list(live) {
-                let Some(other) = find(classes, &name) else {
-                    warnings.push(format!(
-                        "StorageClass {name} was the default before connect but no longer exists; nothing to restore"
-                    ));
-                    continue;
-                };
-                if other["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] != "false" {
-                    continue;
-                }
-                let mut annotations = Map::new();
-                annotations.insert(DEFAULT_CLASS_ANNOTATION.to_owned(), json!("true"));
-                if other["metadata"]["annotations"][BETA_DEFAULT_CLASS_ANNOTATION] == "false" {
-                    annotations.insert(BETA_DEFAULT_CLASS_ANNOTATION.to_owned(), json!("true"));
-                }
-                let patch = json!({"metadata": {"annotations": annotations}});
-                let mut shown = other.clone();
-                json_patch::merge(&mut shown, &patch);
-                steps.push(KubeStep {
-                    key: class_key(&name),
-                    desired: kube_steps::strip_server_fields(shown),
-                    change: Change::Updated,
-                    action: KubeAction::MergePatch(patch),
-                });
-            }
+            steps.extend(restore_steps(classes, live, warnings));
             steps.push(KubeStep {
                 key: obj.key.clone(),
                 desired: kube_steps::strip_server_fields(live.clone()),

@@ -96,4 +96,20 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn the_default_image_is_this_release() {
+        // `webhook install` without --image deploys the webhook of the plugin's own version.
+        let deployment = objects()
+            .unwrap()
+            .into_iter()
+            .find(|o| o["kind"] == "Deployment")
+            .unwrap();
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let tag = format!(":v{}", env!("CARGO_PKG_VERSION"));
+        assert!(image.ends_with(&tag), "{image} should end with {tag}");
+    }
 }
