@@ -181,6 +181,28 @@ async fn client_dry_run_renders_everything_and_writes_nothing() {
     assert_eq!(list["kind"], "List");
     assert_eq!(list["items"].as_array().unwrap().len(), docs.len());
     assert!(env.object("v1", "Namespace", None, NS).is_none());
+
+    // Server dry run: the API server sees every write (dryRun=All) and stores none.
+    let server = env
+        .run(&["webhook", "install", "--dry-run=server", "-o", "json"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(server["dryRun"], "server");
+    assert!(
+        server["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["result"] == "created"),
+        "{server}"
+    );
+    let writes = env.double.mutating_requests();
+    assert!(
+        !writes.is_empty() && writes.iter().all(|r| r.is_dry_run()),
+        "{writes:?}"
+    );
+    assert!(env.object("v1", "Namespace", None, NS).is_none());
 }
 
 #[tokio::test]

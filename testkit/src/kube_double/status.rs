@@ -10,7 +10,7 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -28,7 +28,7 @@ impl ApiError {
         if !group.is_empty() {
             details["group"] = json!(group);
         }
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -144,7 +144,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(details) = &self.details {
-            status["details"] = details.clone();
+            status["details"] = Value::clone(details);
         }
         status
     }
