@@ -116,7 +116,9 @@ pub fn authorize_impersonated(
             who.user, rt.group
         ),
     );
-    err.details = Some(Box::new(json!({"name": name, "group": rt.group, "kind": rt.plural})));
+    err.details = Some(Box::new(
+        json!({"name": name, "group": rt.group, "kind": rt.plural}),
+    ));
     Err(err)
 }
 
