@@ -132,7 +132,9 @@ for triple in "${targets[@]}"; do
     echo "wrote $DIST_DIR/$name.tar.gz" >&2
 done
 
-(cd "$DIST_DIR" && sha256sum -- $(printf '%s\n' "${archives[@]}" | cut -d' ' -f1) >SHA256SUMS)
+archive_names=()
+for entry in "${archives[@]}"; do archive_names+=("${entry%% *}"); done
+(cd "$DIST_DIR" && sha256sum -- "${archive_names[@]}" >SHA256SUMS)
 echo "wrote $DIST_DIR/SHA256SUMS" >&2
 
 # The krew manifest: one platform per os/arch, from the archives just written.

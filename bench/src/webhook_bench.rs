@@ -89,6 +89,17 @@ pub struct ServerReport {
     pub client_cpu_busy: f64,
 }
 
+impl ServerReport {
+    /// Server CPU time per request in the throughput run: unlike req/s, it does not depend
+    /// on how much of the core other processes left to the server.
+    pub fn cpu_per_request(&self) -> Duration {
+        let requests = self.throughput.requests.max(1) as f64;
+        Duration::from_secs_f64(
+            (self.cpu_busy * self.throughput.elapsed.as_secs_f64() / requests).max(0.0),
+        )
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     /// 1-minute load average before and after: other work on the machine skews results.
@@ -443,13 +454,14 @@ pub fn render(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>11} {:>12} {:>10} {:>10}",
+        "{:<20} {:>10} {:>10} {:>10} {:>10} {:>9} {:>10} {:>11} {:>12} {:>10} {:>10}",
         "server",
         "req/s",
         "p50",
         "p99",
         "p99.9",
         "cpu",
+        "cpu/req",
         "client cpu",
         "p99@rate",
         "idle RSS",
@@ -458,13 +470,14 @@ pub fn render(report: &Report) -> String {
     for s in [&report.webhook, &report.ceiling] {
         let _ = writeln!(
             out,
-            "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>10.0}% {:>12} {:>10} {:>10}",
+            "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>7.1} us {:>10.0}% {:>12} {:>10} {:>10}",
             s.name,
             s.throughput.requests_per_second(),
             Millis(s.throughput.p50).to_string(),
             Millis(s.throughput.p99).to_string(),
             Millis(s.throughput.p999).to_string(),
             s.cpu_busy * 100.0,
+            s.cpu_per_request().as_secs_f64() * 1e6,
             s.client_cpu_busy * 100.0,
             Millis(s.fixed_rate.p99).to_string(),
             mib(s.idle_rss_kib),
@@ -475,8 +488,15 @@ pub fn render(report: &Report) -> String {
         / report.ceiling.throughput.requests_per_second();
     let _ = writeln!(
         out,
-        "\nwebhook/ceiling throughput: {:.1}% (aim >= 80%)",
-        ratio * 100.0
+        "\nwebhook/ceiling throughput: {:.1}% (aim >= 80%); by CPU per request: {:.1}%",
+        ratio * 100.0,
+        report.ceiling.cpu_per_request().as_secs_f64()
+            / report
+                .webhook
+                .cpu_per_request()
+                .as_secs_f64()
+                .max(f64::MIN_POSITIVE)
+            * 100.0
     );
     let _ = writeln!(
         out,
@@ -524,4 +544,64 @@ pub fn reexec_pinned(core: usize, marker_env: &str) -> Option<i32> {
         .status()
         .ok()?;
     Some(status.code().unwrap_or(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(name: &str, requests: u64, cpu_busy: f64) -> ServerReport {
+        let summary = |n| Summary {
+            requests: n,
+            elapsed: Duration::from_secs(10),
+            p50: Duration::from_micros(400),
+            p99: Duration::from_micros(900),
+            p999: Duration::from_micros(2_000),
+            max: Duration::from_millis(5),
+        };
+        ServerReport {
+            name: name.into(),
+            throughput: summary(requests),
+            fixed_rate: summary(5_000),
+            idle_rss_kib: 10 * 1024,
+            peak_rss_kib: 12 * 1024,
+            cpu_busy,
+            client_cpu_busy: 0.95,
+        }
+    }
+
+    #[test]
+    fn report_shows_ratio_cpu_per_request_and_aims() {
+        let report = Report {
+            load_before: Some(0.1),
+            load_after: Some(0.2),
+            webhook: server("mlplatform-webhook", 90_000, 1.0),
+            ceiling: server("noop-ceiling", 100_000, 1.0),
+            options: Options {
+                webhook_bin: "w".into(),
+                noop_bin: "n".into(),
+                kube_double_bin: "k".into(),
+                server_core: Some(0),
+                concurrency: 16,
+                rounds: 4,
+                warmup: Duration::from_secs(2),
+                duration: Duration::from_secs(10),
+                fixed_rate: 1000,
+                fixed_rate_duration: Duration::from_secs(5),
+                fixed_rate_connections: 8,
+            },
+        };
+        // 10 s of one core over 90,000 requests.
+        let per_request = report.webhook.cpu_per_request().as_secs_f64() * 1e6;
+        assert!((per_request - 111.1).abs() < 0.1, "{per_request}");
+        let text = render(&report);
+        assert!(text.contains("webhook/ceiling throughput: 90.0%"), "{text}");
+        assert!(text.contains("by CPU per request: 90.0%"), "{text}");
+        assert!(text.contains("p99 at 1000 req/s: 0.900 ms"), "{text}");
+        assert!(text.contains("idle RSS 10.0 MiB"), "{text}");
+        assert!(
+            !text.contains("note:"),
+            "an idle, saturated run needs no caveat: {text}"
+        );
+    }
 }

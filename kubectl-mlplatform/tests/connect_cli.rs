@@ -430,6 +430,7 @@ async fn disconnect_removes_exactly_what_connect_made() {
 async fn doctor_passes_after_connect_and_fails_with_fix_commands_after_a_binding_is_deleted() {
     let env = Env::new().await;
     env.connect(&[]).await.assert_ok();
+    env.seed_webhook_configurations();
     let doctor_args = [
         "doctor",
         "--profile",
@@ -642,14 +643,15 @@ async fn doctor_checks_the_webhook_configurations_and_probes_admission() {
         "-o",
         "json",
     ];
+    // No webhook: policy is not enforced, a failure with the install command as the fix.
     let before = env.run(&doctor_args).await;
-    before.assert_ok();
+    assert_eq!(before.code, 1, "{}", before.stderr);
     let checks = before.json()["checks"].clone();
     let warned: Vec<&Value> = checks
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["status"] == "warn")
+        .filter(|c| c["status"] == "fail")
         .collect();
     assert_eq!(warned.len(), 2, "{checks}");
     assert!(

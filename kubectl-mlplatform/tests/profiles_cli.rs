@@ -146,6 +146,7 @@ async fn sagemaker_operator_connect_rerun_doctor_disconnect() {
     assert_eq!(aws.get_role(&role_name).await.unwrap().unwrap(), role);
 
     // doctor: passes; the operator's CRDs absent is a warning with the install hint.
+    env.seed_webhook_configurations();
     let doctor = ["doctor", "--profile", "sagemaker-operator", "-o", "json"];
     let ok = env.run(&doctor).await;
     ok.assert_ok();
@@ -437,6 +438,7 @@ async fn arthur_connect_rerun_doctor_disconnect_restores_the_default_class() {
     );
 
     // doctor: no EBS CSI driver → fails with the add-on command; with it → passes.
+    env.seed_webhook_configurations();
     let doctor = [
         "doctor",
         "--profile",
@@ -646,6 +648,7 @@ async fn hopsworks_connect_rerun_doctor_disconnect_touch_only_our_policies() {
     assert_eq!(env.double.mutating_requests(), vec![]);
 
     // doctor passes (the manual step is repeated as a warning), then fails after sabotage.
+    env.seed_webhook_configurations();
     let doctor = [
         "doctor",
         "--profile",

@@ -1,6 +1,6 @@
 //! `doctor`: the same preflight as connect, a connect plan as the list of what is missing or
 //! drifted, SubjectAccessReviews for the RBAC outcome, and the webhook's presence and
-//! reachability (warnings until `webhook install` exists).
+//! reachability (failures, fixed by `kubectl mlplatform webhook install`).
 
 use std::process::ExitCode;
 
@@ -324,10 +324,10 @@ async fn webhook_checks(kube: &kube::Client, namespace: &str, plan: &Plan) -> Ve
             Ok(Some(_)) => checks.push(Check::pass(name)),
             Ok(None) => {
                 present = false;
-                checks.push(Check::warn(
+                checks.push(Check::fail(
                     name,
                     "not installed: namespace policy is not enforced",
-                    Some(WEBHOOK_FIX),
+                    WEBHOOK_FIX,
                 ));
             }
             Err(e) => {
@@ -376,6 +376,11 @@ async fn probe_pod(kube: &kube::Client, namespace: &str, user_sa: &str) -> Check
     };
     match api.create(&params, &pod).await {
         Ok(_) => Check::pass(name),
+        // The API server could not call the webhook: policy is not enforced. Other refusals
+        // (quota, a missing ServiceAccount) say nothing about the webhook.
+        Err(kube::Error::Api(s)) if s.message.contains("failed calling webhook") => {
+            Check::fail(name, one_line(&s.message), WEBHOOK_FIX)
+        }
         Err(e) => Check::warn(name, one_line(&e.to_string()), Some(WEBHOOK_FIX)),
     }
 }

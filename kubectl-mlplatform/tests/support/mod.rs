@@ -143,6 +143,20 @@ impl Env {
             .map(|cm| cm["data"].clone())
     }
 
+    /// What doctor sees after `webhook install`: both webhook configurations (with no
+    /// webhooks, so the double admits doctor's dry-run probe pod without calling anything).
+    pub fn seed_webhook_configurations(&self) {
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            self.double.apply_fixture(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+                "metadata": {"name": "mlplatform-webhook"}, "webhooks": [],
+            }));
+        }
+    }
+
     /// An aws-auth ConfigMap with a node role and an unrelated human mapping.
     pub fn seed_aws_auth(&self) {
         self.double.apply_fixture(json!({
