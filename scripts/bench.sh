@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make bench`: speed is measured here, never in timed tests. Loopback only, bounded in time.
+# `make bench`: speed is measured here, never in timed tests. Loopback only, bounded in time
+# (about a minute in all). Run it on an otherwise idle machine: the servers are pinned to core 0,
+# the load generator to core 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release
-echo "== webhook: pod-CREATE reviews over keep-alive HTTPS, server pinned to one core, vs a no-op axum+rustls ceiling"
-"$BIN/webhook-bench" --webhook-bin "$BIN/mlplatform-webhook" --ceiling-bin "$BIN/noop-ceiling" --kube-double-bin "$BIN/kube-double"
-if [ -x "$BIN/connect-bench" ]; then
-    echo
-    echo "== plugin: kubectl mlplatform connect against moto_server and the Kubernetes API double"
-    "$BIN/connect-bench" --plugin-bin "$BIN/kubectl-mlplatform"
-fi
+echo "== webhook: pod-CREATE AdmissionReviews over keep-alive HTTPS, server on one core,"
+echo "   against a no-op axum+rustls endpoint parsing into serde_json::Value (the ceiling)"
+"$BIN/webhook-bench" --bin-dir "$BIN" "$@"
+echo
+echo "== plugin: kubectl mlplatform connect --profile concurrent against moto_server and the API double"
+"$BIN/connect-bench" --plugin "$BIN/kubectl-mlplatform"

@@ -43,7 +43,9 @@ fi
 cat <<TXT
 webhook: https://127.0.0.1:8443 (/mutate, /validate), health: http://127.0.0.1:8080 (/healthz, /readyz, /metrics)
 try:  curl -s --cacert $RUN/ca.crt -H 'content-type: application/json' \\
-        --data @examples/pod-create-review.json https://127.0.0.1:8443/mutate
+        --data @examples/pod-create-review.json https://127.0.0.1:8443/mutate      # IRSA patch
+      curl -s --cacert $RUN/ca.crt -H 'content-type: application/json' \\
+        --data @examples/pod-default-sa-review.json https://127.0.0.1:8443/validate  # denied: wrong SA
       curl -s http://127.0.0.1:8080/metrics
 Ctrl-C stops it.
 TXT

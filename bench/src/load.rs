@@ -217,7 +217,7 @@ pub async fn fixed_rate(
             let mut k = worker as u64;
             while k < total {
                 let scheduled = started + interval.mul_f64(k as f64);
-                tokio::time::sleep_until(scheduled.into()).await;
+                sleep_precisely_until(scheduled).await;
                 one_request(&mut conn, &target, &check, scheduled, &mut out).await;
                 k += connections as u64;
             }
@@ -225,6 +225,20 @@ pub async fn fixed_rate(
         })
     });
     collect(futures::future::join_all(workers).await, started)
+}
+
+/// tokio's timer has millisecond granularity, which would add up to a millisecond to every
+/// open-loop sample; so sleep coarsely, then yield until the exact instant (the client has
+/// a core of its own).
+async fn sleep_precisely_until(until: Instant) {
+    if let Some(coarse) = until.checked_sub(Duration::from_millis(2))
+        && coarse > Instant::now()
+    {
+        tokio::time::sleep_until(coarse.into()).await;
+    }
+    while Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
 }
 
 fn collect(
