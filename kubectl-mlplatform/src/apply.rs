@@ -109,37 +109,7 @@ async fn apply_iam(
     }
     let aws = aws.ok_or(ApplyError::NoAws)?;
     for step in writes {
-        let result = match &step.action {
-            IamAction::None => Ok(()),
-            IamAction::CreateRole {
-                role,
-                path,
-                trust_policy,
-                description,
-                tags,
-            } => aws
-                .create_role(role, path, trust_policy, description, tags)
-                .await
-                .map(drop),
-            IamAction::UpdateTrust { role, trust_policy } => {
-                aws.update_trust_policy(role, trust_policy).await
-            }
-            IamAction::PutInlinePolicy {
-                role,
-                policy_name,
-                document,
-            } => aws.put_inline_policy(role, policy_name, document).await,
-            IamAction::DeleteInlinePolicy { role, policy_name } => {
-                aws.delete_inline_policy(role, policy_name).await
-            }
-            IamAction::AttachManagedPolicy { role, policy_arn } => {
-                aws.attach_managed_policy(role, policy_arn).await
-            }
-            IamAction::DetachManagedPolicy { role, policy_arn } => {
-                aws.detach_managed_policy(role, policy_arn).await
-            }
-            IamAction::DeleteRole { role } => aws.delete_role(role).await,
-        };
+        let result = apply_iam_action(aws, &step.action).await;
         result.map_err(|source| ApplyError::Aws {
             source,
             done: counter.done,
@@ -336,4 +306,39 @@ async fn kube_write(
         KubeAction::Delete => delete_object(kube, &step.key, dry_run).await?,
     }
     Ok(step.change)
+}
+
+/// Sends one IAM write; shared by connect's apply and `irsa create|delete`.
+pub async fn apply_iam_action(aws: &Aws, action: &IamAction) -> Result<(), AwsError> {
+    match action {
+        IamAction::None => Ok(()),
+        IamAction::CreateRole {
+            role,
+            path,
+            trust_policy,
+            description,
+            tags,
+        } => aws
+            .create_role(role, path, trust_policy, description, tags)
+            .await
+            .map(drop),
+        IamAction::UpdateTrust { role, trust_policy } => {
+            aws.update_trust_policy(role, trust_policy).await
+        }
+        IamAction::PutInlinePolicy {
+            role,
+            policy_name,
+            document,
+        } => aws.put_inline_policy(role, policy_name, document).await,
+        IamAction::DeleteInlinePolicy { role, policy_name } => {
+            aws.delete_inline_policy(role, policy_name).await
+        }
+        IamAction::AttachManagedPolicy { role, policy_arn } => {
+            aws.attach_managed_policy(role, policy_arn).await
+        }
+        IamAction::DetachManagedPolicy { role, policy_arn } => {
+            aws.detach_managed_policy(role, policy_arn).await
+        }
+        IamAction::DeleteRole { role } => aws.delete_role(role).await,
+    }
 }

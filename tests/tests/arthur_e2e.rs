@@ -5,7 +5,7 @@
 mod profile_e2e_support;
 
 use mlplatform_testkit::unique_name;
-use profile_e2e_support::{Cleanup, Plugin, failed_checks, with, writes};
+use profile_e2e_support::{Cleanup, Plugin, with, writes};
 
 const PROFILE: &str = "arthur";
 
@@ -46,11 +46,16 @@ fn arthur_connect_doctor_reconnect_disconnect() {
     let doctor = plugin.args("doctor", PROFILE, &with(&common, &["-o", "json"]));
     let (_, stdout, _) = plugin.run(&doctor);
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("doctor JSON");
-    let failed = failed_checks(&report);
-    assert!(
-        failed.iter().all(|c| c == "CSIDriver ebs.csi.aws.com"),
-        "{report}"
-    );
+    // The webhook is not installed either (no published image; webhook_e2e covers it).
+    let failed: Vec<&serde_json::Value> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .filter(|c| c["name"] != "CSIDriver ebs.csi.aws.com")
+        .filter(|c| c["fix"] != "kubectl mlplatform webhook install")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}\n{report}");
 
     let second = plugin.ok_json(&connect);
     assert!(writes(&second).is_empty(), "{second}");

@@ -127,8 +127,18 @@ fn connect_doctor_reconnect_disconnect_against_a_real_cluster() {
     );
 
     let doctor = with(&["--vendor-account", VENDOR, "-o", "json"], "doctor");
-    let report = plugin.ok_json(&args(&doctor));
-    assert_eq!(report["passed"], true, "{report}");
+    // The e2e cluster has no published webhook image to install (webhook_e2e covers the
+    // webhook), so the only failures allowed are the webhook's own.
+    let (code, stdout, stderr) = plugin.run(&args(&doctor));
+    assert!(code == 0 || code == 1, "doctor exited {code}: {stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("doctor -o json");
+    let other: Vec<&Value> = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["status"] == "fail" && c["fix"] != "kubectl mlplatform webhook install")
+        .collect();
+    assert!(other.is_empty(), "doctor failed on: {other:?}\n{report}");
 
     let second = plugin.ok_json(&args(&connect));
     let writes: Vec<&Value> = second["changes"]

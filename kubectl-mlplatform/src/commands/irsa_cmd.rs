@@ -26,7 +26,7 @@ use crate::kube_io::{
 };
 use crate::objects::{Kind, ObjectKey};
 use crate::output::{Progress, render_data, table, warn};
-use crate::plan::{ChangeRow, IamAction};
+use crate::plan::ChangeRow;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum IrsaCommand {
@@ -295,40 +295,6 @@ async fn untag_role(aws: &Aws, role: &str, keys: &[String]) -> Result<(), AwsErr
     Ok(())
 }
 
-async fn apply_iam(aws: &Aws, action: &IamAction) -> Result<(), AwsError> {
-    match action {
-        IamAction::None => Ok(()),
-        IamAction::CreateRole {
-            role,
-            path,
-            trust_policy,
-            description,
-            tags,
-        } => aws
-            .create_role(role, path, trust_policy, description, tags)
-            .await
-            .map(drop),
-        IamAction::UpdateTrust { role, trust_policy } => {
-            aws.update_trust_policy(role, trust_policy).await
-        }
-        IamAction::PutInlinePolicy {
-            role,
-            policy_name,
-            document,
-        } => aws.put_inline_policy(role, policy_name, document).await,
-        IamAction::DeleteInlinePolicy { role, policy_name } => {
-            aws.delete_inline_policy(role, policy_name).await
-        }
-        IamAction::AttachManagedPolicy { role, policy_arn } => {
-            aws.attach_managed_policy(role, policy_arn).await
-        }
-        IamAction::DetachManagedPolicy { role, policy_arn } => {
-            aws.detach_managed_policy(role, policy_arn).await
-        }
-        IamAction::DeleteRole { role } => aws.delete_role(role).await,
-    }
-}
-
 /// A plan with ServiceAccount writes but no client: `--role-only` plans have none, so a bug.
 fn no_kube(step: &crate::irsa::IrsaStep, done: usize, total: usize) -> ApplyError {
     ApplyError::Kube {
@@ -376,7 +342,9 @@ pub async fn apply_irsa(
             IrsaAction::None => {}
             IrsaAction::Iam(_) | IrsaAction::TagRole { .. } | IrsaAction::UntagRole { .. }
                 if iam_dry => {}
-            IrsaAction::Iam(action) => apply_iam(aws, action).await.map_err(aws_failed)?,
+            IrsaAction::Iam(action) => crate::apply::apply_iam_action(aws, action)
+                .await
+                .map_err(aws_failed)?,
             IrsaAction::TagRole { role, tags } => {
                 tag_role(aws, role, tags).await.map_err(aws_failed)?
             }
@@ -659,7 +627,7 @@ mod tests {
                 name: "r".into(),
                 namespace: None,
                 change: Change::Created,
-                action: IrsaAction::Iam(IamAction::DeleteRole { role: "r".into() }),
+                action: IrsaAction::Iam(crate::plan::IamAction::DeleteRole { role: "r".into() }),
             }],
             ..IrsaPlan::default()
         };
