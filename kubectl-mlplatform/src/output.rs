@@ -109,15 +109,15 @@ pub fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The human report: one row per object, then the values the vendor asks for.
-pub fn report_table(report: &Report, verb: &str) -> String {
+/// One row per object: kind, namespace, name, change.
+pub fn changes_table(changes: &[ChangeRow]) -> String {
     let mut rows = vec![vec![
         "KIND".to_owned(),
         "NAMESPACE".to_owned(),
         "NAME".to_owned(),
         "CHANGE".to_owned(),
     ]];
-    for c in &report.changes {
+    for c in changes {
         rows.push(vec![
             c.kind.clone(),
             c.namespace.clone().unwrap_or_default(),
@@ -125,7 +125,12 @@ pub fn report_table(report: &Report, verb: &str) -> String {
             c.change.to_string(),
         ]);
     }
-    let mut out = table(&rows);
+    table(&rows)
+}
+
+/// The human report: one row per object, then the values the vendor asks for.
+pub fn report_table(report: &Report, verb: &str) -> String {
+    let mut out = changes_table(&report.changes);
     let writes = report
         .changes
         .iter()

@@ -25,7 +25,7 @@ use crate::kube_io::{
     KubeIoError, create_object, delete_object, get_object, load_target, merge_patch_object,
 };
 use crate::objects::{Kind, ObjectKey};
-use crate::output::{Progress, render_data, table, warn};
+use crate::output::{Progress, changes_table, render_data, warn};
 use crate::plan::ChangeRow;
 
 #[derive(Debug, Clone, Subcommand)]
@@ -430,21 +430,7 @@ impl IrsaReport {
 }
 
 fn render_table(report: &IrsaReport, verb: &str) -> String {
-    let mut rows = vec![vec![
-        "KIND".to_owned(),
-        "NAMESPACE".to_owned(),
-        "NAME".to_owned(),
-        "CHANGE".to_owned(),
-    ]];
-    for c in &report.changes {
-        rows.push(vec![
-            c.kind.clone(),
-            c.namespace.clone().unwrap_or_default(),
-            c.name.clone(),
-            c.change.to_string(),
-        ]);
-    }
-    let mut out = table(&rows);
+    let mut out = changes_table(&report.changes);
     let writes = report
         .changes
         .iter()
