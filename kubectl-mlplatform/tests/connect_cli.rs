@@ -5,25 +5,7 @@ mod support;
 
 use mlplatform_namespace_policy::{MANAGED_LABEL, USER_SERVICE_ACCOUNT_ANNOTATION};
 use serde_json::{Value, json};
-use support::{Env, NS, VENDOR};
-
-fn changes_of(report: &Value) -> Vec<(String, String)> {
-    report["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                format!(
-                    "{}/{}",
-                    c["kind"].as_str().unwrap(),
-                    c["name"].as_str().unwrap()
-                ),
-                c["change"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
+use support::{Env, NS, VENDOR, changes_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_creates_everything_and_a_second_run_writes_nothing() {

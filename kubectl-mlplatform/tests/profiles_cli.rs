@@ -23,21 +23,7 @@ const SM_SA: &str = "sagemaker-k8s-operator-default";
 const SAGEMAKER_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSageMakerFullAccess";
 
 fn changes(report: &Value) -> BTreeMap<String, String> {
-    report["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                format!(
-                    "{}/{}",
-                    c["kind"].as_str().unwrap(),
-                    c["name"].as_str().unwrap()
-                ),
-                c["change"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    support::changes_of(report).into_iter().collect()
 }
 
 fn all(report: &Value, change: &str) -> bool {

@@ -169,3 +169,22 @@ impl Env {
         }));
     }
 }
+
+/// `kind/name` → change, in report order.
+pub fn changes_of(report: &Value) -> Vec<(String, String)> {
+    report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                format!(
+                    "{}/{}",
+                    c["kind"].as_str().unwrap(),
+                    c["name"].as_str().unwrap()
+                ),
+                c["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
