@@ -29,6 +29,9 @@ struct Args {
     /// e.g. `mlplatform-system/mlplatform-webhook=127.0.0.1:8443`.
     #[arg(long, value_name = "NAMESPACE/NAME=HOST:PORT", value_parser = parse_service_route)]
     route_service: Vec<(String, String, SocketAddr)>,
+    /// How long a deleted namespace stays Terminating, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    namespace_termination_ms: u64,
 }
 
 #[tokio::main]
@@ -46,6 +49,9 @@ async fn main() -> anyhow::Result<()> {
         let n = double.load_fixtures_file(path)?;
         tracing::info!(count = n, "fixtures loaded");
     }
+    double.set_namespace_termination_delay(std::time::Duration::from_millis(
+        args.namespace_termination_ms,
+    ));
     for (namespace, name, addr) in &args.route_service {
         double.route_service(namespace, name, *addr);
     }

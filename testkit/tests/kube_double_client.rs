@@ -1,13 +1,10 @@
 //! The kube double through kube's real client: typed, dynamic, watcher/reflector,
-//! metadata-only, SubjectAccessReview, errors and dry-run.
+//! metadata-only, errors and dry-run. (Namespace lifecycle, Pod admission and RBAC are in
+//! `kube_double_apiserver.rs`.)
 
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec, SubjectAccessReview,
-    SubjectAccessReviewSpec,
-};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
@@ -35,12 +32,6 @@ fn api_code(err: kube::Error) -> (u16, String) {
     }
 }
 
-async fn create_namespace(client: &kube::Client, name: &str) {
-    let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    nss.create(&PostParams::default(), &ns).await.unwrap();
-}
-
 #[tokio::test]
 async fn typed_crud_with_apiserver_errors() {
     let double = KubeDouble::start().await;
@@ -53,7 +44,8 @@ async fn typed_crud_with_apiserver_errors() {
         .unwrap();
     let meta = &created.metadata;
     assert!(meta.uid.is_some() && meta.creation_timestamp.is_some());
-    assert_eq!(meta.generation, Some(1));
+    assert_eq!(meta.generation, None, "ConfigMaps have no generation");
+    assert!(meta.managed_fields.is_some());
     assert_eq!(meta.namespace.as_deref(), Some("default"));
 
     let (code, reason) = api_code(
@@ -147,7 +139,10 @@ async fn typed_crud_with_apiserver_errors() {
     assert_eq!(listed.items.len(), 1);
 
     let deleted = cms.delete("a", &DeleteParams::default()).await.unwrap();
-    assert!(deleted.left().is_some(), "delete returns the object");
+    assert!(
+        deleted.right().is_some(),
+        "a ConfigMap delete answers with a Status"
+    );
     assert!(
         double
             .object("v1", "ConfigMap", Some("default"), "a")
@@ -247,30 +242,6 @@ async fn dry_run_validates_but_stores_nothing() {
         .filter(|r| r.is_dry_run())
         .collect();
     assert_eq!(dry_writes.len(), 4);
-}
-
-#[tokio::test]
-async fn namespace_delete_takes_its_objects() {
-    let double = KubeDouble::start().await;
-    let client = double.client();
-    create_namespace(&client, "team").await;
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
-    assert!(
-        sas.get("default").await.is_ok(),
-        "the default SA appears like in a real cluster"
-    );
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
-    cms.create(&PostParams::default(), &cm("x", json!({})))
-        .await
-        .unwrap();
-    let nss: Api<Namespace> = Api::all(client.clone());
-    nss.delete("team", &DeleteParams::default()).await.unwrap();
-    assert!(
-        double
-            .object("v1", "ConfigMap", Some("team"), "x")
-            .is_none()
-    );
-    assert!(nss.get_opt("team").await.unwrap().is_none());
 }
 
 /// Waits (at most 10s) until the reflector's store satisfies `pred`.
@@ -523,91 +494,6 @@ async fn metadata_get_list_and_watchers() {
 }
 
 #[tokio::test]
-async fn subject_access_reviews_use_stored_rbac() {
-    let double = KubeDouble::start().await;
-    let client = double.client();
-    double.apply_fixture(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "user", "namespace": "default"},
-        "rules": [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get"]}]
-    }));
-    double.apply_fixture(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "user", "namespace": "default"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "user"},
-        "subjects": [{"kind": "ServiceAccount", "name": "ml-user", "namespace": "default"}]
-    }));
-    let sars: Api<SubjectAccessReview> = Api::all(client.clone());
-    let ask = |ns: &str, group: &str, resource: &str, verb: &str| SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: Some("system:serviceaccount:default:ml-user".into()),
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some(ns.into()),
-                group: Some(group.into()),
-                resource: Some(resource.into()),
-                verb: Some(verb.into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let yes = sars
-        .create(
-            &PostParams::default(),
-            &ask("default", "batch", "jobs", "create"),
-        )
-        .await
-        .unwrap();
-    let status = yes.status.unwrap();
-    assert!(status.allowed, "{status:?}");
-    assert!(
-        status
-            .reason
-            .unwrap()
-            .contains("RoleBinding \"user/default\"")
-    );
-    for (ns, group, resource, verb) in [
-        ("other", "batch", "jobs", "create"),
-        ("default", "", "jobs", "create"),
-        ("default", "batch", "jobs", "delete"),
-    ] {
-        let no = sars
-            .create(&PostParams::default(), &ask(ns, group, resource, verb))
-            .await
-            .unwrap();
-        assert!(
-            !no.status.unwrap().allowed,
-            "{ns} {group} {resource} {verb}"
-        );
-    }
-
-    let ssars: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let me = SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                verb: Some("delete".into()),
-                resource: Some("nodes".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    assert!(
-        ssars
-            .create(&PostParams::default(), &me)
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .allowed
-    );
-    assert!(double.mutating_requests().is_empty(), "reviews are reads");
-    assert_eq!(double.requests().len(), 5);
-}
-
-#[tokio::test]
 async fn injected_failures_hit_the_next_matching_requests_only() {
     let double = KubeDouble::start().await;
     double.apply_fixture(json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -845,86 +731,4 @@ async fn server_stops_when_the_last_clone_drops() {
     drop(clone);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(cms.list(&ListParams::default()).await.is_err());
-}
-
-#[tokio::test]
-async fn impersonated_requests_are_authorized_by_rbac() {
-    let double = KubeDouble::start().await;
-    create_namespace(&double.client(), "team").await;
-    double.apply_fixture(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "cm-reader", "namespace": "team"},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]
-    }));
-    double.apply_fixture(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "cm-reader", "namespace": "team"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "vendor", "namespace": "team"}]
-    }));
-    let vendor = double.client_as("system:serviceaccount:team:vendor", &[]);
-    let team: Api<ConfigMap> = Api::namespaced(vendor.clone(), "team");
-    assert!(team.list(&ListParams::default()).await.is_ok());
-    let err = team
-        .create(&PostParams::default(), &cm("x", json!({})))
-        .await
-        .unwrap_err();
-    match err {
-        kube::Error::Api(s) => {
-            assert_eq!(s.code, 403);
-            assert_eq!(
-                s.message,
-                "configmaps is forbidden: User \"system:serviceaccount:team:vendor\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team\""
-            );
-        }
-        other => panic!("{other:?}"),
-    }
-    let elsewhere: Api<ConfigMap> = Api::namespaced(vendor.clone(), "default");
-    assert_eq!(
-        api_code(elsewhere.list(&ListParams::default()).await.unwrap_err()).0,
-        403
-    );
-    assert!(
-        double.list_objects("v1", "ConfigMap").is_empty(),
-        "nothing was written"
-    );
-
-    // A self review answers for the impersonated user.
-    let ssars: Api<SelfSubjectAccessReview> = Api::all(vendor.clone());
-    let ask = |verb: &str| SelfSubjectAccessReview {
-        spec: SelfSubjectAccessReviewSpec {
-            resource_attributes: Some(ResourceAttributes {
-                namespace: Some("team".into()),
-                verb: Some(verb.into()),
-                resource: Some("configmaps".into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    assert!(
-        ssars
-            .create(&PostParams::default(), &ask("watch"))
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .allowed
-    );
-    assert!(
-        !ssars
-            .create(&PostParams::default(), &ask("delete"))
-            .await
-            .unwrap()
-            .status
-            .unwrap()
-            .allowed
-    );
-    // system:masters may do anything.
-    let admin_again = double.client_as("someone", &["system:masters"]);
-    Api::<ConfigMap>::namespaced(admin_again, "team")
-        .create(&PostParams::default(), &cm("ok", json!({})))
-        .await
-        .unwrap();
 }

@@ -302,7 +302,7 @@ pub fn review_request(attrs: &Attributes, uid: &str) -> Value {
         "requestResource": resource,
         "name": attrs.name,
         "operation": attrs.operation.as_str(),
-        "userInfo": {"username": super::server::ADMIN_USER, "groups": ["system:masters", "system:authenticated"]},
+        "userInfo": {"username": super::request::ADMIN_USER, "groups": ["system:masters", "system:authenticated"]},
         "object": attrs.object.clone().unwrap_or(Value::Null),
         "oldObject": attrs.old_object.clone().unwrap_or(Value::Null),
         "dryRun": attrs.dry_run,

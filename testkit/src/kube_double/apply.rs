@@ -4,8 +4,8 @@
 //! value is a conflict unless forced, when ownership moves.
 //!
 //! Simplifications: lists and scalars are atomic leaves (the apiserver merges lists with
-//! merge keys element by element); only apply operations take ownership (the apiserver also
-//! records `Update` managers); `metadata.managedFields` is not returned.
+//! merge keys element by element). Ownership is read from `metadata.managedFields` (see
+//! `managed`); only `Apply` managers conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +33,8 @@ fn is_identity(path: &[String]) -> bool {
                     | "creationTimestamp"
                     | "generation"
                     | "managedFields"
+                    | "deletionTimestamp"
+                    | "deletionGracePeriodSeconds"
             ]
     )
 }
@@ -68,18 +70,19 @@ fn dotted(path: &[String]) -> String {
     path.iter().map(|k| format!(".{k}")).collect()
 }
 
-/// Fields of `applied` owned by another manager with a different current value.
+/// Fields of `applied` owned by another manager with a different current value, as
+/// `(manager, .dotted.path)`.
 pub fn conflicts(
     existing: &Value,
     applied: &Value,
     new_paths: &FieldSet,
     others: &BTreeMap<String, FieldSet>,
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for path in new_paths {
         for (manager, owned) in others {
             if owned.contains(path) && value_at(existing, path) != value_at(applied, path) {
-                out.push(format!("conflict with \"{manager}\": {}", dotted(path)));
+                out.push((manager.clone(), dotted(path)));
             }
         }
     }
@@ -188,7 +191,10 @@ mod tests {
         let others = owned(&[("helm", json!({"spec": {"replicas": 2}}))]);
         let applied = json!({"spec": {"replicas": 3, "paused": false}});
         let found = conflicts(&existing, &applied, &leaf_paths(&applied), &others);
-        assert_eq!(found, vec!["conflict with \"helm\": .spec.replicas"]);
+        assert_eq!(
+            found,
+            vec![("helm".to_string(), ".spec.replicas".to_string())]
+        );
         let same = json!({"spec": {"replicas": 2}});
         assert!(conflicts(&existing, &same, &leaf_paths(&same), &others).is_empty());
     }

@@ -4,10 +4,11 @@
 use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-use super::rbac::{self, RbacObjects, UserInfo};
+use super::managed::{self, Manager};
+use super::rbac::{self, Decision, RbacObjects, UserInfo};
+use super::request::{ADMIN_USER, ApiRequest, Shared, Target, lock};
 use super::resources::ResourceType;
-use super::server::{ADMIN_USER, ApiRequest, Shared, Target, lock};
-use super::status::ApiError;
+use super::status::{self, ApiError};
 use super::store::Store;
 
 /// The impersonated user, if the request names one.
@@ -116,21 +117,30 @@ pub fn authorize_impersonated(
             who.user, rt.group
         ),
     );
-    err.details = Some(Box::new(
-        json!({"name": name, "group": rt.group, "kind": rt.plural}),
-    ));
+    err.details = Some(Box::new(status::details(&rt.group, &rt.plural, &name)));
     Err(err)
 }
 
+/// An access review's status: the apiserver gives a reason only for what RBAC allowed
+/// (not for denials, nor for system:masters).
+fn access_status(decision: &Decision) -> Value {
+    if decision.allowed && decision.reason.starts_with("RBAC:") {
+        json!({"allowed": true, "reason": decision.reason})
+    } else {
+        json!({"allowed": decision.allowed})
+    }
+}
+
 /// SubjectAccessReview and friends: evaluated, echoed back with a status, never stored.
+/// Like any create, the answer carries the writer's managedFields.
 pub fn review(
     shared: &Shared,
     rt: &ResourceType,
     namespace: Option<&str>,
-    body: Value,
-    impersonated: Option<&UserInfo>,
+    request: &ApiRequest,
 ) -> Result<Value, ApiError> {
-    let mut out = body;
+    let impersonated = request.impersonate.as_ref();
+    let mut out = request.json_body()?;
     if !out.is_object() {
         return Err(ApiError::bad_request("the review must be a JSON object"));
     }
@@ -139,6 +149,8 @@ pub fn review(
     if !out["metadata"].is_object() {
         out["metadata"] = json!({});
     }
+    let who = Manager::Update(request.manager());
+    managed::record(&mut out, None, &who, &rt.api_version(), false);
     let spec = out.get("spec").cloned().unwrap_or(json!({}));
     match rt.kind.as_str() {
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
@@ -181,26 +193,23 @@ pub fn review(
                     )],
                 ));
             }
-            let request = rbac::Request::from_sar_spec(&spec, namespace).ok_or_else(|| {
+            let attributes = rbac::Request::from_sar_spec(&spec, namespace).ok_or_else(|| {
                 ApiError::bad_request("exactly one of spec.resourceAttributes and spec.nonResourceAttributes must be set")
             })?;
             let objects = rbac_objects(&lock(&shared.store));
-            let decision = rbac::authorize(&objects, &who, &request);
-            out["status"] = json!({"allowed": decision.allowed, "reason": decision.reason});
+            let decision = rbac::authorize(&objects, &who, &attributes);
+            out["status"] = access_status(&decision);
         }
         "SelfSubjectAccessReview" => match impersonated {
-            None => {
-                out["status"] = json!({
-                    "allowed": true,
-                    "reason": format!("the kube double's kubeconfig user \"{ADMIN_USER}\" is in system:masters"),
-                });
-            }
+            // The kubeconfig user is in system:masters: allowed, with no reason given.
+            None => out["status"] = json!({"allowed": true}),
             Some(who) => {
-                let request = rbac::Request::from_sar_spec(&spec, None).ok_or_else(|| {
+                let attributes = rbac::Request::from_sar_spec(&spec, None).ok_or_else(|| {
                     ApiError::bad_request("exactly one of spec.resourceAttributes and spec.nonResourceAttributes must be set")
                 })?;
-                let decision = rbac::authorize(&rbac_objects(&lock(&shared.store)), who, &request);
-                out["status"] = json!({"allowed": decision.allowed, "reason": decision.reason});
+                let decision =
+                    rbac::authorize(&rbac_objects(&lock(&shared.store)), who, &attributes);
+                out["status"] = access_status(&decision);
             }
         },
         "SelfSubjectReview" => {

@@ -2,7 +2,7 @@
 //! fields nobody sent. Code that compares "desired" with "stored" must cope with that, and
 //! a lax double would hide it. Covers the kinds our product writes: Services, workloads'
 //! pod templates, Pods, webhook configurations, StorageClasses, CSIDrivers.
-//! (Not modelled: Job/CronJob defaults, and admission-added Pod fields such as tolerations.)
+//! (Not modelled: Job/CronJob defaults. What admission adds to Pods is in `pod_admission`.)
 
 use serde_json::{Value, json};
 
@@ -73,6 +73,56 @@ pub fn pod_spec_defaults(spec: &mut Value) {
     default_at(spec, &["schedulerName"], json!("default-scheduler"));
     each_in(spec, "containers", container_defaults);
     each_in(spec, "initContainers", container_defaults);
+    mirror_service_account(spec);
+}
+
+/// v1 conversion keeps the deprecated `serviceAccount` equal to `serviceAccountName`
+/// (reading the old field when only it is set).
+fn mirror_service_account(spec: &mut Value) {
+    let text = |spec: &Value, f: &str| {
+        spec.get(f)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let name = text(spec, "serviceAccountName").or_else(|| text(spec, "serviceAccount"));
+    match (name, spec.as_object_mut()) {
+        (Some(name), Some(map)) => {
+            map.insert("serviceAccountName".to_string(), json!(name));
+            map.insert("serviceAccount".to_string(), json!(name));
+        }
+        (None, Some(map)) => {
+            map.remove("serviceAccount");
+        }
+        _ => {}
+    }
+}
+
+/// What only Pods get (not pod templates): `enableServiceLinks`, and requests defaulted
+/// from limits.
+fn pod_only_defaults(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").filter(|s| s.is_object()) else {
+        return;
+    };
+    default_at(spec, &["enableServiceLinks"], json!(true));
+    let requests_from_limits = |container: &mut Value| {
+        let Some(limits) = container
+            .pointer("/resources/limits")
+            .and_then(Value::as_object)
+            .cloned()
+        else {
+            return;
+        };
+        for (resource, quantity) in limits {
+            default_at(
+                container,
+                &["resources", "requests", resource.as_str()],
+                quantity,
+            );
+        }
+    };
+    each_in(spec, "containers", requests_from_limits);
+    each_in(spec, "initContainers", requests_from_limits);
 }
 
 fn template_spec(object: &mut Value, path: &[&str]) {
@@ -113,6 +163,39 @@ fn cluster_ip(namespace: &str, name: &str) -> String {
     format!("10.96.{}.{}", (hash >> 8) % 256, (hash % 254) + 1)
 }
 
+/// What every namespace carries: its name label, the `kubernetes` finalizer, a phase.
+pub fn namespace_defaults(object: &mut Value, name: &str) {
+    set_at(
+        object,
+        &["metadata", "labels", "kubernetes.io/metadata.name"],
+        json!(name),
+    );
+    default_at(object, &["spec", "finalizers"], json!(["kubernetes"]));
+    default_at(object, &["status", "phase"], json!("Active"));
+}
+
+/// Sets `object[path]` to `value`, making the parents objects where they are not (a
+/// malformed stored object must not make the server panic).
+pub fn set_at(object: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cursor = object;
+    for key in parents {
+        if !cursor.is_object() {
+            *cursor = json!({});
+        }
+        if !cursor.get(*key).is_some_and(Value::is_object) {
+            cursor[*key] = json!({});
+        }
+        cursor = &mut cursor[*key];
+    }
+    if !cursor.is_object() {
+        *cursor = json!({});
+    }
+    cursor[*last] = value;
+}
+
 /// Applies the apiserver's defaults for `(group, kind)` to `object`.
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
     match (group, kind) {
@@ -148,7 +231,10 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 default_at(port, &["targetPort"], number);
             });
         }
-        ("", "Pod") => template_spec(object, &["spec"]),
+        ("", "Pod") => {
+            template_spec(object, &["spec"]);
+            pod_only_defaults(object);
+        }
         ("apps", "Deployment") => {
             default_at(object, &["spec", "replicas"], json!(1));
             default_at(object, &["spec", "revisionHistoryLimit"], json!(10));
@@ -262,6 +348,27 @@ mod tests {
         let again = d.clone();
         apply("apps", "Deployment", &mut d);
         assert_eq!(d, again, "defaulting is idempotent");
+    }
+
+    #[test]
+    fn service_account_is_mirrored_and_pods_get_their_own_defaults() {
+        let mut d = json!({"spec": {"template": {"spec": {"serviceAccountName": "user", "containers": []}}}});
+        apply("apps", "Deployment", &mut d);
+        assert_eq!(d["spec"]["template"]["spec"]["serviceAccount"], "user");
+        assert!(
+            d["spec"]["template"]["spec"]
+                .get("enableServiceLinks")
+                .is_none()
+        );
+        let mut p = json!({"spec": {"serviceAccount": "old", "containers": [
+            {"name": "c", "image": "i", "resources": {"limits": {"cpu": "1"}}}]}});
+        apply("", "Pod", &mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "old");
+        assert_eq!(p["spec"]["enableServiceLinks"], true);
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "1"
+        );
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! An in-memory Kubernetes API server over plain HTTP, reached through kube's real client
-//! and real kubectl, behaving like kube-apiserver wherever our code can observe it.
+//! and real kubectl, behaving like kube-apiserver wherever our code can observe it. It is
+//! held to a recording of kube-apiserver v1.36.2 (`scripts/conformance.sh`, run by
+//! `make test`; accepted differences in `testkit/conformance-allow.txt`).
 //!
 //! What it does: discovery (`/api`, `/apis`, `/version`), CRUD on built-in resources and
 //! on resources of stored CRDs, one global resourceVersion, optimistic concurrency (stale
 //! PUT → 409), merge / JSON / strategic-merge (approximated: lists of named objects merge by
 //! name) patches, server-side apply with per-manager field ownership (re-applying without
 //! a field removes it; conflicts with other appliers → 409 unless `force`), `dryRun=All`,
-//! `/status` subresources, finalizers, namespace deletion that takes the contents, label and
+//! `/status` subresources, finalizers, propagation policies, namespace deletion, label and
 //! field selectors, watches with history replay, bookmarks and 410 Gone, metadata-only
 //! (`PartialObjectMetadata`) and Table responses, SubjectAccessReviews decided by real RBAC
 //! over stored Roles and bindings, and admission webhooks from stored webhook
@@ -20,24 +22,42 @@
 //! Stored objects carry the apiserver's defaults (Services get a clusterIP and port
 //! protocols, workloads their strategy and pod-template defaults, webhook configurations
 //! their timeouts and selectors...), so "desired == stored" comparisons meet real objects.
+//! Answers have the real server's shape: `metadata.managedFields` on every object (the
+//! `fieldManager`, else the User-Agent's first word), `metadata.generation` only on kinds
+//! that have one, list items without `kind`/`apiVersion` (custom resources keep theirs), a
+//! `Status` for an immediate DELETE of kinds whose registry does not return the object
+//! (ConfigMaps, Deployments, RBAC...), error `details` with causes and reasons, and a
+//! plain-text `404 page not found` for API groups nobody serves.
 //!
-//! Pods go through the built-in ServiceAccount admission: no `serviceAccountName` means
-//! `default`, and a Pod whose ServiceAccount does not exist is refused with 403, before any
-//! webhook sees it.
+//! Pods go through the built-in admission plugins before any webhook sees them:
+//! ServiceAccount (no `serviceAccountName` means `default`; a missing ServiceAccount is a
+//! 403; a `kube-api-access-<random>` projected token volume mounted in every container),
+//! DefaultTolerationSeconds and Priority; they are created `Pending` with a QoS class.
+//! Mutating webhooks see a new object as the apiserver sends it (no uid, no generated name
+//! yet), validating webhooks see it as created.
+//!
+//! Deleting a namespace makes it `Terminating` and removes its contents at once; creates
+//! into it get 403 with cause `NamespaceTerminating`, and a namespace controller removes the
+//! namespace after [`KubeDouble::set_namespace_termination_delay`] (1 s by default) once
+//! nothing is left in it. `default`, `kube-system` and `kube-public` cannot be deleted.
+//! Foreground and orphan deletion add their `foregroundDeletion`/`orphan` finalizer to the
+//! object they answer with; the garbage collector's work then happens at once.
 //!
 //! A fresh double holds what a fresh cluster has: namespaces `default`, `kube-system`,
 //! `kube-public`, `kube-node-lease`, each with a `default` ServiceAccount created on
 //! namespace creation (as the serviceaccount controller does), and the `cluster-admin`
 //! ClusterRole bound to `system:masters`.
 //!
-//! What it does not model: authentication (every request is the admin), controllers
-//! (nothing runs: Deployments get no Pods, statuses change only when a test writes them),
+//! What it does not model: authentication (every request is the admin), controllers other
+//! than the namespace controller and garbage collection (Deployments get no Pods, statuses
+//! change only when a test writes them), the `kube-root-ca.crt` ConfigMaps,
 //! OpenAPI documents and schemas. Validation covers names, labels, annotations, immutable
 //! fields, and the required fields and cross-field rules of the kinds our product writes
 //! (workload selectors vs template labels, binding subjects and roleRef, RBAC rules,
 //! webhook configurations, ConfigMap/Secret keys), not every field of every kind.
 //! Garbage collection through ownerReferences happens at once rather than in the
 //! background; list pages (`limit`/`continue`) read the current state, not a snapshot.
+//! Field ownership treats lists as atomic, and only `Apply` managers conflict.
 //!
 //! Protobuf is not spoken. kubectl reads work (it accepts JSON back), and so do
 //! `kubectl apply --server-side --validate=false` (apply sends YAML), `kubectl apply
@@ -62,106 +82,41 @@ mod admission;
 mod apply;
 mod authz;
 mod defaults;
+mod kinds;
+mod managed;
+mod pod_admission;
 mod rbac;
+mod recording;
 mod render;
+mod request;
 mod resources;
 mod selectors;
 mod server;
 mod status;
 mod store;
+mod time;
 mod validation;
 mod watch_stream;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 pub use rbac::{Decision, RbacObjects, Request as AccessRequest, UserInfo, authorize};
+pub use recording::RecordedRequest;
 pub use status::ApiError;
 pub use store::strategic_merge;
 
-use server::{Shared, lock};
+use recording::InjectedFailure;
+use request::{Shared, lock};
 use store::Store;
 
-/// One HTTP request the double received.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedRequest {
-    /// Upper case: GET, POST, PUT, PATCH, DELETE.
-    pub method: String,
-    pub path: String,
-    /// The raw query string, without `?` ("" when none).
-    pub query: String,
-    pub content_type: Option<String>,
-    /// The body, when it was JSON (or YAML for apply patches).
-    pub body: Option<Value>,
-}
-
-/// Review resources whose POST is a question, not a write.
-const REVIEW_PLURALS: &[&str] = &[
-    "subjectaccessreviews",
-    "selfsubjectaccessreviews",
-    "localsubjectaccessreviews",
-    "tokenreviews",
-    "selfsubjectreviews",
-];
-
-impl RecordedRequest {
-    /// POST/PUT/PATCH/DELETE, except review creates (those are reads).
-    pub fn is_mutating(&self) -> bool {
-        let write = matches!(self.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-        let last = self
-            .path
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or("");
-        write && !(self.method == "POST" && REVIEW_PLURALS.contains(&last))
-    }
-
-    /// A decoded query parameter.
-    pub fn query_param(&self, key: &str) -> Option<String> {
-        self.query
-            .split('&')
-            .filter_map(|p| p.split_once('=').or(Some((p, ""))))
-            .find(|(k, _)| server::percent_decode(k) == key)
-            .map(|(_, v)| server::percent_decode(v))
-    }
-
-    /// Whether the request was a dry run (validated, not stored): `dryRun=All` in the
-    /// query, or `dryRun: ["All"]` in a DELETE's DeleteOptions body.
-    pub fn is_dry_run(&self) -> bool {
-        self.query_param("dryRun").as_deref() == Some("All")
-            || self
-                .body
-                .as_ref()
-                .and_then(|b| b.get("dryRun"))
-                .and_then(Value::as_array)
-                .is_some_and(|v| v.iter().any(|x| x == "All"))
-    }
-}
-
-/// A failure to answer the next `remaining` requests matching method and path with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InjectedFailure {
-    method: String,
-    path: String,
-    status: u16,
-    remaining: usize,
-}
-
-impl InjectedFailure {
-    fn matches(&self, method: &str, path: &str) -> bool {
-        let method_ok = self.method == "*" || self.method.eq_ignore_ascii_case(method);
-        let path_ok = match self.path.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => self.path == path,
-        };
-        method_ok && path_ok && self.remaining > 0
-    }
-}
+/// How often the namespace controller looks for namespaces to finish deleting.
+const CONTROLLER_TICK: Duration = Duration::from_millis(50);
 
 /// A fixture that cannot be stored.
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +188,7 @@ impl KubeDouble {
         let app = axum::Router::new()
             .fallback(server::handle)
             .with_state(shared.clone());
+        spawn_namespace_controller(shared.clone(), shutdown_rx.clone());
         let mut stop = shutdown_rx;
         tokio::spawn(async move {
             // Graceful: stop accepting, close idle keep-alive connections; open watches end
@@ -458,6 +414,12 @@ impl KubeDouble {
         lock(&self.inner.shared.routes).insert((namespace.to_string(), name.to_string()), addr);
     }
 
+    /// How long a deleted namespace stays `Terminating` (default 1 s) before the
+    /// namespace controller removes it; its contents go at once.
+    pub fn set_namespace_termination_delay(&self, delay: Duration) {
+        lock(&self.inner.shared.store).set_namespace_termination_delay(delay);
+    }
+
     /// The current (latest) resourceVersion.
     pub fn resource_version(&self) -> u64 {
         lock(&self.inner.shared.store).current_rv()
@@ -468,6 +430,21 @@ impl KubeDouble {
     pub fn compact_history(&self) {
         lock(&self.inner.shared.store).compact_history();
     }
+}
+
+/// The namespace controller: finishes namespace deletions once their delay has passed,
+/// until the double shuts down.
+fn spawn_namespace_controller(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CONTROLLER_TICK) => {
+                    lock(&shared.store).run_namespace_controller(Instant::now());
+                }
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            }
+        }
+    });
 }
 
 /// Parses `NAMESPACE/NAME=HOST:PORT` (the `kube-double --route-service` argument).
@@ -508,34 +485,5 @@ mod tests {
         for bad in ["x", "ns=127.0.0.1:1", "/n=127.0.0.1:1", "ns/n=localhost"] {
             assert!(parse_service_route(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn recorded_requests_classify_writes() {
-        let req = |method: &str, path: &str, query: &str| RecordedRequest {
-            method: method.into(),
-            path: path.into(),
-            query: query.into(),
-            content_type: None,
-            body: None,
-        };
-        assert!(req("PUT", "/api/v1/namespaces/a/configmaps/b", "").is_mutating());
-        assert!(!req("GET", "/api/v1/namespaces", "").is_mutating());
-        assert!(
-            !req(
-                "POST",
-                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                ""
-            )
-            .is_mutating()
-        );
-        assert!(!req("POST", "/apis/authentication.k8s.io/v1/tokenreviews", "").is_mutating());
-        let dry = req(
-            "POST",
-            "/api/v1/namespaces/a/configmaps",
-            "fieldManager=x&dryRun=All",
-        );
-        assert!(dry.is_mutating() && dry.is_dry_run());
-        assert_eq!(dry.query_param("fieldManager").as_deref(), Some("x"));
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::resources::ResourceType;
 use super::status::ApiError;
+use super::time::{now_rfc3339, rfc3339_secs};
 
 /// How the client wants objects back (the Accept header's `as=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,10 @@ pub fn metadata_only(object: &Value) -> Value {
 }
 
 pub fn render(object: Value, shape: Shape) -> Value {
+    if object.get("kind").and_then(Value::as_str) == Some("Status") {
+        // A DELETE's Status answer is what it is, whatever shape was asked for.
+        return object;
+    }
     match shape {
         Shape::Metadata => metadata_only(&object),
         Shape::Full | Shape::Table => object,
@@ -156,9 +161,21 @@ pub fn render_list(rt: &ResourceType, items: Vec<Value>, rv: u64, shape: Shape) 
             "apiVersion": rt.api_version(),
             "kind": format!("{}List", rt.kind),
             "metadata": metadata,
-            "items": items,
+            "items": items.into_iter().map(|item| list_item(item, rt)).collect::<Vec<_>>(),
         }),
     }
+}
+
+/// A list item as the apiserver encodes it: built-in kinds without kind/apiVersion (the
+/// list names the type once); custom resources keep theirs.
+fn list_item(mut item: Value, rt: &ResourceType) -> Value {
+    if !rt.custom
+        && let Some(map) = item.as_object_mut()
+    {
+        map.remove("kind");
+        map.remove("apiVersion");
+    }
+    item
 }
 
 /// A meta.k8s.io/v1 Table (what kubectl asks for): name, namespace-phase for namespaces, age.
@@ -199,7 +216,7 @@ fn age(timestamp: Option<&str>) -> String {
     let Some(ts) = timestamp else {
         return "<unknown>".to_string();
     };
-    let now = super::store::now_rfc3339();
+    let now = now_rfc3339();
     // Both are `YYYY-MM-DDTHH:MM:SSZ`; compare via seconds since epoch.
     match (rfc3339_secs(ts), rfc3339_secs(&now)) {
         (Some(then), Some(now)) => {
@@ -213,20 +230,6 @@ fn age(timestamp: Option<&str>) -> String {
         }
         _ => "<unknown>".to_string(),
     }
-}
-
-fn rfc3339_secs(ts: &str) -> Option<u64> {
-    let num = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
 #[cfg(test)]
@@ -280,15 +283,5 @@ mod tests {
                 .code,
             400
         );
-    }
-
-    #[test]
-    fn timestamps_round_trip() {
-        for secs in [0u64, 951_782_400, 1_700_000_000] {
-            assert_eq!(
-                rfc3339_secs(&super::super::store::rfc3339(secs)),
-                Some(secs)
-            );
-        }
     }
 }

@@ -32,6 +32,9 @@ pub struct ResourceType {
     pub has_status: bool,
     /// Create-only review resources (SubjectAccessReview, TokenReview...): evaluated, never stored.
     pub review_only: bool,
+    /// Served from a CustomResourceDefinition: list items keep kind/apiVersion, every
+    /// object has a generation, an immediate DELETE answers with a Status.
+    pub custom: bool,
 }
 
 impl ResourceType {
@@ -89,6 +92,7 @@ impl ResourceType {
                 .unwrap_or_default(),
             has_status,
             review_only: false,
+            custom: true,
         })
     }
 
@@ -381,6 +385,10 @@ const BUILT_IN: &[Row] = &[
     ),
 ];
 
+/// Groups in the built-in table that a real cluster serves from CRDs (cert-manager is
+/// assumed installed): they behave as custom resources.
+const CUSTOM_GROUPS: &[&str] = &["cert-manager.io"];
+
 /// Review resources: POST evaluates, nothing is stored.
 const REVIEWS: &[(&str, &str, &str, bool)] = &[
     (
@@ -428,6 +436,7 @@ pub fn built_in() -> Vec<ResourceType> {
             short_names: short.iter().map(|s| s.to_string()).collect(),
             has_status,
             review_only: false,
+            custom: CUSTOM_GROUPS.contains(&group),
         },
     );
     let reviews = REVIEWS
@@ -442,6 +451,7 @@ pub fn built_in() -> Vec<ResourceType> {
             short_names: Vec::new(),
             has_status: false,
             review_only: true,
+            custom: false,
         });
     stored.chain(reviews).collect()
 }

@@ -1,103 +1,30 @@
-//! HTTP translation around the store: path routing, query parameters, request recording,
-//! injected failures, and the write paths (with admission when webhooks are configured).
-//! Rendering, watch streams and authorization live in `render`, `watch_stream` and `authz`.
+//! HTTP translation around the store: path routing, request recording, injected
+//! failures, and the write paths (with admission when webhooks are configured).
+//! Rendering, watch streams and authorization live in `render`, `watch_stream` and `authz`;
+//! the request types they share live in `request`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 use super::admission::{self, Attributes, Operation};
 use super::authz::{authorize_impersonated, impersonation, review};
-use super::rbac::UserInfo;
-use super::render::{Shape, paginate, render, render_list, shape_of};
-use super::resources::{self, ResourceType};
+use super::managed::Manager;
+use super::recording::RecordedRequest;
+use super::render::{paginate, render, render_list, shape_of};
+use super::request::{ApiRequest, Query, Shared, Target, lock, parse_body};
+use super::resources;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::store::{ApplyOptions, Part, PatchType, Store};
+use super::store::{Part, PatchType, Store};
 use super::watch_stream::watch_response;
-use super::{InjectedFailure, RecordedRequest};
 
 /// Request bodies above this are refused with 413, as the apiserver does (3 MiB + slack).
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
-
-/// The kubeconfig user of the double: allowed everything (a member of system:masters).
-pub const ADMIN_USER: &str = "admin";
-
-/// State shared by the handle and the server task.
-pub struct Shared {
-    pub store: Mutex<Store>,
-    /// Service (namespace, name) → address, for admission webhooks behind Services.
-    pub routes: Mutex<HashMap<(String, String), SocketAddr>>,
-    pub requests: Mutex<Vec<RecordedRequest>>,
-    pub failures: Mutex<Vec<InjectedFailure>>,
-    pub shutdown: watch::Receiver<bool>,
-    pub addr: SocketAddr,
-}
-
-/// Locks a mutex, recovering the data if a panicking test thread poisoned it.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Decoded query parameters, in order.
-pub struct Query(Vec<(String, String)>);
-
-impl Query {
-    pub fn parse(raw: &str) -> Query {
-        Query(
-            raw.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                    (percent_decode(k), percent_decode(v))
-                })
-                .collect(),
-        )
-    }
-
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
-    }
-}
-
-/// `application/x-www-form-urlencoded` decoding: `%XX` and `+`.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
@@ -109,6 +36,15 @@ fn json_response(code: u16, body: &Value) -> Response {
 
 fn error_response(err: &ApiError) -> Response {
     json_response(err.code, &err.to_status())
+}
+
+/// What the apiserver's mux answers for a path no API group serves: plain text.
+fn page_not_found() -> Response {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from("404 page not found\n"))
+        .unwrap_or_default()
 }
 
 /// The axum fallback handler: every request comes here.
@@ -165,11 +101,17 @@ pub async fn handle(State(shared): State<Arc<Shared>>, request: http::Request<Bo
         ));
     }
     let query = Query::parse(&raw_query);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let request = ApiRequest {
         method: parts.method,
         path,
         query,
         content_type,
+        user_agent,
         shape: shape_of(&parts.headers),
         impersonate: match impersonation(&parts.headers) {
             Ok(who) => who,
@@ -206,74 +148,6 @@ fn take_injected_failure(shared: &Shared, method: &str, path: &str) -> Option<Ap
         failures.remove(index);
     }
     Some(err)
-}
-
-/// JSON, or YAML for server-side apply bodies.
-fn parse_body(body: &Bytes, content_type: Option<&str>) -> Result<Value, ApiError> {
-    if body.is_empty() {
-        return Ok(Value::Null);
-    }
-    match serde_json::from_slice(body) {
-        Ok(v) => Ok(v),
-        Err(json_err) => {
-            if content_type.is_some_and(|c| c.contains("yaml")) {
-                serde_yaml_ng::from_slice(body).map_err(|e| {
-                    ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-                })
-            } else {
-                Err(ApiError::bad_request(format!(
-                    "the request body is not valid JSON: {json_err}"
-                )))
-            }
-        }
-    }
-}
-
-pub struct ApiRequest {
-    pub method: Method,
-    /// `Impersonate-User` / `Impersonate-Group`: who the request acts as (RBAC applies).
-    pub impersonate: Option<UserInfo>,
-    pub path: String,
-    pub query: Query,
-    pub content_type: Option<String>,
-    pub shape: Shape,
-    pub body: Bytes,
-}
-
-impl ApiRequest {
-    pub fn dry_run(&self) -> Result<bool, ApiError> {
-        match self.query.get("dryRun") {
-            None | Some("") => Ok(false),
-            Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "unsupported dry run value \"{other}\": only \"All\" is supported"
-            ))),
-        }
-    }
-
-    /// Server-side apply's `fieldManager` and `force` query parameters.
-    pub fn apply_options(&self) -> ApplyOptions {
-        ApplyOptions {
-            field_manager: self.query.get("fieldManager").map(str::to_string),
-            force: self.query.flag("force"),
-        }
-    }
-
-    pub fn json_body(&self) -> Result<Value, ApiError> {
-        match parse_body(&self.body, self.content_type.as_deref())? {
-            Value::Null => Err(ApiError::bad_request("a request body is required")),
-            v => Ok(v),
-        }
-    }
-}
-
-/// What a resource URL addresses.
-#[derive(Clone)]
-pub struct Target {
-    pub rt: ResourceType,
-    pub namespace: Option<String>,
-    pub name: Option<String>,
-    pub subresource: Option<String>,
 }
 
 fn dispatch(shared: &Arc<Shared>, request: &ApiRequest) -> Result<Routed, ApiError> {
@@ -316,10 +190,9 @@ fn dispatch(shared: &Arc<Shared>, request: &ApiRequest) -> Result<Routed, ApiErr
         }
         ["apis", group] => {
             let groups = resources::groups(&store.resource_table());
-            let (_, versions) = groups
-                .iter()
-                .find(|(g, _)| g == group)
-                .ok_or_else(ApiError::no_such_resource)?;
+            let Some((_, versions)) = groups.iter().find(|(g, _)| g == group) else {
+                return Ok(Routed::Done(page_not_found()));
+            };
             Ok(Routed::Done(json_response(
                 200,
                 &resources::api_group_json(group, versions),
@@ -328,7 +201,7 @@ fn dispatch(shared: &Arc<Shared>, request: &ApiRequest) -> Result<Routed, ApiErr
         ["apis", group, version] => {
             let list = resources::resources_in(&store.resource_table(), group, version);
             if list.is_empty() {
-                return Err(ApiError::no_such_resource());
+                return Ok(Routed::Done(page_not_found()));
             }
             Ok(Routed::Done(json_response(
                 200,
@@ -343,13 +216,16 @@ fn dispatch(shared: &Arc<Shared>, request: &ApiRequest) -> Result<Routed, ApiErr
             ))
         }
         ["apis", group, version, rest @ ..] => {
+            if !store.group_served(group, version) {
+                return Ok(Routed::Done(page_not_found()));
+            }
             let (watch_path, rest) = strip_watch(rest);
             Ok(Routed::Resource(
                 resolve_target(&store, group, version, rest)?,
                 watch_path,
             ))
         }
-        _ => Err(ApiError::no_such_resource()),
+        _ => Ok(Routed::Done(page_not_found())),
     }
 }
 
@@ -397,15 +273,20 @@ fn resolve_target(
     })
 }
 
+/// `/version`, with the fields kube-apiserver v1.36 reports.
 fn version_json() -> Value {
     json!({
         "major": "1",
-        "minor": "33",
-        "gitVersion": "v1.33.0-kube-double",
+        "minor": "36",
+        "emulationMajor": "1",
+        "emulationMinor": "36",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "35",
+        "gitVersion": "v1.36.2-kube-double",
         "gitCommit": "0000000000000000000000000000000000000000",
         "gitTreeState": "clean",
-        "buildDate": "2025-01-01T00:00:00Z",
-        "goVersion": "go1.24.0",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.26.0",
         "compiler": "gc",
         "platform": "linux/amd64",
     })
@@ -431,7 +312,26 @@ async fn serve(
     serve_resource(shared, request, target, watch_path)
 }
 
-fn part_of(rt: &ResourceType, subresource: Option<&str>) -> Result<Part, ApiError> {
+/// A new object as mutating webhooks see it: before the registry's create step, so without
+/// uid, creationTimestamp, generation, a generated name, or a Pod's creation status.
+fn before_create(mut object: Value, generated_name: bool) -> Value {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["uid", "creationTimestamp", "generation"] {
+            metadata.remove(field);
+        }
+        if generated_name {
+            metadata.remove("name");
+        }
+    }
+    if object.get("kind").and_then(Value::as_str) == Some("Pod")
+        && object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    {
+        object["status"] = json!({});
+    }
+    object
+}
+
+fn part_of(rt: &resources::ResourceType, subresource: Option<&str>) -> Result<Part, ApiError> {
     match subresource {
         None => Ok(Part::Main),
         Some("status") if rt.has_status => Ok(Part::Status),
@@ -467,8 +367,8 @@ async fn admitted_write(
     let part = part_of(&rt, subresource.as_deref())?;
     let mut dry_run = request.dry_run()?;
     let mut options = Value::Null;
-    // The apply configuration, to record field ownership after the real write.
-    let mut applied: Option<Value> = None;
+    // Who writes: an apply keeps its configuration so the final write records ownership.
+    let mut who = Manager::Update(request.manager());
     let (operation, candidate, old_object) = {
         let mut store = lock(&shared.store);
         match (&request.method, name.as_deref()) {
@@ -476,37 +376,38 @@ async fn admitted_write(
                 if rt.namespaced && ns.is_none() {
                     return Err(ApiError::method_not_allowed("POST"));
                 }
-                let created = store.create(&rt, ns, request.json_body()?, true)?;
-                (Operation::Create, created, None)
+                let body = request.json_body()?;
+                let generated = body
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty);
+                let created = store.create_as(&rt, ns, body, true, &who)?;
+                (Operation::Create, before_create(created, generated), None)
             }
             (&Method::PUT, Some(name)) => {
                 let old = store.get(&rt, ns, name)?;
-                let replaced = store.replace(&rt, ns, name, request.json_body()?, part, true)?;
+                let body = request.json_body()?;
+                let replaced = store.replace_as(&rt, ns, name, body, part, true, &who)?;
                 (Operation::Update, replaced, Some(old))
             }
             (&Method::PATCH, Some(name)) => {
                 let old = store.get(&rt, ns, name).ok();
                 let patch = request.json_body()?;
                 let patch_type = patch_type_of(request)?;
-                let patched = store.patch(
-                    &rt,
-                    ns,
-                    name,
-                    patch_type,
-                    &patch,
-                    part,
-                    true,
-                    &request.apply_options(),
-                )?;
+                let options = request.apply_options(patch_type);
+                let patched =
+                    store.patch(&rt, ns, name, patch_type, &patch, part, true, &options)?;
                 if patch_type == PatchType::Apply {
-                    applied = Some(patch.clone());
+                    who = Manager::Apply {
+                        name: options.field_manager.unwrap_or_default(),
+                        config: patch.clone(),
+                        force: options.force,
+                    };
                 }
-                let operation = if old.is_some() {
-                    Operation::Update
-                } else {
-                    Operation::Create
-                };
-                (operation, patched, old)
+                match old {
+                    Some(old) => (Operation::Update, patched, Some(old)),
+                    None => (Operation::Create, before_create(patched, false), None),
+                }
             }
             (&Method::DELETE, Some(name)) if part == Part::Main => {
                 options = parse_body(&request.body, Some("application/json"))?;
@@ -542,35 +443,31 @@ async fn admitted_write(
         return Ok(None);
     }
     let mut warnings = admission::run(&mutating, &mut attrs, true).await?;
-    if operation != Operation::Delete && attrs.object.as_ref() != Some(&candidate) {
+    // Creates always pass here: validating webhooks see the object as created (name,
+    // uid, status filled in); updates only when a webhook changed something.
+    let mutated = attrs.object.as_ref() != Some(&candidate);
+    if operation == Operation::Create || (operation == Operation::Update && mutated) {
         let mutated = attrs.object.clone().unwrap_or(Value::Null);
         let mut store = lock(&shared.store);
         let revalidated = match operation {
-            Operation::Create => store.create(&rt, ns, mutated, true)?,
-            _ => store.replace(&rt, ns, &object_name, mutated, part, true)?,
+            Operation::Create => store.create_as(&rt, ns, mutated, true, &who)?,
+            _ => store.replace_as(&rt, ns, &object_name, mutated, part, true, &who)?,
         };
+        attrs.name = admission::name_of(&revalidated);
         attrs.object = Some(revalidated);
     }
     warnings.extend(admission::run(&validating, &mut attrs, false).await?);
     let (code, out) = {
         let mut store = lock(&shared.store);
         let object = attrs.object.clone().unwrap_or(Value::Null);
-        let out = match operation {
-            Operation::Create => (201, store.create(&rt, ns, object, dry_run)?),
+        match operation {
+            Operation::Create => (201, store.create_as(&rt, ns, object, dry_run, &who)?),
             Operation::Update => (
                 200,
-                store.replace(&rt, ns, &object_name, object, part, dry_run)?,
+                store.replace_as(&rt, ns, &object_name, object, part, dry_run, &who)?,
             ),
             Operation::Delete => (200, store.delete(&rt, ns, &object_name, &options, dry_run)?),
-        };
-        if let Some(applied) = applied.filter(|_| !dry_run) {
-            store.record_apply(
-                &Store::key_for(&rt, ns, &object_name),
-                &request.apply_options(),
-                &applied,
-            );
         }
-        out
     };
     let mut response = json_response(code, &render(out, request.shape));
     for warning in warnings {
@@ -599,13 +496,7 @@ fn serve_resource(
         if request.method != Method::POST || name.is_some() {
             return Err(ApiError::method_not_allowed(request.method.as_str()));
         }
-        let review = review(
-            shared,
-            &rt,
-            ns,
-            request.json_body()?,
-            request.impersonate.as_ref(),
-        )?;
+        let review = review(shared, &rt, ns, request)?;
         return Ok(json_response(201, &review));
     }
     let part = part_of(&rt, subresource.as_deref())?;
@@ -640,7 +531,9 @@ fn serve_resource(
                     return Err(ApiError::method_not_allowed("POST"));
                 }
                 let body = request.json_body()?;
-                let created = lock(&shared.store).create(&rt, ns, body, request.dry_run()?)?;
+                let who = Manager::Update(request.manager());
+                let created =
+                    lock(&shared.store).create_as(&rt, ns, body, request.dry_run()?, &who)?;
                 Ok(json_response(201, &render(created, shape)))
             }
             Method::DELETE => {
@@ -666,8 +559,9 @@ fn serve_resource(
         }
         Method::PUT => {
             let body = request.json_body()?;
-            let out =
-                lock(&shared.store).replace(&rt, ns, &name, body, part, request.dry_run()?)?;
+            let who = Manager::Update(request.manager());
+            let dry_run = request.dry_run()?;
+            let out = lock(&shared.store).replace_as(&rt, ns, &name, body, part, dry_run, &who)?;
             Ok(json_response(200, &render(out, shape)))
         }
         Method::PATCH => {
@@ -684,7 +578,7 @@ fn serve_resource(
                 &patch,
                 part,
                 dry_run,
-                &request.apply_options(),
+                &request.apply_options(patch_type),
             )?;
             let code = if existed { 200 } else { 201 };
             Ok(json_response(code, &render(out, shape)))
@@ -708,20 +602,5 @@ fn options_dry_run(options: &Value) -> Result<bool, ApiError> {
         Some(values) => Err(ApiError::bad_request(format!(
             "unsupported dry run value {values:?}: only \"All\" is supported"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_decoding() {
-        let q = Query::parse("&watch=true&labelSelector=app%3Dweb%2Ctier+in+%28a%2Cb%29&x");
-        assert!(q.flag("watch"));
-        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a,b)"));
-        assert_eq!(q.get("x"), Some(""));
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

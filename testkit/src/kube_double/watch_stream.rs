@@ -13,9 +13,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::render::{Shape, metadata_only};
+use super::request::{Query, Shared, lock};
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::server::{Query, Shared, lock};
 use super::status::ApiError;
 use super::store::{WatchEvent, filter_event};
 
