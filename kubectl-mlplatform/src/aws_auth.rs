@@ -13,6 +13,7 @@
 //! - one entry per ARN: an upsert replaces it, and a document that already has duplicates of
 //!   that ARN is refused.
 
+mod emit;
 mod splice;
 mod store;
 
@@ -25,7 +26,10 @@ use serde_yaml_ng::{Mapping as YamlMapping, Value};
 use crate::arn::{ArnError, parse_iam_arn};
 use crate::common::Change;
 
-pub use store::{AwsAuthWrite, modify_aws_auth, modify_aws_auth_detailed, read_aws_auth};
+pub use store::{
+    AwsAuthWrite, RetryPolicy, modify_aws_auth, modify_aws_auth_detailed, modify_aws_auth_with,
+    read_aws_auth,
+};
 
 pub const NAMESPACE: &str = "kube-system";
 pub const CONFIGMAP_NAME: &str = "aws-auth";
@@ -108,9 +112,13 @@ pub enum AwsAuthError {
         message: String,
     },
     #[error(
-        "could not write aws-auth after {attempts} attempts (last: {last}); re-run the command"
+        "could not write aws-auth after {attempts} attempts in {seconds}s (last: {last}); others keep changing it; re-run the command"
     )]
-    RetriesExhausted { attempts: usize, last: String },
+    RetriesExhausted {
+        attempts: usize,
+        seconds: u64,
+        last: String,
+    },
 }
 
 /// Which list a mapping lives in.
@@ -437,6 +445,8 @@ impl AwsAuth {
 
     /// New text for `kind`'s key: untouched entries keep their original text when it can be
     /// cut out safely (verified by re-parsing), otherwise the whole list is re-serialized.
+    /// Re-serialized strings are quoted wherever a YAML 1.1 reader (aws-iam-authenticator)
+    /// could take them for a date, number, boolean or null.
     fn rerender(&mut self, kind: MappingKind) -> Result<(), AwsAuthError> {
         let key = kind.key();
         let (list, origins) = match kind {
@@ -448,8 +458,17 @@ impl AwsAuth {
             .get(key)
             .map(String::as_str)
             .unwrap_or_default();
-        let text = match splice::splice(original, list, origins) {
+        let rewritten = || {
+            emit::block_list(list, "").filter(|text| {
+                serde_yaml_ng::from_str::<Vec<Value>>(text).ok().as_ref() == Some(list)
+            })
+        };
+        let text = match splice::splice(original, list, origins)
+            .or_else(|| splice::splice_flow(original, list, origins))
+            .or_else(rewritten)
+        {
             Some(text) => text,
+            // Tagged values, which the emitter does not write: serde_yaml_ng keeps them.
             None => serde_yaml_ng::to_string(list).map_err(|e| AwsAuthError::Render {
                 key: key.into(),
                 message: e.to_string(),

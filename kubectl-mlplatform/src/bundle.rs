@@ -10,7 +10,7 @@ use mlplatform_namespace_policy::{
 };
 use serde_json::{Value, json};
 
-use crate::objects::{Kind, KubeObject, PROFILE_LABEL};
+use crate::objects::{Kind, KubeObject, PROFILE_LABEL, new_namespace};
 use crate::profile::{NamespaceBundle, Profile, RbacRule, TemplateError, Vars};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
@@ -58,13 +58,17 @@ impl Bundle {
 
     /// The namespace object as connect creates it when it does not exist yet.
     pub fn namespace_object(&self, profile: &str) -> KubeObject {
-        let mut obj = KubeObject::new(Kind::Namespace, None, &self.namespace, profile, json!({}));
+        let mut obj = new_namespace(&self.namespace, profile);
         if let Some(labels) = obj.body["metadata"]["labels"].as_object_mut() {
             for (k, v) in &self.namespace_labels {
                 labels.insert(k.clone(), v.clone().into());
             }
         }
-        obj.body["metadata"]["annotations"] = json!(self.namespace_annotations);
+        if let Some(annotations) = obj.body["metadata"]["annotations"].as_object_mut() {
+            for (k, v) in &self.namespace_annotations {
+                annotations.insert(k.clone(), v.clone().into());
+            }
+        }
         obj
     }
 }

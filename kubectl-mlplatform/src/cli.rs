@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a vendor profile's whole setup (IAM role, cluster access, namespace bundle); idempotent.
-    Connect(ConnectArgs),
+    Connect(ConnectCommandArgs),
     /// Undo exactly what connect made, nothing else.
     Disconnect(DisconnectArgs),
     /// Check everything connect sets up and print the command that fixes each failure.
@@ -110,9 +110,20 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub cluster_admin: bool,
     /// connect: also install or update the admission webhook (`webhook install` defaults), so
-    /// the namespace policy is enforced from the start.
+    /// the namespace policy is enforced from the start. doctor: a missing webhook is then a
+    /// failure, not a warning.
     #[arg(long)]
     pub with_webhook: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectCommandArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// How long to wait for a namespace that is being deleted (Terminating) to go before
+    /// creating it again (e.g. 90s, 5m; 0: do not wait).
+    #[arg(long, default_value = "60s", value_parser = crate::commands::webhook_cmd::parse_timeout, value_name = "DURATION")]
+    pub wait_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -198,6 +209,10 @@ mod tests {
         let Command::Connect(args) = cli.command else {
             panic!("not connect")
         };
-        assert_eq!(args.params, vec![("a".to_owned(), "b=c".to_owned())]);
+        assert_eq!(
+            args.connect.params,
+            vec![("a".to_owned(), "b=c".to_owned())]
+        );
+        assert_eq!(args.wait_timeout, std::time::Duration::from_secs(60));
     }
 }

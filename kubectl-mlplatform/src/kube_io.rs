@@ -44,6 +44,14 @@ pub enum KubeIoError {
         action: &'static str,
         object: String,
     },
+    #[error(
+        "{action} {object}: namespace {namespace} is being deleted (Terminating), so nothing can be created in it; wait until it is gone (`kubectl get namespace {namespace}`) and re-run"
+    )]
+    NamespaceTerminating {
+        action: &'static str,
+        object: String,
+        namespace: String,
+    },
     #[error("{action} {object}: the object changed meanwhile; re-run the command")]
     Conflict {
         action: &'static str,
@@ -63,6 +71,15 @@ pub enum KubeIoError {
 pub fn kube_error(action: &'static str, object: impl ToString, e: kube::Error) -> KubeIoError {
     let object = object.to_string();
     match e {
+        kube::Error::Api(status)
+            if status.code == 403 && terminating_namespace(&status).is_some() =>
+        {
+            KubeIoError::NamespaceTerminating {
+                action,
+                object,
+                namespace: terminating_namespace(&status).unwrap_or_default(),
+            }
+        }
         kube::Error::Api(status) if status.code == 403 => KubeIoError::Forbidden {
             action,
             object,
@@ -78,6 +95,26 @@ pub fn kube_error(action: &'static str, object: impl ToString, e: kube::Error) -
             message: one_line(&other.to_string()),
         },
     }
+}
+
+/// The namespace a 403 says is being deleted: the API server refuses creates into a
+/// Terminating namespace with the cause `NamespaceTerminating` ("namespace X is being
+/// terminated").
+fn terminating_namespace(status: &kube::core::Status) -> Option<String> {
+    let cause = status
+        .details
+        .as_ref()?
+        .causes
+        .iter()
+        .find(|c| c.reason == "NamespaceTerminating")?;
+    Some(
+        cause
+            .message
+            .strip_prefix("namespace ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or("(its namespace)")
+            .to_owned(),
+    )
 }
 
 pub fn one_line(s: &str) -> String {
@@ -330,14 +367,28 @@ pub async fn delete_object(
     }
 }
 
-/// Every object of a cluster-scoped kind (e.g. all StorageClasses).
+/// Every object of a cluster-scoped kind (e.g. all StorageClasses). A real API server leaves
+/// `kind`/`apiVersion` out of list items; they are put back from what was listed, so a listed
+/// object reads (and shows in reports) like one that was fetched.
 pub async fn list_objects(client: &kube::Client, kind: Kind) -> Result<Vec<Value>, KubeIoError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(|e| kube_error("listing", kind.as_str(), e))?;
-    Ok(list.items.into_iter().map(to_value).collect())
+    Ok(list
+        .items
+        .into_iter()
+        .map(|item| with_type(to_value(item), kind))
+        .collect())
+}
+
+fn with_type(mut item: Value, kind: Kind) -> Value {
+    if let Some(map) = item.as_object_mut() {
+        map.insert("apiVersion".to_owned(), kind.api_version().into());
+        map.insert("kind".to_owned(), kind.as_str().into());
+    }
+    item
 }
 
 /// Names of the namespaces managed for `profile`, with their live objects.
@@ -441,6 +492,38 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_create_into_a_terminating_namespace_says_so_in_one_line() {
+        // The body kube-apiserver sends for a create into a namespace being deleted.
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "serviceaccounts \"sa\" is forbidden: unable to create new content in namespace team because it is being terminated",
+            "reason": "Forbidden",
+            "details": {"name": "sa", "kind": "serviceaccounts", "causes": [{
+                "reason": "NamespaceTerminating",
+                "message": "namespace team is being terminated",
+                "field": "metadata.namespace"}]},
+            "code": 403,
+        }))
+        .unwrap();
+        let e = kube_error(
+            "creating",
+            "ServiceAccount team/sa",
+            kube::Error::Api(status.boxed()),
+        );
+        assert_eq!(
+            e.to_string(),
+            "creating ServiceAccount team/sa: namespace team is being deleted (Terminating), so nothing can be created in it; wait until it is gone (`kubectl get namespace team`) and re-run"
+        );
+        // Any other 403 stays a permission problem.
+        let forbidden: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": "no", "reason": "Forbidden", "code": 403,
+        }))
+        .unwrap();
+        let e = kube_error("creating", "x", kube::Error::Api(forbidden.boxed()));
+        assert!(matches!(e, KubeIoError::Forbidden { .. }), "{e}");
     }
 
     #[test]

@@ -141,6 +141,31 @@ impl KubeObject {
     }
 }
 
+/// On a namespace that connect (or `namespace add`) created: the profile it was created for.
+/// It stays when a disconnect without `--delete-namespace` takes the namespace's other marks
+/// away, so that a later `disconnect --delete-namespace` still knows the namespace is its to
+/// delete (and one that existed before never is).
+pub const CREATED_FOR_ANNOTATION: &str = "mlplatform.io/created-for-profile";
+
+/// A namespace as connect creates it: our labels and the record that we created it.
+pub fn new_namespace(name: &str, profile: &str) -> KubeObject {
+    let mut obj = KubeObject::new(Kind::Namespace, None, name, profile, Value::Null);
+    obj.body["metadata"]["annotations"] = serde_json::json!({ CREATED_FOR_ANNOTATION: profile });
+    obj
+}
+
+/// True when connect created this namespace for `profile`: the creation record, or (for
+/// namespaces created before that record existed) our ownership labels, which connect never
+/// puts on a namespace that existed before.
+pub fn namespace_created_for(live: &Value, profile: &str) -> bool {
+    live["metadata"]["annotations"][CREATED_FOR_ANNOTATION] == profile || is_ours(live, profile)
+}
+
+/// The namespace is being deleted: creating anything in it is refused until it is gone.
+pub fn is_terminating(live: &Value) -> bool {
+    live["metadata"]["deletionTimestamp"].is_string() || live["status"]["phase"] == "Terminating"
+}
+
 pub fn ownership_labels(profile: &str) -> Value {
     serde_json::json!({ MANAGED_BY_LABEL: MANAGED_BY_VALUE, PROFILE_LABEL: profile })
 }
@@ -152,19 +177,36 @@ pub fn is_ours(live: &Value, profile: &str) -> bool {
     labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE && labels[PROFILE_LABEL] == profile
 }
 
-/// Does `live` already say everything `desired` says? Maps: every desired key present and
-/// covered (extra live keys such as uid or other labels are fine); arrays: same length,
-/// element-wise covered (the server may default fields inside elements); scalars: equal.
+/// Does the live object already say everything `desired` says? The top-level `apiVersion` and
+/// `kind` are not compared: they are the object's identity, known from its key, and a real API
+/// server leaves them out of list items. Below that, [`covers_value`].
 pub fn covers(live: &Value, desired: &Value) -> bool {
+    match desired {
+        Value::Object(d) => d
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "apiVersion" | "kind"))
+            .all(|(k, dv)| field_covered(live.get(k), dv)),
+        _ => covers_value(live, desired),
+    }
+}
+
+/// Maps: every desired key present and covered (extra live keys such as uid or other labels
+/// are fine); arrays: same length, element-wise covered (the server may default fields inside
+/// elements); scalars: equal.
+fn covers_value(live: &Value, desired: &Value) -> bool {
     match (live, desired) {
-        (Value::Object(l), Value::Object(d)) => d.iter().all(|(k, dv)| match l.get(k) {
-            Some(lv) => covers(lv, dv),
-            None => dv.is_null() || is_empty_collection(dv),
-        }),
+        (Value::Object(l), Value::Object(d)) => d.iter().all(|(k, dv)| field_covered(l.get(k), dv)),
         (Value::Array(l), Value::Array(d)) => {
-            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| covers(lv, dv))
+            l.len() == d.len() && l.iter().zip(d).all(|(lv, dv)| covers_value(lv, dv))
         }
         (l, d) => l == d,
+    }
+}
+
+fn field_covered(live: Option<&Value>, desired: &Value) -> bool {
+    match live {
+        Some(lv) => covers_value(lv, desired),
+        None => desired.is_null() || is_empty_collection(desired),
     }
 }
 
@@ -203,6 +245,29 @@ mod tests {
         let extra_rule = json!({"metadata": {"labels": {"a": "1"}}, "rules": [{"verbs": ["get"]}, {"verbs": ["list"]}]});
         assert!(!covers(&extra_rule, &desired));
         assert!(!covers(&json!({}), &desired));
+    }
+
+    #[test]
+    fn covers_does_not_need_kind_and_api_version_on_the_live_object() {
+        // What a real API server returns in a LIST: no kind, no apiVersion on the items.
+        let desired = KubeObject::new(
+            Kind::StorageClass,
+            None,
+            "gp3",
+            "arthur",
+            json!({"provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"}}),
+        )
+        .body;
+        let mut listed = desired.clone();
+        listed.as_object_mut().unwrap().remove("kind");
+        listed.as_object_mut().unwrap().remove("apiVersion");
+        listed["metadata"]["uid"] = json!("u");
+        assert!(covers(&listed, &desired));
+        listed["parameters"]["type"] = json!("gp2");
+        assert!(!covers(&listed, &desired));
+        // Only the top level is identity: a kind inside (roleRef, subjects) still counts.
+        let binding = json!({"roleRef": {"kind": "Role", "name": "r"}});
+        assert!(!covers(&json!({"roleRef": {"name": "r"}}), &binding));
     }
 
     #[test]

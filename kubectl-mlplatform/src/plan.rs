@@ -24,7 +24,8 @@ use crate::aws_auth::{AwsAuth, Mapping, MappingKind, SYSTEM_MASTERS};
 use crate::bundle::{Bundle, render_bundle};
 use crate::common::Change;
 use crate::objects::{
-    Kind, KubeObject, ObjectKey, PROFILE_LABEL, covers, is_ours, merge_patch_for,
+    Kind, KubeObject, ObjectKey, PROFILE_LABEL, covers, is_ours, is_terminating, merge_patch_for,
+    namespace_created_for, new_namespace,
 };
 use crate::profile::{ParameterType, Profile, TemplateError, Vars};
 
@@ -1233,6 +1234,63 @@ mod tests {
             err.to_string()
                 .contains("already managed for profile arthur"),
             "{err}"
+        );
+    }
+
+    /// `namespace remove --delete-namespace` on a namespace as found: deleted only when connect
+    /// created it for this profile; a Terminating one is left to finish.
+    #[test]
+    fn only_a_namespace_created_for_the_profile_is_deleted() {
+        let profile = crate::profile::load_profile("concurrent").unwrap();
+        let mut vars = Vars::new();
+        vars.set("profile", "concurrent").set("namespace", "team");
+        let key = ObjectKey {
+            kind: Kind::Namespace,
+            namespace: None,
+            name: "team".into(),
+        };
+        let managed = |extra: Value| {
+            let mut ns = json!({"metadata": {"name": "team",
+                "labels": {MANAGED_LABEL: mlplatform_namespace_policy::MANAGED_VALUE},
+                "annotations": {PROFILE_ANNOTATION: "concurrent"}}});
+            json_patch::merge(&mut ns, &extra);
+            ns
+        };
+        let plan_for = |live: Value| {
+            let observed = Observed {
+                objects: BTreeMap::from([(key.clone(), live)]),
+                profile_namespaces: vec!["team".into()],
+                ..Observed::default()
+            };
+            let plan = plan_namespace_remove(&profile, &vars, "team", true, &observed).unwrap();
+            let step = plan.kube.iter().find(|s| s.key == key).unwrap().clone();
+            (step, plan.warnings)
+        };
+        let created = managed(json!({"metadata": {"annotations": {
+            crate::objects::CREATED_FOR_ANNOTATION: "concurrent"}}}));
+        assert_eq!(plan_for(created.clone()).0.action, KubeAction::Delete);
+        // Created by an older version: our ownership labels say so.
+        let old = managed(json!({"metadata": {"labels": {
+            MANAGED_BY_LABEL: MANAGED_BY_VALUE, PROFILE_LABEL: "concurrent"}}}));
+        assert_eq!(plan_for(old).0.action, KubeAction::Delete);
+        let (step, warnings) = plan_for(managed(json!({})));
+        assert!(matches!(step.action, KubeAction::MergePatch(_)), "{step:?}");
+        assert!(
+            warnings[0].contains("connect did not create it"),
+            "{warnings:?}"
+        );
+        let other = managed(json!({"metadata": {"annotations": {
+            crate::objects::CREATED_FOR_ANNOTATION: "arthur"}}}));
+        assert!(matches!(
+            plan_for(other).0.action,
+            KubeAction::MergePatch(_)
+        ));
+        let mut terminating = created;
+        terminating["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        let (step, _) = plan_for(terminating);
+        assert_eq!(
+            (step.action, step.change),
+            (KubeAction::None, Change::Absent)
         );
     }
 

@@ -1,6 +1,8 @@
 //! `kubectl-mlplatform aws-auth get|add|remove`, the real binary, against the in-process
 //! Kubernetes API double through a kubeconfig (and once through kubectl's plugin lookup).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -354,4 +356,108 @@ async fn works_as_a_kubectl_plugin() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["roles"][0]["arn"], NODE_ROLE);
+}
+
+/// Issue 9 §2.3: a flow-style `mapRoles` (as Terraform's `jsonencode` writes it) gets a new
+/// entry; the untouched entries must read the same afterwards under a YAML 1.1 reader
+/// (aws-iam-authenticator's) too, not only under this tool's YAML 1.2 one: quoted dates,
+/// yes/no/on/off/y/n, `~`, octal, exponent, hex, sexagesimal and `.inf`/`.nan` stay strings.
+#[tokio::test(flavor = "multi_thread")]
+async fn untouched_entries_keep_their_yaml_1_1_meaning_in_flow_style() {
+    let c = cluster(None).await;
+    let map_roles = format!(
+        "[{{rolearn: \"{NODE_ROLE}\", username: \"system:node:{{{{EC2PrivateDNSName}}}}\", groups: [system:bootstrappers, system:nodes]}}, \
+         {{rolearn: arn:aws:iam::111122223333:role/ops, username: ops, groups: [\"ops\", \"on\"], note: \"2024-01-01\", \
+         enabled: \"yes\", short: \"n\", switch: \"off\", mode: \"0755\", newmode: \"0o17\", big: \"1e3\", hex: \"0x1F\", \
+         ratio: \"1:20\", none: \"~\", empty: \"null\", inf: \".inf\", nan: \".nan\", merge: \"<<\", eq: \"=\"}}]"
+    );
+    c.double.apply_fixture(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "aws-auth", "namespace": "kube-system"},
+        "data": {"mapRoles": map_roles},
+    }));
+    let o = c
+        .run(&[
+            "aws-auth",
+            "add",
+            "--arn",
+            "arn:aws:iam::111122223333:role/vendor",
+            "--group",
+            "g",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = c.map_roles().unwrap();
+    let read = support::yaml11_items(&[&map_roles, &after]);
+    assert_eq!(read[1].len(), 3, "{after}");
+    assert_eq!(
+        read[1][..2],
+        read[0][..],
+        "YAML 1.1 reading changed:\n{after}"
+    );
+    assert!(
+        read[0][1].contains("'note': '2024-01-01'"),
+        "{}",
+        read[0][1]
+    );
+    // And the same for this tool's reader, with the new entry at the end.
+    let before: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&map_roles).unwrap();
+    let now: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&after).unwrap();
+    assert_eq!(now[..2], before[..]);
+    assert_eq!(now[2]["rolearn"], "arn:aws:iam::111122223333:role/vendor");
+
+    // Removing the new entry gives back a document that reads as the original did.
+    let o = c
+        .run(&[
+            "aws-auth",
+            "remove",
+            "--arn",
+            "arn:aws:iam::111122223333:role/vendor",
+        ])
+        .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let removed = c.map_roles().unwrap();
+    assert_eq!(support::yaml11_items(&[&removed])[0], read[0], "{removed}");
+}
+
+/// Issue 9 §2.4: 16 `aws-auth add` processes at once, each for its own role: every one
+/// succeeds (retrying on 409 with jittered backoff bounded by time), every mapping is there,
+/// and the node entry that was there before is kept byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_concurrent_adds_all_succeed_and_nothing_is_lost() {
+    let c = cluster(Some("eksctl.yaml")).await;
+    let before = c.map_roles().unwrap();
+    let arns: Vec<String> = (0..16)
+        .map(|i| format!("arn:aws:iam::111122223333:role/writer-{i:02}"))
+        .collect();
+    let runs = futures::future::join_all(arns.iter().map(|arn| async {
+        c.run(&[
+            "aws-auth",
+            "add",
+            "--arn",
+            arn,
+            "--group",
+            "mlplatform:writers",
+        ])
+        .await
+    }))
+    .await;
+    for (arn, o) in arns.iter().zip(&runs) {
+        assert!(o.status.success(), "{arn}: {}", stderr(o));
+        assert!(stdout(o).ends_with(": created\n"), "{arn}: {}", stdout(o));
+    }
+    let after = c.map_roles().unwrap();
+    assert!(
+        after.starts_with(&before),
+        "the entries that were there are kept byte for byte:\n{after}"
+    );
+    let entries: Vec<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&after).unwrap();
+    assert_eq!(entries.len(), 2 + arns.len(), "{after}");
+    for arn in &arns {
+        let found = entries
+            .iter()
+            .filter(|e| e["rolearn"] == arn.as_str())
+            .count();
+        assert_eq!(found, 1, "{arn} in\n{after}");
+    }
 }

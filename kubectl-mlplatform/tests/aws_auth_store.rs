@@ -4,9 +4,11 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use kubectl_mlplatform::aws_auth::{
-    AwsAuthError, Mapping, MappingKind, modify_aws_auth, modify_aws_auth_detailed, read_aws_auth,
+    AwsAuthError, Mapping, MappingKind, RetryPolicy, modify_aws_auth, modify_aws_auth_detailed,
+    modify_aws_auth_with, read_aws_auth,
 };
 use kubectl_mlplatform::common::{Change, DryRun};
 use mlplatform_testkit::kube_double::KubeDouble;
@@ -235,23 +237,60 @@ async fn a_real_concurrent_writer_is_not_overwritten() {
 }
 
 #[tokio::test]
-async fn endless_conflicts_give_up_with_a_clear_line() {
+async fn endless_conflicts_give_up_with_a_clear_line_when_the_time_is_up() {
     let double = KubeDouble::start().await;
     load(&double, "eksctl.yaml");
-    double.inject_failure("PUT", CM_PATH, 409, 100);
-    let err = modify_aws_auth(&double.client(), DryRun::None, |a| {
+    double.inject_failure("PUT", CM_PATH, 409, 10_000);
+    let policy = RetryPolicy {
+        budget: Duration::from_millis(1500),
+        ..RetryPolicy::default()
+    };
+    let started = Instant::now();
+    let err = modify_aws_auth_with(&double.client(), DryRun::None, policy, |a| {
         a.upsert(MappingKind::Role, vendor())
     })
     .await
     .unwrap_err();
+    let took = started.elapsed();
+    let AwsAuthError::RetriesExhausted { attempts, .. } = err else {
+        panic!("{err}")
+    };
+    // Bounded by time, not by a small count: the whole budget is used, and not much more.
+    assert!(attempts > 5, "{attempts} attempts");
     assert!(
-        matches!(err, AwsAuthError::RetriesExhausted { .. }),
-        "{err}"
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+        "{took:?}"
     );
+    let line = err.to_string();
+    assert!(
+        line.starts_with(&format!("could not write aws-auth after {attempts} attempts in 1s (last: HTTP 409: aws-auth changed since it was read)")),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("re-run the command") && !line.contains('\n'),
+        "{line}"
+    );
+    assert!(stored_map_roles(&double).contains("NodeInstanceRole"));
+    assert!(!stored_map_roles(&double).contains(VENDOR_NO_PATH));
+}
+
+#[test]
+fn backoff_pauses_are_jittered_and_grow_up_to_the_cap() {
+    let policy = RetryPolicy::default();
+    // The window doubles per attempt from 25 ms, capped at 2 s; the pause is anywhere in it.
     assert_eq!(
-        err.to_string(),
-        "could not write aws-auth after 5 attempts (last: HTTP 409: aws-auth changed since it was read); re-run the command"
+        policy.pause(1, u64::MAX),
+        Duration::from_micros(u64::MAX % 25_001)
     );
+    for attempt in 1..40 {
+        let window =
+            Duration::from_millis(25 * (1u64 << (attempt - 1).min(20))).min(Duration::from_secs(2));
+        for random in [0, 1, 12_345, 999_999_937, u64::MAX] {
+            assert!(policy.pause(attempt, random) <= window, "attempt {attempt}");
+        }
+    }
+    assert_eq!(policy.pause(3, 0), Duration::ZERO);
+    assert!(policy.pause(10, 1_999_999) > Duration::from_secs(1));
 }
 
 #[tokio::test]

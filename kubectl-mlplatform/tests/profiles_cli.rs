@@ -212,11 +212,85 @@ async fn sagemaker_operator_connect_rerun_doctor_disconnect() {
         env.object("v1", "ServiceAccount", Some(SM_NS), SM_SA)
             .is_none()
     );
-    assert!(env.object("v1", "Namespace", None, SM_NS).is_none());
+    assert!(gone_or_terminating(env.object(
+        "v1",
+        "Namespace",
+        None,
+        SM_NS
+    )));
     env.double.clear_requests();
     env.run(&["disconnect", "--profile", "sagemaker-operator"])
         .await
         .assert_ok();
+    assert_eq!(env.double.mutating_requests(), vec![]);
+}
+
+/// Gone, or (a real API server) still `Terminating` with a deletion timestamp.
+fn gone_or_terminating(ns: Option<Value>) -> bool {
+    ns.is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_string())
+}
+
+/// Issue 9 §2.2: the namespace connect created for the operator's ServiceAccount stays on a
+/// plain disconnect (with advice), and goes with a later `disconnect --delete-namespace`, after
+/// the IRSA role it was made for is already gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagemaker_operator_delete_namespace_on_a_later_disconnect() {
+    let _lock = OIDC_LOCK.lock().await;
+    let env = Env::new().await;
+    let aws = env.aws().await;
+    let issuer = issuer(&env).await;
+    clean_oidc(&aws, &issuer).await;
+    env.run(&["connect", "--profile", "sagemaker-operator"])
+        .await
+        .assert_ok();
+    let plain = env
+        .run(&["disconnect", "--profile", "sagemaker-operator"])
+        .await;
+    plain.assert_ok();
+    assert!(
+        plain
+            .stderr
+            .contains(&format!("kept namespace {SM_NS} that connect created"))
+            && plain.stderr.contains("pass --delete-namespace"),
+        "{}",
+        plain.stderr
+    );
+    assert!(env.object("v1", "Namespace", None, SM_NS).is_some());
+
+    env.double.clear_requests();
+    let run = env
+        .run(&[
+            "disconnect",
+            "--profile",
+            "sagemaker-operator",
+            "--delete-namespace",
+            "-o",
+            "json",
+        ])
+        .await;
+    run.assert_ok();
+    assert_eq!(
+        changes(&run.json())[&format!("Namespace/{SM_NS}")],
+        "deleted"
+    );
+    let writes = env.double.mutating_requests();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].method, "DELETE");
+    assert!(gone_or_terminating(env.object(
+        "v1",
+        "Namespace",
+        None,
+        SM_NS
+    )));
+    env.double.clear_requests();
+    env.run(&[
+        "disconnect",
+        "--profile",
+        "sagemaker-operator",
+        "--delete-namespace",
+    ])
+    .await
+    .assert_ok();
     assert_eq!(env.double.mutating_requests(), vec![]);
 }
 
@@ -279,6 +353,27 @@ async fn sagemaker_operator_keeps_a_provider_and_a_service_account_it_did_not_ma
         "{sa}"
     );
     assert!(env.object("v1", "Namespace", None, SM_NS).is_some());
+    // The namespace existed before connect: --delete-namespace never deletes it.
+    env.double.clear_requests();
+    let run = env
+        .run(&[
+            "disconnect",
+            "--profile",
+            "sagemaker-operator",
+            "--delete-namespace",
+        ])
+        .await;
+    run.assert_ok();
+    assert!(
+        run.stderr.contains(&format!(
+            "kept namespace {SM_NS}: connect did not create it"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.double.mutating_requests(), vec![]);
+    let ns = env.object("v1", "Namespace", None, SM_NS).expect("kept");
+    assert!(ns["metadata"]["deletionTimestamp"].is_null(), "{ns}");
     aws.delete_oidc_provider(&provider).await.unwrap();
 }
 
@@ -301,6 +396,86 @@ fn default_annotation(env: &Env, name: &str) -> Option<String> {
                 .as_str()
                 .map(str::to_owned)
         })
+}
+
+/// Issue 9 §2.1: a real API server lists StorageClasses without kind/apiVersion. A second
+/// connect must still find gp3 as wanted (no "updated", no PATCH), and doctor right after
+/// connect must not call it drifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arthur_rerun_and_doctor_see_no_storage_class_drift() {
+    let _lock = OIDC_LOCK.lock().await;
+    let env = Env::new().await;
+    let aws = env.aws().await;
+    let issuer = issuer(&env).await;
+    clean_oidc(&aws, &issuer).await;
+    seed_gp2_default(&env);
+    env.double.apply_fixture(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+        "metadata": {"name": "ebs.csi.aws.com"}, "spec": {"attachRequired": true},
+    }));
+    let connect = [
+        "connect",
+        "--profile",
+        "arthur",
+        "--s3-bucket",
+        "arthur-blobs",
+        "-o",
+        "json",
+    ];
+    env.run(&connect).await.assert_ok();
+
+    // What the plugin is up against: list items without kind/apiVersion.
+    let list = env
+        .double
+        .client()
+        .request_text(
+            http::Request::get("/apis/storage.k8s.io/v1/storageclasses")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert!(!items.is_empty());
+    assert!(
+        items
+            .iter()
+            .all(|i| i.get("kind").is_none() && i.get("apiVersion").is_none()),
+        "{list}"
+    );
+
+    env.double.clear_requests();
+    let again = env.run(&connect).await;
+    again.assert_ok();
+    let c = changes(&again.json());
+    assert_eq!(c["StorageClass/gp3"], "unchanged", "{c:?}");
+    assert!(all(&again.json(), "unchanged"), "{}", again.stdout);
+    assert_eq!(env.double.mutating_requests(), vec![]);
+
+    let doctor = env
+        .run(&[
+            "doctor",
+            "--profile",
+            "arthur",
+            "--s3-bucket",
+            "arthur-blobs",
+            "-o",
+            "json",
+        ])
+        .await;
+    doctor.assert_ok();
+    let checks = doctor.json()["checks"].clone();
+    let gp3 = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "StorageClass gp3")
+        .expect("gp3 check");
+    assert_eq!(gp3["status"], "pass", "{checks}");
+    env.run(&["disconnect", "--profile", "arthur"])
+        .await
+        .assert_ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -491,11 +666,19 @@ async fn arthur_connect_rerun_doctor_disconnect_restores_the_default_class() {
     let namespace = env
         .object("v1", "Namespace", None, ns)
         .expect("namespace kept");
+    // Only the record that connect created it stays (for a later --delete-namespace).
     assert!(
         namespace["metadata"]["annotations"]
             .as_object()
-            .is_none_or(|a| a.keys().all(|k| !k.starts_with("mlplatform.io/"))),
+            .is_none_or(|a| a
+                .keys()
+                .all(|k| !k.starts_with("mlplatform.io/")
+                    || k == "mlplatform.io/created-for-profile")),
         "{namespace}"
+    );
+    assert_eq!(
+        namespace["metadata"]["annotations"]["mlplatform.io/created-for-profile"],
+        "arthur"
     );
     env.double.clear_requests();
     env.run(&["disconnect", "--profile", "arthur"])

@@ -1,7 +1,9 @@
 //! Reading and writing `kube-system/aws-auth`: optimistic concurrency (the resourceVersion that
-//! was read), bounded retry on 409, no write when nothing changed, dry runs.
+//! was read), retry on 409 with jittered exponential backoff bounded by time, no write when
+//! nothing changed, dry runs.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -12,12 +14,56 @@ use serde::Serialize;
 use super::{AwsAuth, AwsAuthError, CONFIGMAP_NAME, NAMESPACE};
 use crate::common::{Change, DryRun};
 
-/// Attempts before giving up when someone else keeps writing aws-auth between our read and write.
-const MAX_ATTEMPTS: usize = 5;
 const FIELD_MANAGER: &str = "kubectl-mlplatform";
 /// Answers worth another attempt: throttled or a temporarily unavailable API server.
 const RETRIABLE_CODES: [u16; 5] = [429, 500, 502, 503, 504];
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a writer keeps trying while others keep winning the race for aws-auth (nodegroup
+/// and addon controllers, other admins, parallel runs of this tool). Bounded by time, not by a
+/// count: with many writers a fixed handful of attempts runs out while the cluster is healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Give up once this much time has passed since the first read (the last pause is cut
+    /// short so that one more attempt falls within it).
+    pub budget: Duration,
+    /// The first pause's upper bound; it doubles with every attempt up to `max_pause`.
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            budget: Duration::from_secs(30),
+            first_pause: Duration::from_millis(25),
+            max_pause: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause after failed attempt `attempt` (1-based): "full jitter", uniformly in
+    /// [0, min(max_pause, first_pause * 2^(attempt-1))], so writers that collided spread out
+    /// instead of colliding again. `random` is any random number.
+    pub fn pause(&self, attempt: u32, random: u64) -> Duration {
+        let doubling = 1u32 << attempt.saturating_sub(1).min(16);
+        let window = self
+            .first_pause
+            .saturating_mul(doubling)
+            .min(self.max_pause);
+        let window_micros = u64::try_from(window.as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(random % window_micros.saturating_add(1))
+    }
+}
+
+fn random_u64() -> u64 {
+    // A clock fallback is good enough for jitter.
+    getrandom::u64().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()))
+    })
+}
 
 /// What [`modify_aws_auth_detailed`] did: the edit's change and the data before and after.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,9 +138,24 @@ pub async fn modify_aws_auth_detailed<F>(
 where
     F: Fn(&mut AwsAuth) -> Result<Change, AwsAuthError>,
 {
+    modify_aws_auth_with(client, dry_run, RetryPolicy::default(), edit).await
+}
+
+/// [`modify_aws_auth_detailed`] with an explicit retry policy.
+pub async fn modify_aws_auth_with<F>(
+    client: &kube::Client,
+    dry_run: DryRun,
+    policy: RetryPolicy,
+    edit: F,
+) -> Result<AwsAuthWrite, AwsAuthError>
+where
+    F: Fn(&mut AwsAuth) -> Result<Change, AwsAuthError>,
+{
     let api = api(client);
-    let mut last = String::new();
-    for attempt in 1..=MAX_ATTEMPTS {
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
         let current = api
             .get_opt(CONFIGMAP_NAME)
             .await
@@ -154,7 +215,8 @@ where
                     code = status.code,
                     "aws-auth changed since it was read; re-reading"
                 );
-                last = format!("HTTP {}: aws-auth changed since it was read", status.code);
+                let last = format!("HTTP {}: aws-auth changed since it was read", status.code);
+                pause_or_give_up(&policy, started, attempt, last).await?;
             }
             // A transient API server failure. Retrying is safe: the write is conditional on the
             // version read, so if it did land, the next attempt sees it and writes nothing.
@@ -164,8 +226,8 @@ where
                     code = status.code,
                     "API server busy; retrying aws-auth write"
                 );
-                last = format!("HTTP {}: {}", status.code, status.message);
-                tokio::time::sleep(RETRY_PAUSE * attempt as u32).await;
+                let last = format!("HTTP {}: {}", status.code, status.message);
+                pause_or_give_up(&policy, started, attempt, last).await?;
             }
             Err(e) => {
                 let action = if outcome.existed {
@@ -177,8 +239,24 @@ where
             }
         }
     }
-    Err(AwsAuthError::RetriesExhausted {
-        attempts: MAX_ATTEMPTS,
-        last,
-    })
+}
+
+/// Sleeps the jittered pause before the next attempt (cut short so that one last attempt
+/// falls within the budget), or gives up once the policy's time budget is spent.
+async fn pause_or_give_up(
+    policy: &RetryPolicy,
+    started: Instant,
+    attempt: u32,
+    last: String,
+) -> Result<(), AwsAuthError> {
+    let remaining = policy.budget.saturating_sub(started.elapsed());
+    if remaining.is_zero() {
+        return Err(AwsAuthError::RetriesExhausted {
+            attempts: attempt as usize,
+            seconds: started.elapsed().as_secs(),
+            last,
+        });
+    }
+    tokio::time::sleep(policy.pause(attempt, random_u64()).min(remaining)).await;
+    Ok(())
 }

@@ -1,17 +1,24 @@
 //! `connect` and `disconnect`: preflight (reads only) → pure plan → apply the writes it lists.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use super::CommandError;
 use super::preflight::{Purpose, params_for, read_state, session};
 use crate::apply::{Direction, apply};
-use crate::cli::{ConnectArgs, DisconnectArgs};
-use crate::common::GlobalArgs;
+use crate::cli::{ConnectArgs, ConnectCommandArgs, DisconnectArgs};
+use crate::common::{DryRun, GlobalArgs};
+use crate::kube_io::get_object;
+use crate::objects::{Kind, ObjectKey, is_terminating};
 use crate::output::{Progress, print_report, warn};
 use crate::plan::{
-    ConnectInputs, PlanError, check_implemented, plan_connect, plan_disconnect, valid_external_id,
+    ConnectInputs, Observed, PlanError, check_implemented, plan_connect, plan_disconnect,
+    valid_external_id,
 };
 use crate::profile::load_profile;
+
+/// How often a Terminating namespace is looked at while connect waits for it to go.
+const NAMESPACE_POLL: Duration = Duration::from_millis(500);
 
 /// 16 random bytes, hex: what `--external-id` defaults to for a new role.
 pub fn random_external_id() -> Result<String, CommandError> {
@@ -38,7 +45,11 @@ pub(super) fn inputs(
     })
 }
 
-pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode, CommandError> {
+pub async fn connect(
+    global: &GlobalArgs,
+    command: &ConnectCommandArgs,
+) -> Result<ExitCode, CommandError> {
+    let args = &command.connect;
     // Everything that can be checked without I/O is checked first.
     let profile = load_profile(&args.profile)?;
     check_implemented(&profile)?;
@@ -52,7 +63,7 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
     progress.phase("reading the current state (no writes)");
     let session = session(global, args, &profile).await?;
     let inputs = inputs(args, &session.namespace, params, false)?;
-    let (cluster, observed) = read_state(
+    let mut state = read_state(
         &session,
         &profile,
         &inputs.params,
@@ -60,6 +71,21 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
         Purpose::Connect,
     )
     .await?;
+    // A namespace still being deleted refuses every create into it (403 NamespaceTerminating):
+    // wait for it to go, before anything is written, then read everything afresh.
+    let terminating = terminating_namespaces(&state.1);
+    if !terminating.is_empty() && global.dry_run != DryRun::Client {
+        wait_until_gone(&session.kube, &terminating, command.wait_timeout, &progress).await?;
+        state = read_state(
+            &session,
+            &profile,
+            &inputs.params,
+            &inputs,
+            Purpose::Connect,
+        )
+        .await?;
+    }
+    let (cluster, observed) = state;
     let plan = plan_connect(&profile, &inputs, &cluster, &observed)?;
     for w in &plan.warnings {
         warn(w);
@@ -81,6 +107,72 @@ pub async fn connect(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode
     }
     print_report(&plan, global.dry_run, global.output, "connect").map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Namespaces among the objects read that are being deleted.
+fn terminating_namespaces(observed: &Observed) -> Vec<String> {
+    observed
+        .objects
+        .iter()
+        .filter(|(key, live)| key.kind == Kind::Namespace && is_terminating(live))
+        .map(|(key, _)| key.name.clone())
+        .collect()
+}
+
+/// Polls until every one of `namespaces` is gone; at most `timeout`, saying so on stderr.
+async fn wait_until_gone(
+    kube: &kube::Client,
+    namespaces: &[String],
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<(), CommandError> {
+    let names = namespaces.join(", ");
+    let still_there = |waited: Duration| CommandError::NamespaceStillTerminating {
+        namespaces: names.clone(),
+        waited_seconds: waited.as_secs(),
+    };
+    if timeout.is_zero() {
+        return Err(still_there(Duration::ZERO));
+    }
+    eprintln!(
+        "namespace {names} is being deleted; waiting up to {}s for it to go before creating it again (--wait-timeout)",
+        timeout.as_secs()
+    );
+    let started = Instant::now();
+    let mut last_report = Duration::ZERO;
+    loop {
+        let mut remaining = Vec::new();
+        for name in namespaces {
+            let key = ObjectKey {
+                kind: Kind::Namespace,
+                namespace: None,
+                name: name.clone(),
+            };
+            if get_object(kube, &key).await?.is_some() {
+                remaining.push(name.as_str());
+            }
+        }
+        let waited = started.elapsed();
+        if remaining.is_empty() {
+            progress.phase(&format!(
+                "namespace {names} is gone ({}s)",
+                waited.as_secs()
+            ));
+            return Ok(());
+        }
+        if waited >= timeout {
+            return Err(still_there(waited));
+        }
+        if waited - last_report >= Duration::from_secs(5) {
+            last_report = waited;
+            progress.phase(&format!(
+                "still waiting for namespace {} to go ({}s)",
+                remaining.join(", "),
+                waited.as_secs()
+            ));
+        }
+        tokio::time::sleep(NAMESPACE_POLL.min(timeout - waited)).await;
+    }
 }
 
 pub async fn disconnect(

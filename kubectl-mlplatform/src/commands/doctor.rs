@@ -1,6 +1,7 @@
 //! `doctor`: the same preflight as connect, a connect plan as the list of what is missing or
 //! drifted, SubjectAccessReviews for the RBAC outcome, and the webhook's presence and
-//! reachability (failures, fixed by `kubectl mlplatform webhook install`).
+//! reachability (fixed by `kubectl mlplatform webhook install`; warnings unless `--with-webhook`
+//! asks for enforcement).
 
 use std::process::ExitCode;
 
@@ -130,7 +131,9 @@ pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode,
         && profile.spec.namespace.is_some()
     {
         checks.extend(rbac_checks(&session.kube, &profile, plan, &fix).await);
-        checks.extend(webhook_checks(&session.kube, &session.namespace, plan).await);
+        checks.extend(
+            webhook_checks(&session.kube, &session.namespace, plan, args.with_webhook).await,
+        );
     }
     let failed = failed_count(&checks);
     let text = match global.output {
@@ -300,7 +303,15 @@ fn webhook_resource(kind: &str, plural: &str) -> ApiResource {
     }
 }
 
-async fn webhook_checks(kube: &kube::Client, namespace: &str, plan: &Plan) -> Vec<Check> {
+/// The webhook configurations, then (when both exist) a probe through admission. Absent or
+/// unreadable is a warning with the command that installs it, because a default connect does
+/// not install the webhook; a failure only when enforcement was asked for (`--with-webhook`).
+async fn webhook_checks(
+    kube: &kube::Client,
+    namespace: &str,
+    plan: &Plan,
+    enforcement_asked: bool,
+) -> Vec<Check> {
     let kinds = [
         (
             "MutatingWebhookConfiguration",
@@ -324,18 +335,18 @@ async fn webhook_checks(kube: &kube::Client, namespace: &str, plan: &Plan) -> Ve
             Ok(Some(_)) => checks.push(Check::pass(name)),
             Ok(None) => {
                 present = false;
-                checks.push(Check::fail(
+                checks.push(webhook_missing(
                     name,
-                    "not installed: namespace policy is not enforced",
-                    WEBHOOK_FIX,
+                    "not installed: namespace policy is not enforced".to_owned(),
+                    enforcement_asked,
                 ));
             }
             Err(e) => {
                 present = false;
-                checks.push(Check::warn(
+                checks.push(webhook_missing(
                     name,
                     one_line(&e.to_string()),
-                    Some(WEBHOOK_FIX),
+                    enforcement_asked,
                 ));
             }
         }
@@ -344,6 +355,14 @@ async fn webhook_checks(kube: &kube::Client, namespace: &str, plan: &Plan) -> Ve
         checks.push(probe_pod(kube, namespace, &plan.outputs.user_service_account).await);
     }
     checks
+}
+
+fn webhook_missing(name: String, detail: String, enforcement_asked: bool) -> Check {
+    if enforcement_asked {
+        Check::fail(name, detail, WEBHOOK_FIX)
+    } else {
+        Check::warn(name, detail, Some(WEBHOOK_FIX))
+    }
 }
 
 /// A server-side dry-run create of a pod as the user SA: goes through admission (and so

@@ -47,6 +47,13 @@ pub enum CommandError {
     #[error("{0}")]
     AccessEntry(#[from] crate::access_entry::AccessEntryError),
     #[error(
+        "namespace {namespaces} is still being deleted (Terminating) after {waited_seconds}s; nothing was written; wait until it is gone (`kubectl get namespace {namespaces}`) and re-run, or pass a longer --wait-timeout"
+    )]
+    NamespaceStillTerminating {
+        namespaces: String,
+        waited_seconds: u64,
+    },
+    #[error(
         "{failed} check(s) failed; run the fix command(s) shown above, then `kubectl mlplatform doctor` again"
     )]
     ChecksFailed { failed: usize },

@@ -24,7 +24,7 @@ pub(super) fn plan_bundle_apply(
             action: KubeAction::Create(ns_obj.body.clone()),
         }),
         Some(live) => {
-            if live["status"]["phase"] == "Terminating" {
+            if is_terminating(live) {
                 return Err(PlanError::NamespaceTerminating(bundle.namespace.clone()));
             }
             if let Some(other) = profile_of_namespace(live).filter(|p| *p != name) {
@@ -193,6 +193,7 @@ pub(super) fn plan_bundle_remove(
             });
         }
     }
+    let created_here = live_ns.is_some_and(|live| namespace_created_for(live, name));
     match live_ns {
         None => steps.push(KubeStep {
             key: ns_key,
@@ -200,13 +201,31 @@ pub(super) fn plan_bundle_remove(
             change: Change::Absent,
             action: KubeAction::None,
         }),
-        Some(live) if delete_namespace => steps.push(KubeStep {
+        // Already on its way out (a deletion in progress): nothing left to do to it.
+        Some(live) if is_terminating(live) => steps.push(KubeStep {
+            key: ns_key,
+            desired: strip_server_fields(live.clone()),
+            change: Change::Absent,
+            action: KubeAction::None,
+        }),
+        Some(live) if delete_namespace && created_here => steps.push(KubeStep {
             key: ns_key,
             desired: strip_server_fields(live.clone()),
             change: Change::Deleted,
             action: KubeAction::Delete,
         }),
         Some(live) => {
+            if delete_namespace {
+                warnings.push(format!(
+                    "kept namespace {}: connect did not create it (it existed before); only its mlplatform labels and annotations are removed",
+                    bundle.namespace
+                ));
+            } else if created_here {
+                warnings.push(format!(
+                    "kept namespace {} that connect created (other software may live in it now); pass --delete-namespace to remove it",
+                    bundle.namespace
+                ));
+            }
             let labels = &live["metadata"]["labels"];
             let annotations = &live["metadata"]["annotations"];
             let mut label_patch = Map::new();

@@ -427,14 +427,19 @@ pub(super) fn plan_irsa_service_accounts_apply(
                 continue;
             }
             if namespaces_done.insert(ns.clone()) {
-                let ns_obj = KubeObject::new(Kind::Namespace, None, ns, profile, json!({}));
-                if !observed.objects.contains_key(&ns_obj.key) {
-                    steps.push(KubeStep {
+                let ns_obj = new_namespace(ns, profile);
+                match observed.objects.get(&ns_obj.key) {
+                    None => steps.push(KubeStep {
                         key: ns_obj.key.clone(),
                         desired: ns_obj.body.clone(),
                         change: Change::Created,
                         action: KubeAction::Create(ns_obj.body),
-                    });
+                    }),
+                    // Nothing can be created in it until it is gone.
+                    Some(live) if is_terminating(live) => {
+                        return Err(PlanError::NamespaceTerminating(ns.clone()));
+                    }
+                    Some(_) => {}
                 }
             }
             let mut obj = KubeObject::new(Kind::ServiceAccount, Some(ns), sa, profile, json!({}));
@@ -471,7 +476,9 @@ pub(super) fn plan_irsa_service_accounts_apply(
 }
 
 /// disconnect: our ServiceAccounts go; on someone else's, only our annotation goes. The
-/// namespace connect made for them goes only with `--delete-namespace`.
+/// namespace connect made for them goes only with `--delete-namespace`, also when an earlier
+/// disconnect already removed the role (`removed`: roles deleted now; roles no longer in IAM
+/// count as gone too).
 pub(super) fn plan_irsa_service_accounts_remove(
     profile: &str,
     roles: &[RenderedIrsaRole],
@@ -483,10 +490,9 @@ pub(super) fn plan_irsa_service_accounts_remove(
 ) -> Vec<KubeStep> {
     let mut steps = Vec::new();
     let mut namespaces = BTreeSet::new();
-    for role in roles
-        .iter()
-        .filter(|r| r.annotate && removed.contains(&r.name))
-    {
+    let gone =
+        |r: &RenderedIrsaRole| removed.contains(&r.name) || !observed.roles.contains_key(&r.name);
+    for role in roles.iter().filter(|r| r.annotate && gone(r)) {
         let ns = &role.namespace;
         for sa in &role.service_accounts {
             if bundle_sas.contains(&(ns.clone(), sa.clone())) {
@@ -540,17 +546,24 @@ pub(super) fn plan_irsa_service_accounts_remove(
             name: ns.clone(),
         };
         match observed.objects.get(&key) {
-            Some(live) if is_ours(live, profile) && delete_namespace => steps.push(KubeStep {
-                key,
-                desired: kube_steps::strip_server_fields(live.clone()),
-                change: Change::Deleted,
-                action: KubeAction::Delete,
-            }),
-            Some(live) if is_ours(live, profile) => {
+            // Already being deleted: nothing left to do.
+            Some(live) if is_terminating(live) => {}
+            Some(live) if namespace_created_for(live, profile) && delete_namespace => {
+                steps.push(KubeStep {
+                    key,
+                    desired: kube_steps::strip_server_fields(live.clone()),
+                    change: Change::Deleted,
+                    action: KubeAction::Delete,
+                });
+            }
+            Some(live) if namespace_created_for(live, profile) => {
                 warnings.push(format!(
                     "kept namespace {ns} that connect created (other software may live in it now); pass --delete-namespace to remove it"
                 ));
             }
+            Some(_) if delete_namespace => warnings.push(format!(
+                "kept namespace {ns}: connect did not create it (it existed before)"
+            )),
             _ => {}
         }
     }

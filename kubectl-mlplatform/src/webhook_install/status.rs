@@ -49,6 +49,27 @@ pub async fn uninstall(
             return Err(InstallError::MissingObject("apiVersion/kind on an object"));
         };
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        // A namespace stays Terminating for a while after its deletion: a second uninstall
+        // finds it going and has nothing left to do (a real server answers 409 to deleting
+        // it again).
+        if object["kind"] == "Namespace" {
+            let found = api
+                .get_opt(name)
+                .await
+                .map_err(|source| InstallError::Delete {
+                    object: described.clone(),
+                    source,
+                    done,
+                    total,
+                })?;
+            if found.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()) {
+                out.push(Applied {
+                    object: described,
+                    outcome: Outcome::Absent,
+                });
+                continue;
+            }
+        }
         let outcome = match api.delete(name, &params).await {
             Ok(_) => Outcome::Deleted,
             Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Absent,

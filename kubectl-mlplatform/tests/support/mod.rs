@@ -188,3 +188,64 @@ pub fn changes_of(report: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Each YAML text read by PyYAML, a real YAML 1.1 reader (as aws-iam-authenticator's go-yaml v2
+/// is): per text, the Python repr of each list item, so a date, bool or number where a string
+/// was meant shows (`datetime.date(2024, 1, 1)` vs `'2024-01-01'`).
+pub fn yaml11_items(texts: &[&str]) -> Vec<Vec<String>> {
+    use std::io::Write;
+    const SCRIPT: &str = "import json, sys, yaml\n\
+        out = []\n\
+        for text in json.load(sys.stdin):\n\
+        \x20   doc = yaml.safe_load(text)\n\
+        \x20   out.append([repr(item) for item in (doc or [])])\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with PyYAML; scripts/install-test-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(texts).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML could not read the texts (is PyYAML installed? scripts/install-test-deps.sh): {}\n{texts:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Per (YAML, JSON) pair: whether PyYAML (YAML 1.1) reads the YAML as exactly the JSON value.
+pub fn yaml11_reads_as_json(pairs: &[(&str, &str)]) -> Vec<bool> {
+    use std::io::Write;
+    const SCRIPT: &str = "import json, sys, yaml\n\
+        pairs = json.load(sys.stdin)\n\
+        print(json.dumps([yaml.safe_load(y) == json.loads(j) for y, j in pairs]))\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with PyYAML; scripts/install-test-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(pairs).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML could not read the texts: {}\n{pairs:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
