@@ -3,6 +3,12 @@
 //! A namespace is *managed* when it carries [`MANAGED_LABEL`]`: "true"`. Its policy lives in
 //! namespace annotations written by the plugin and read (from a cache) by the webhook. Both
 //! sides use this crate so that the keys and their meaning cannot drift apart.
+//!
+//! [`admission_policy`] renders the same rules as API-server admission policies, the second
+//! engine. Its bindings select namespaces by label, so a managed namespace also carries
+//! [`ENFORCEMENT_LABEL`] (see [`NamespacePolicy::to_labels`]): the plugin writes both.
+
+pub mod admission_policy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +27,12 @@ pub const SYSTEM_SERVICE_ACCOUNTS_ANNOTATION: &str = "mlplatform.io/system-servi
 pub const IRSA_ROLE_ARN_ANNOTATION: &str = "mlplatform.io/irsa-role-arn";
 /// `enforce` | `warn` | `audit`.
 pub const ENFORCEMENT_ANNOTATION: &str = "mlplatform.io/enforcement";
+/// The enforcement mode again, as a label: admission policy bindings select namespaces by
+/// label, never by annotation. The plugin writes it with the same value as
+/// [`ENFORCEMENT_ANNOTATION`] (the webhook reads only the annotation). A missing label means
+/// `enforce`; a label weaker than the annotation makes the admission policies refuse the
+/// namespace's workloads until it is repaired.
+pub const ENFORCEMENT_LABEL: &str = "mlplatform.io/enforcement";
 /// Which profile (vendor) the plugin connected this namespace for.
 pub const PROFILE_ANNOTATION: &str = "mlplatform.io/profile";
 
@@ -178,10 +190,34 @@ impl NamespacePolicy {
         out
     }
 
+    /// The labels that describe this policy (what the plugin writes beside the annotations).
+    pub fn to_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
+            (
+                ENFORCEMENT_LABEL.to_owned(),
+                self.enforcement.as_str().to_owned(),
+            ),
+        ])
+    }
+
     /// May a workload run as `service_account` (empty means `default`) in this namespace?
     pub fn allows(&self, service_account: &str) -> bool {
         let sa = effective_service_account(service_account);
         sa == self.user_service_account || self.system_service_accounts.iter().any(|s| s == sa)
+    }
+}
+
+/// The mode the admission policy bindings apply to a namespace with these labels: the
+/// [`ENFORCEMENT_LABEL`]'s, `enforce` when it is missing or not a mode.
+pub fn enforcement_from_labels(labels: Option<&BTreeMap<String, String>>) -> EnforcementMode {
+    match labels
+        .and_then(|l| l.get(ENFORCEMENT_LABEL))
+        .map(String::as_str)
+    {
+        Some("warn") => EnforcementMode::Warn,
+        Some("audit") => EnforcementMode::Audit,
+        _ => EnforcementMode::Enforce,
     }
 }
 
@@ -240,7 +276,13 @@ mod tests {
         assert!(!policy.allows(""));
         let again =
             NamespacePolicy::from_metadata(Some(&labels), Some(&policy.to_annotations())).unwrap();
-        assert_eq!(again, Some(policy));
+        assert_eq!(again.as_ref(), Some(&policy));
+        let written = policy.to_labels();
+        assert_eq!(
+            NamespacePolicy::from_metadata(Some(&written), Some(&policy.to_annotations())),
+            Ok(Some(policy.clone()))
+        );
+        assert_eq!(enforcement_from_labels(Some(&written)), policy.enforcement);
     }
 
     #[test]
@@ -255,6 +297,21 @@ mod tests {
             .unwrap();
         assert!(policy.allows(""));
         assert_eq!(policy.enforcement, EnforcementMode::Enforce);
+    }
+
+    #[test]
+    fn bindings_read_a_missing_or_unknown_label_as_enforce() {
+        assert_eq!(enforcement_from_labels(None), EnforcementMode::Enforce);
+        let odd = map(&[(ENFORCEMENT_LABEL, "block")]);
+        assert_eq!(
+            enforcement_from_labels(Some(&odd)),
+            EnforcementMode::Enforce
+        );
+        let audit = map(&[(ENFORCEMENT_LABEL, "audit")]);
+        assert_eq!(
+            enforcement_from_labels(Some(&audit)),
+            EnforcementMode::Audit
+        );
     }
 
     #[test]
