@@ -10,7 +10,8 @@
 //!   `arn` is `arn:aws:eks:REGION:123456789012:cluster/NAME`, `status` ACTIVE at once,
 //!   `identity.oidc.issuer` is present (`https://oidc.eks.REGION.amazonaws.com/id/XXXX`), a
 //!   random `endpoint` and `certificateAuthority.data`. There is no `accessConfig`
-//!   (authentication mode) and no access-entry API: test those paths with a stub.
+//!   (authentication mode), no access-entry, Pod Identity or add-on API: put
+//!   [`crate::EksStandIn`] in front of moto for those.
 //!   Creating an existing name is 409 `ResourceInUseException`.
 //! - **IAM CreateOpenIDConnectProvider**: works without a thumbprint; the ARN is
 //!   `arn:aws:iam::123456789012:oidc-provider/<issuer host/path>`. With
@@ -184,75 +185,19 @@ impl Moto {
     /// Environment for a process (or the SDK's env provider) to talk to this moto and
     /// nothing else: endpoint, dummy static credentials, us-east-1, no IMDS, no ~/.aws.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint().as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_SESSION_TOKEN", "testing"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        aws_env(&self.endpoint())
     }
 
     /// Creates an EKS cluster through moto's EKS REST API and returns it (`arn`,
     /// `identity.oidc.issuer`, `endpoint`, ...).
     pub fn create_eks_cluster(&self, name: &str, region: &str) -> anyhow::Result<Value> {
-        let body = json!({
-            "name": name,
-            "version": "1.33",
-            "roleArn": format!("arn:aws:iam::{MOTO_ACCOUNT_ID}:role/eks-cluster-role"),
-            "resourcesVpcConfig": {"subnetIds": [], "securityGroupIds": []},
-        })
-        .to_string();
-        let (status, response) = self
-            .http(
-                "POST",
-                "/clusters",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Authorization", &sigv4_scope(region, "eks")),
-                ],
-                body.as_bytes(),
-            )
-            .with_context(|| format!("cannot reach moto at {}", self.endpoint()))?;
-        let parsed: Value = serde_json::from_slice(&response)
-            .with_context(|| format!("moto's EKS answer is not JSON (HTTP {status})"))?;
-        if status != 200 {
-            anyhow::bail!(
-                "moto refused to create EKS cluster {name} in {region}: HTTP {status}: {}",
-                parsed.get("message").and_then(Value::as_str).unwrap_or("")
-            );
-        }
-        parsed
-            .get("cluster")
-            .cloned()
-            .context("moto's CreateCluster answer has no `cluster`")
+        create_eks_cluster_via(self.port, name, region)
     }
 
     /// An SDK config for in-process clients: this endpoint, dummy static credentials,
     /// us-east-1, and an HTTP client on rustls + ring (the workspace's one crypto provider).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        use aws_smithy_http_client::tls;
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(http_client)
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(aws_credential_types::Credentials::new(
-                "testing", "testing", None, None, "moto",
-            ))
-            .load()
-            .await
+        sdk_config_for(&self.endpoint()).await
     }
 
     /// Empties every moto backend (see the module docs before using it on `shared()`).
@@ -281,33 +226,7 @@ impl Moto {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> std::io::Result<(u16, Vec<u8>)> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(read_timeout))?;
-        let mut request = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
-            self.port,
-            body.len()
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
-        stream.write_all(request.as_bytes())?;
-        stream.write_all(body)?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let split = response
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("incomplete HTTP response from moto"))?;
-        let head = String::from_utf8_lossy(&response[..split]);
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no HTTP status from moto"))?;
-        Ok((status, response[split + 4..].to_vec()))
+        http_exchange(self.port, read_timeout, method, path, headers, body)
     }
 }
 
@@ -323,6 +242,120 @@ impl Drop for Moto {
         }
         let _ = self.watchdog.wait();
     }
+}
+
+/// CreateCluster over plain HTTP to 127.0.0.1:`port` (moto, or the EKS stand-in in front
+/// of it); the `cluster` of the answer.
+pub(crate) fn create_eks_cluster_via(port: u16, name: &str, region: &str) -> anyhow::Result<Value> {
+    let body = json!({
+        "name": name,
+        "version": "1.33",
+        "roleArn": format!("arn:aws:iam::{MOTO_ACCOUNT_ID}:role/eks-cluster-role"),
+        "resourcesVpcConfig": {"subnetIds": [], "securityGroupIds": []},
+    })
+    .to_string();
+    let (status, response) = http_exchange(
+        port,
+        Duration::from_secs(30),
+        "POST",
+        "/clusters",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &sigv4_scope(region, "eks")),
+        ],
+        body.as_bytes(),
+    )
+    .with_context(|| format!("cannot reach moto at http://127.0.0.1:{port}"))?;
+    let parsed: Value = serde_json::from_slice(&response)
+        .with_context(|| format!("moto's EKS answer is not JSON (HTTP {status})"))?;
+    if status != 200 {
+        anyhow::bail!(
+            "moto refused to create EKS cluster {name} in {region}: HTTP {status}: {}",
+            parsed.get("message").and_then(Value::as_str).unwrap_or("")
+        );
+    }
+    parsed
+        .get("cluster")
+        .cloned()
+        .context("moto's CreateCluster answer has no `cluster`")
+}
+
+/// A minimal HTTP/1.0 exchange with 127.0.0.1:`port` (no HTTP client dependency, usable
+/// from sync code).
+fn http_exchange(
+    port: u16,
+    read_timeout: Duration,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(read_timeout))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
+        port,
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("incomplete HTTP response from moto"))?;
+    let head = String::from_utf8_lossy(&response[..split]);
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no HTTP status from moto"))?;
+    Ok((status, response[split + 4..].to_vec()))
+}
+
+/// Environment for a process to talk to `endpoint` (moto, or something in front of it) and
+/// nothing else: dummy static credentials, us-east-1, no IMDS, no ~/.aws.
+pub fn aws_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_SESSION_TOKEN", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// An SDK config for in-process clients of `endpoint`: dummy static credentials,
+/// us-east-1, and an HTTP client on rustls + ring (the workspace's one crypto provider).
+pub async fn sdk_config_for(endpoint: &str) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls;
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
 }
 
 /// An `Authorization` header moto routes by (service and region from the scope).

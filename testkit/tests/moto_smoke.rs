@@ -136,3 +136,9 @@ fn missing_moto_is_one_clear_line() {
         "{stderr}"
     );
 }
+
+/// The EKS stand-in (`mlplatform_testkit::eks_standin`) in front of moto.
+#[path = "moto_smoke/standin.rs"]
+mod standin;
+#[path = "moto_smoke/standin_access.rs"]
+mod standin_access;
