@@ -25,6 +25,8 @@ deps:
 test: deps
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	scripts/lint-workflows.sh
+	scripts/conformance.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
