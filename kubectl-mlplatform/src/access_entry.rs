@@ -9,12 +9,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use aws_sdk_eks::types::{AccessScope, AccessScopeType};
-use mlplatform_namespace_policy::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use serde::Serialize;
 
 use crate::aws::{Aws, AwsError, classify};
-use crate::aws_auth::{AwsAuthError, Mapping, kind_of_arn, modify_aws_auth, normalize_arn};
+use crate::aws_auth::store::modify_aws_auth;
+use crate::aws_auth::{AwsAuthError, Mapping, kind_of_arn, normalize_arn};
 use crate::common::{Change, DryRun};
 
 /// What connect maps a vendor role to when the profile names no access policy.
@@ -67,7 +68,7 @@ pub enum AccessEntryError {
 }
 
 /// Pure: the mechanism for `mode` on a cluster whose authenticationMode is `cluster_mode`.
-pub fn choose_mechanism(
+pub(crate) fn choose_mechanism(
     mode: AuthMode,
     cluster: &str,
     cluster_mode: Option<&str>,
@@ -90,13 +91,13 @@ pub fn choose_mechanism(
 
 /// The access wanted for one principal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessRequest {
-    pub cluster: String,
-    pub principal_arn: String,
-    pub username: String,
-    pub groups: Vec<String>,
-    pub namespaces: Vec<String>,
-    pub policy_arn: String,
+pub(crate) struct AccessRequest {
+    pub(crate) cluster: String,
+    pub(crate) principal_arn: String,
+    pub(crate) username: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) namespaces: Vec<String>,
+    pub(crate) policy_arn: String,
 }
 
 /// Where an associated access policy applies.
@@ -117,7 +118,7 @@ pub struct ObservedEntry {
 }
 
 impl ObservedEntry {
-    pub fn is_ours(&self) -> bool {
+    pub(crate) fn is_ours(&self) -> bool {
         self.tags.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
     }
 }
@@ -148,7 +149,7 @@ pub enum AccessEntryAction {
 }
 
 /// Pure: the writes that make the entry what `req` asks for.
-pub fn plan_access_entry(
+pub(crate) fn plan_access_entry(
     req: &AccessRequest,
     observed: Option<&ObservedEntry>,
 ) -> Result<(Change, Vec<AccessEntryAction>), AccessEntryError> {
@@ -205,7 +206,7 @@ pub fn plan_access_entry(
 }
 
 /// Pure: removing the entry (only ours).
-pub fn plan_access_entry_removal(
+pub(crate) fn plan_access_entry_removal(
     cluster: &str,
     principal_arn: &str,
     observed: Option<&ObservedEntry>,
@@ -223,7 +224,7 @@ pub fn plan_access_entry_removal(
 }
 
 /// The access entry of `principal_arn` with its policy associations; None when there is none.
-pub async fn read_access_entry(
+pub(crate) async fn read_access_entry(
     aws: &Aws,
     cluster: &str,
     principal_arn: &str,
@@ -288,7 +289,7 @@ pub async fn read_access_entry(
 }
 
 /// Carries out access-entry actions in order.
-pub async fn apply_access_entry(
+pub(crate) async fn apply_access_entry(
     aws: &Aws,
     req_cluster: &str,
     principal_arn: &str,

@@ -6,12 +6,14 @@ use futures::future::try_join_all;
 
 use crate::access_entry;
 use crate::aws::{Aws, AwsError};
-use crate::aws_auth::{AwsAuthError, MappingKind, modify_aws_auth};
+use crate::aws_auth::store::modify_aws_auth;
+use crate::aws_auth::{AwsAuthError, MappingKind};
 use crate::common::{Change, DryRun};
 use crate::kube_io::{KubeIoError, create_object, delete_object, merge_patch_object};
 use crate::objects::Kind;
 use crate::output::Progress;
-use crate::plan::{AwsAuthAction, IamAction, KubeAction, KubeStep, OidcAction, Plan};
+use crate::plan::Plan;
+use crate::steps::{AwsAuthAction, IamAction, KubeAction, KubeStep, OidcAction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -53,6 +55,23 @@ pub enum Direction {
 struct Counter {
     done: usize,
     total: usize,
+}
+
+impl Counter {
+    /// A failed AWS write, saying how far the plan got.
+    fn aws(&self, source: AwsError) -> ApplyError {
+        ApplyError::Aws {
+            source,
+            done: self.done,
+            total: self.total,
+        }
+    }
+
+    /// One write done: counted and shown.
+    fn step(&mut self, progress: &Progress, change: Change, kind: &str, name: &str) {
+        self.done += 1;
+        progress.step(change, kind, name);
+    }
 }
 
 pub async fn apply(
@@ -110,13 +129,8 @@ async fn apply_iam(
     let aws = aws.ok_or(ApplyError::NoAws)?;
     for step in writes {
         let result = apply_iam_action(aws, &step.action).await;
-        result.map_err(|source| ApplyError::Aws {
-            source,
-            done: counter.done,
-            total: counter.total,
-        })?;
-        counter.done += 1;
-        progress.step(step.change, step.kind, &step.name);
+        result.map_err(|source| counter.aws(source))?;
+        counter.step(progress, step.change, step.kind, &step.name);
     }
     Ok(())
 }
@@ -149,13 +163,8 @@ async fn apply_oidc(
             .map(drop),
         OidcAction::Delete { arn } => aws.delete_oidc_provider(arn).await,
     };
-    result.map_err(|source| ApplyError::Aws {
-        source,
-        done: counter.done,
-        total: counter.total,
-    })?;
-    counter.done += 1;
-    progress.step(step.change, "IAMOIDCProvider", &step.issuer);
+    result.map_err(|source| counter.aws(source))?;
+    counter.step(progress, step.change, "IAMOIDCProvider", &step.issuer);
     Ok(())
 }
 
@@ -177,13 +186,8 @@ async fn apply_access_entry(
     let cluster = &plan.outputs.cluster;
     access_entry::apply_access_entry(aws, cluster, &step.principal_arn, &step.actions)
         .await
-        .map_err(|source| ApplyError::Aws {
-            source,
-            done: counter.done,
-            total: counter.total,
-        })?;
-    counter.done += 1;
-    progress.step(step.change, "AccessEntry", &step.principal_arn);
+        .map_err(|source| counter.aws(source))?;
+    counter.step(progress, step.change, "AccessEntry", &step.principal_arn);
     Ok(())
 }
 
@@ -214,8 +218,7 @@ async fn apply_aws_auth(
         done: counter.done,
         total: counter.total,
     })?;
-    counter.done += 1;
-    progress.step(change, "AwsAuthMapping", &step.arn);
+    counter.step(progress, change, "AwsAuthMapping", &step.arn);
     Ok(())
 }
 
@@ -281,12 +284,11 @@ async fn apply_kube(
             total: counter.total,
         })?;
         for step in wave {
-            counter.done += 1;
             let name = match &step.key.namespace {
                 Some(ns) => format!("{ns}/{}", step.key.name),
                 None => step.key.name.clone(),
             };
-            progress.step(step.change, step.key.kind.as_str(), &name);
+            counter.step(progress, step.change, step.key.kind.as_str(), &name);
         }
     }
     Ok(())
@@ -309,7 +311,7 @@ async fn kube_write(
 }
 
 /// Sends one IAM write; shared by connect's apply and `irsa create|delete`.
-pub async fn apply_iam_action(aws: &Aws, action: &IamAction) -> Result<(), AwsError> {
+pub(crate) async fn apply_iam_action(aws: &Aws, action: &IamAction) -> Result<(), AwsError> {
     match action {
         IamAction::None => Ok(()),
         IamAction::CreateRole {

@@ -7,19 +7,19 @@ use std::fmt;
 
 /// A parsed IAM identity ARN: a role, a user, an account root, or an STS assumed-role session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IamArn {
+pub(crate) struct IamArn {
     /// `aws`, `aws-cn`, `aws-us-gov`, ...
-    pub partition: String,
+    pub(crate) partition: String,
     /// 12-digit account ID.
-    pub account: String,
+    pub(crate) account: String,
     /// `role`, `user`, `root` or `assumed-role`.
-    pub resource_type: String,
+    pub(crate) resource_type: String,
     /// IAM path, `/` when none (`/a/b/` otherwise); always `/` for root and assumed-role.
-    pub path: String,
+    pub(crate) path: String,
     /// Role or user name; for assumed-role the role's name; empty for root.
-    pub name: String,
+    pub(crate) name: String,
     /// For assumed-role only: the session name.
-    pub session_name: Option<String>,
+    pub(crate) session_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +42,7 @@ fn not_iam(input: &str, reason: impl Into<String>) -> ArnError {
 }
 
 /// True for exactly 12 ASCII digits (an AWS account ID).
-pub fn is_account_id(s: &str) -> bool {
+pub(crate) fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -62,7 +62,7 @@ fn is_iam_name(s: &str) -> bool {
 
 /// Parses `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME` (also `user/...` and `root`) and
 /// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION`.
-pub fn parse_iam_arn(s: &str) -> Result<IamArn, ArnError> {
+pub(crate) fn parse_iam_arn(s: &str) -> Result<IamArn, ArnError> {
     let input = s.trim();
     let parts: Vec<&str> = input.splitn(6, ':').collect();
     let [arn, partition, service, region, account, resource] = parts.as_slice() else {
@@ -165,7 +165,7 @@ impl IamArn {
     /// The ARN aws-auth needs: the role path removed, and an assumed-role session turned back
     /// into its role (`arn:aws:sts::1:assumed-role/R/s` → `arn:aws:iam::1:role/R`).
     /// Users keep their path: STS reports users with it, so aws-auth matches it.
-    pub fn without_path(&self) -> String {
+    pub(crate) fn without_path(&self) -> String {
         match self.resource_type.as_str() {
             "root" => format!("arn:{}:iam::{}:root", self.partition, self.account),
             "role" | "assumed-role" => {
@@ -179,7 +179,7 @@ impl IamArn {
     }
 
     /// True for roles and assumed-role sessions (things `mapRoles` holds).
-    pub fn is_role(&self) -> bool {
+    pub(crate) fn is_role(&self) -> bool {
         matches!(self.resource_type.as_str(), "role" | "assumed-role")
     }
 }
@@ -203,14 +203,14 @@ impl fmt::Display for IamArn {
 /// A parsed `arn:PARTITION:eks:REGION:ACCOUNT:cluster/NAME` (kubeconfig contexts made by
 /// `aws eks update-kubeconfig` are named like this).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EksClusterArn {
-    pub partition: String,
-    pub region: String,
-    pub account: String,
-    pub name: String,
+pub(crate) struct EksClusterArn {
+    pub(crate) partition: String,
+    pub(crate) region: String,
+    pub(crate) account: String,
+    pub(crate) name: String,
 }
 
-pub fn parse_eks_cluster_arn(s: &str) -> Result<EksClusterArn, ArnError> {
+pub(crate) fn parse_eks_cluster_arn(s: &str) -> Result<EksClusterArn, ArnError> {
     let input = s.trim();
     let bad = |reason: &str| ArnError::NotEksClusterArn {
         input: input.to_string(),

@@ -17,8 +17,10 @@ use futures::future::try_join_all;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use error::{AwsError, classify, classify_code};
-pub use policy::{decode_policy_document, normalize_policy, policy_documents_equal};
+pub use error::AwsError;
+pub(crate) use error::classify;
+pub(crate) use policy::decode_policy_document;
+pub use policy::policy_documents_equal;
 
 /// IAM, STS and EKS clients sharing one configuration.
 #[derive(Debug, Clone)]
@@ -46,7 +48,7 @@ pub struct AwsSettings {
 }
 
 /// Per-attempt limit for AWS calls; the SDK retries a timed-out attempt.
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -116,6 +118,22 @@ fn unreadable(operation: &str, message: impl Into<String>) -> AwsError {
     }
 }
 
+/// Tags for an IAM request (`op` names it in errors).
+fn iam_tags(op: &str, tags: &[(String, String)]) -> Result<Vec<Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError::InvalidInput {
+                    operation: op.to_owned(),
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
 impl Aws {
     /// For the binary: the default chain, `--region` when given.
     pub async fn from_env(region: Option<&str>) -> Result<Aws, AwsError> {
@@ -170,7 +188,7 @@ impl Aws {
         Self::from_sdk_config(&config)
     }
 
-    pub fn from_sdk_config(config: &SdkConfig) -> Result<Aws, AwsError> {
+    pub(crate) fn from_sdk_config(config: &SdkConfig) -> Result<Aws, AwsError> {
         let region = config.region().ok_or(AwsError::NoRegion)?.to_string();
         Ok(Aws {
             iam: aws_sdk_iam::Client::new(config),
@@ -242,7 +260,10 @@ impl Aws {
     }
 
     /// The cluster's security group and VPC.
-    pub async fn describe_cluster_network(&self, name: &str) -> Result<ClusterNetwork, AwsError> {
+    pub(crate) async fn describe_cluster_network(
+        &self,
+        name: &str,
+    ) -> Result<ClusterNetwork, AwsError> {
         const OP: &str = "eks:DescribeCluster";
         let out = self
             .eks
@@ -285,7 +306,7 @@ impl Aws {
     }
 
     /// Creates the IAM OIDC provider with tags (so that disconnect can tell it made it).
-    pub async fn create_oidc_provider_tagged(
+    pub(crate) async fn create_oidc_provider_tagged(
         &self,
         issuer_url: &str,
         client_ids: &[String],
@@ -293,19 +314,7 @@ impl Aws {
         tags: &[(String, String)],
     ) -> Result<String, AwsError> {
         const OP: &str = "iam:CreateOpenIDConnectProvider";
-        let tags = tags
-            .iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| AwsError::InvalidInput {
-                        operation: OP.to_string(),
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let tags = iam_tags(OP, tags)?;
         let out = self
             .iam
             .create_open_id_connect_provider()
@@ -322,7 +331,7 @@ impl Aws {
     }
 
     /// Names of every role whose trust policy names `provider_arn` as a federated principal.
-    pub async fn roles_trusting(&self, provider_arn: &str) -> Result<Vec<String>, AwsError> {
+    pub(crate) async fn roles_trusting(&self, provider_arn: &str) -> Result<Vec<String>, AwsError> {
         const OP: &str = "iam:ListRoles";
         let roles: Vec<aws_sdk_iam::types::Role> = self
             .iam
@@ -439,19 +448,7 @@ impl Aws {
         tags: &[(String, String)],
     ) -> Result<String, AwsError> {
         const OP: &str = "iam:CreateRole";
-        let tags = tags
-            .iter()
-            .map(|(k, v)| {
-                Tag::builder()
-                    .key(k)
-                    .value(v)
-                    .build()
-                    .map_err(|e| AwsError::InvalidInput {
-                        operation: OP.to_string(),
-                        message: e.to_string(),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let tags = iam_tags(OP, tags)?;
         let out = self
             .iam
             .create_role()
@@ -492,6 +489,34 @@ impl Aws {
             .role_name(role)
             .policy_name(policy_name)
             .policy_document(json_text(OP, doc)?)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn tag_role(
+        &self,
+        role: &str,
+        tags: &[(String, String)],
+    ) -> Result<(), AwsError> {
+        const OP: &str = "iam:TagRole";
+        self.iam
+            .tag_role()
+            .role_name(role)
+            .set_tags(Some(iam_tags(OP, tags)?))
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn untag_role(&self, role: &str, keys: &[String]) -> Result<(), AwsError> {
+        const OP: &str = "iam:UntagRole";
+        self.iam
+            .untag_role()
+            .role_name(role)
+            .set_tag_keys(Some(keys.to_vec()))
             .send()
             .await
             .map_err(|e| classify(OP, e))?;
@@ -653,6 +678,7 @@ fn ignore_missing(err: AwsError) -> Result<(), AwsError> {
 
 #[cfg(test)]
 mod tests {
+    use super::error::classify_code;
     use super::*;
 
     #[test]

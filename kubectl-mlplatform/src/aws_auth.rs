@@ -1,5 +1,5 @@
 //! The `kube-system/aws-auth` ConfigMap: a model that edits it without losing anything, and the
-//! kube I/O that writes it back safely (see [`modify_aws_auth`]).
+//! kube I/O that writes it back safely (`store`, see [`store::modify_aws_auth`]).
 //!
 //! Rules, each learned from another tool's outage:
 //! - every key is parsed (`mapRoles`, `mapUsers`, `mapAccounts`); entries and fields this code
@@ -15,7 +15,7 @@
 
 mod emit;
 mod splice;
-mod store;
+pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -26,19 +26,14 @@ use serde_yaml_ng::{Mapping as YamlMapping, Value};
 use crate::arn::{ArnError, parse_iam_arn};
 use crate::common::Change;
 
-pub use store::{
-    AwsAuthWrite, RetryPolicy, modify_aws_auth, modify_aws_auth_detailed, modify_aws_auth_with,
-    read_aws_auth,
-};
-
-pub const NAMESPACE: &str = "kube-system";
-pub const CONFIGMAP_NAME: &str = "aws-auth";
-pub const MAP_ROLES: &str = "mapRoles";
-pub const MAP_USERS: &str = "mapUsers";
-pub const MAP_ACCOUNTS: &str = "mapAccounts";
+pub(crate) const NAMESPACE: &str = "kube-system";
+pub(crate) const CONFIGMAP_NAME: &str = "aws-auth";
+pub(crate) const MAP_ROLES: &str = "mapRoles";
+pub(crate) const MAP_USERS: &str = "mapUsers";
+pub(crate) const MAP_ACCOUNTS: &str = "mapAccounts";
 /// Groups whose entries keep nodes in the cluster; never removed.
-pub const PROTECTED_GROUPS: [&str; 2] = ["system:nodes", "system:bootstrappers"];
-pub const SYSTEM_MASTERS: &str = "system:masters";
+pub(crate) const PROTECTED_GROUPS: [&str; 2] = ["system:nodes", "system:bootstrappers"];
+pub(crate) const SYSTEM_MASTERS: &str = "system:masters";
 
 const FIX_BY_HAND: &str = "fix it by hand with `kubectl edit -n kube-system configmap aws-auth`";
 
@@ -132,7 +127,7 @@ pub enum MappingKind {
 }
 
 impl MappingKind {
-    pub const fn key(self) -> &'static str {
+    pub(crate) const fn key(self) -> &'static str {
         match self {
             Self::Role => MAP_ROLES,
             Self::User => MAP_USERS,
@@ -168,9 +163,9 @@ pub struct Mapping {
 #[serde(rename_all = "camelCase")]
 pub struct SsoMapping {
     pub permission_set_name: String,
-    pub account_id: String,
-    pub username: String,
-    pub groups: Vec<String>,
+    pub(crate) account_id: String,
+    pub(crate) username: String,
+    pub(crate) groups: Vec<String>,
 }
 
 /// The understood content of one entry; the entry's YAML value itself is kept verbatim.
@@ -394,12 +389,20 @@ impl AwsAuth {
 
     /// What [`AwsAuth::upsert`] would do, changing nothing: for plans and preflight, so a
     /// refusal (duplicates, node groups, bad ARN) surfaces before anything is written anywhere.
-    pub fn preview_upsert(&self, kind: MappingKind, m: Mapping) -> Result<Change, AwsAuthError> {
+    pub(crate) fn preview_upsert(
+        &self,
+        kind: MappingKind,
+        m: Mapping,
+    ) -> Result<Change, AwsAuthError> {
         self.clone().upsert(kind, m)
     }
 
     /// What [`AwsAuth::remove`] would do, changing nothing.
-    pub fn preview_remove(&self, kind: MappingKind, arn: &str) -> Result<Change, AwsAuthError> {
+    pub(crate) fn preview_remove(
+        &self,
+        kind: MappingKind,
+        arn: &str,
+    ) -> Result<Change, AwsAuthError> {
         self.clone().remove(kind, arn)
     }
 
@@ -484,7 +487,7 @@ impl AwsAuth {
 }
 
 /// Refuses `system:masters` unless the caller passed the explicit flag.
-pub fn check_system_masters(m: &Mapping, allowed: bool) -> Result<(), AwsAuthError> {
+pub(crate) fn check_system_masters(m: &Mapping, allowed: bool) -> Result<(), AwsAuthError> {
     if !allowed && has_group(&m.groups, SYSTEM_MASTERS) {
         return Err(AwsAuthError::SystemMastersNotAllowed { arn: m.arn.clone() });
     }
@@ -492,7 +495,7 @@ pub fn check_system_masters(m: &Mapping, allowed: bool) -> Result<(), AwsAuthErr
 }
 
 /// The kind an ARN belongs in: roles and assumed roles → `mapRoles`, users and root → `mapUsers`.
-pub fn kind_of_arn(arn: &str) -> Result<MappingKind, AwsAuthError> {
+pub(crate) fn kind_of_arn(arn: &str) -> Result<MappingKind, AwsAuthError> {
     let parsed = parse_iam_arn(arn)?;
     Ok(if parsed.is_role() {
         MappingKind::Role
@@ -503,7 +506,7 @@ pub fn kind_of_arn(arn: &str) -> Result<MappingKind, AwsAuthError> {
 
 /// The ARN as aws-auth must hold it: roles without path (assumed-role sessions become their
 /// role), users and root as given.
-pub fn normalize_arn(kind: MappingKind, arn: &str) -> Result<String, AwsAuthError> {
+pub(crate) fn normalize_arn(kind: MappingKind, arn: &str) -> Result<String, AwsAuthError> {
     let parsed = parse_iam_arn(arn)?;
     match (kind, parsed.is_role()) {
         (MappingKind::Role, true) | (MappingKind::User, false) => Ok(parsed.without_path()),

@@ -4,37 +4,37 @@
 
 use std::collections::BTreeMap;
 
-use mlplatform_namespace_policy::{
-    IRSA_ROLE_ARN_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE, NamespacePolicy, PROFILE_ANNOTATION,
-    eks,
+use crate::vocabulary::{
+    IRSA_ROLE_ARN_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE, PROFILE_ANNOTATION, PROFILE_LABEL,
 };
+use mlplatform_namespace_policy::{NamespacePolicy, eks};
 use serde_json::{Value, json};
 
-use crate::objects::{Kind, KubeObject, PROFILE_LABEL, new_namespace};
+use crate::objects::{Kind, KubeObject, new_namespace};
 use crate::profile::{NamespaceBundle, Profile, RbacRule, TemplateError, Vars};
 
 const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// Everything one namespace of a profile consists of.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Bundle {
-    pub namespace: String,
+pub(crate) struct Bundle {
+    pub(crate) namespace: String,
     /// The namespace's labels and annotations we own (the namespace object itself may predate us).
-    pub namespace_labels: BTreeMap<String, String>,
-    pub namespace_annotations: BTreeMap<String, String>,
-    pub policy: NamespacePolicy,
+    pub(crate) namespace_labels: BTreeMap<String, String>,
+    pub(crate) namespace_annotations: BTreeMap<String, String>,
+    pub(crate) policy: NamespacePolicy,
     /// Shared across every namespace of the profile (the system ClusterRole).
-    pub cluster_scoped: Vec<KubeObject>,
+    pub(crate) cluster_scoped: Vec<KubeObject>,
     /// Inside the namespace: ServiceAccounts, Roles, RoleBindings.
-    pub namespaced: Vec<KubeObject>,
-    pub user_service_account: String,
-    pub system_service_account: Option<String>,
+    pub(crate) namespaced: Vec<KubeObject>,
+    pub(crate) user_service_account: String,
+    pub(crate) system_service_account: Option<String>,
 }
 
 impl Bundle {
     /// The IRSA role the user ServiceAccount should carry (SPEC §3): into the policy and the
     /// namespace annotations, and onto the bundle's ServiceAccounts named in `service_accounts`.
-    pub fn set_irsa_role(&mut self, role_arn: &str, service_accounts: &[String]) {
+    pub(crate) fn set_irsa_role(&mut self, role_arn: &str, service_accounts: &[String]) {
         if service_accounts.contains(&self.user_service_account) {
             self.policy.irsa_role_arn = Some(role_arn.to_owned());
             self.namespace_annotations
@@ -48,7 +48,7 @@ impl Bundle {
     }
 
     /// Names of the ServiceAccounts the bundle creates.
-    pub fn created_service_accounts(&self) -> Vec<String> {
+    pub(crate) fn created_service_accounts(&self) -> Vec<String> {
         self.namespaced
             .iter()
             .filter(|o| o.key.kind == Kind::ServiceAccount)
@@ -57,7 +57,7 @@ impl Bundle {
     }
 
     /// The namespace object as connect creates it when it does not exist yet.
-    pub fn namespace_object(&self, profile: &str) -> KubeObject {
+    pub(crate) fn namespace_object(&self, profile: &str) -> KubeObject {
         let mut obj = new_namespace(&self.namespace, profile);
         if let Some(labels) = obj.body["metadata"]["labels"].as_object_mut() {
             for (k, v) in &self.namespace_labels {
@@ -73,13 +73,35 @@ impl Bundle {
     }
 }
 
+/// A RoleBinding in `ns` of a Role or ClusterRole to one ServiceAccount of `namespace`.
+fn service_account_binding(
+    ns: Option<&str>,
+    binding: &str,
+    profile: &str,
+    role_kind: &str,
+    role_name: &str,
+    service_account: &str,
+    namespace: &str,
+) -> KubeObject {
+    KubeObject::new(
+        Kind::RoleBinding,
+        ns,
+        binding,
+        profile,
+        json!({
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": role_kind, "name": role_name},
+            "subjects": [{"kind": "ServiceAccount", "name": service_account, "namespace": namespace}],
+        }),
+    )
+}
+
 fn rules_json(rules: &[RbacRule]) -> Value {
     serde_json::to_value(rules).unwrap_or(Value::Null)
 }
 
 /// Renders the bundle of `profile` for `namespace`; `vars` must hold the profile's placeholders
 /// (`namespace` is set here).
-pub fn render_bundle(
+pub(crate) fn render_bundle(
     profile: &Profile,
     spec: &NamespaceBundle,
     vars: &Vars,
@@ -127,15 +149,14 @@ pub fn render_bundle(
         (&spec.system_role_binding, &system_sa, &system_cluster_role)
     {
         let binding = r("spec.namespace.systemRoleBinding", binding)?;
-        namespaced.push(KubeObject::new(
-            Kind::RoleBinding,
+        namespaced.push(service_account_binding(
             ns,
             &binding,
             name,
-            json!({
-                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": cr_name},
-                "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
-            }),
+            "ClusterRole",
+            cr_name,
+            sa,
+            namespace,
         ));
     }
     if let (Some(binding), Some(access), Some((cr_name, _))) = (
@@ -180,15 +201,8 @@ pub fn render_bundle(
             name,
             json!({ "rules": rules_json(&role.rules) }),
         ));
-        namespaced.push(KubeObject::new(
-            Kind::RoleBinding,
-            ns,
-            &binding,
-            name,
-            json!({
-                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": role_name},
-                "subjects": [{"kind": "ServiceAccount", "name": user_sa, "namespace": namespace}],
-            }),
+        namespaced.push(service_account_binding(
+            ns, &binding, name, "Role", &role_name, &user_sa, namespace,
         ));
     }
 

@@ -1,8 +1,27 @@
 //! Command-line surface (clap derive). Parsing happens before any runtime, AWS or kube set-up,
 //! so `--help` stays instant.
 
+//!
+//! Layout: this file has the top-level command and the connect/disconnect/doctor/namespace/
+//! profiles flags; `aws_auth`, `oidc`, `irsa`, `webhook` and `completion` have their
+//! subcommands' flags; `parse` has the value parsers. Commands (`crate::commands`) read these
+//! types; nothing here depends on a command.
+
+pub(crate) mod aws_auth;
+pub(crate) mod completion;
+pub(crate) mod irsa;
+pub(crate) mod oidc;
+pub(crate) mod parse;
+pub(crate) mod webhook;
+
 use clap::{Args, Parser, Subcommand};
 
+use self::aws_auth::AwsAuthCommand;
+use self::completion::CompletionArgs;
+use self::irsa::IrsaCommand;
+use self::oidc::OidcCommand;
+use self::parse::{parse_param, parse_timeout};
+use self::webhook::WebhookCommand;
 use crate::common::GlobalArgs;
 
 #[derive(Debug, Parser)]
@@ -19,11 +38,11 @@ pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a vendor profile's whole setup (IAM role, cluster access, namespace bundle); idempotent.
     Connect(ConnectCommandArgs),
     /// Undo exactly what connect made, nothing else.
@@ -31,13 +50,13 @@ pub enum Command {
     /// Check everything connect sets up and print the command that fixes each failure.
     Doctor(ConnectArgs),
     /// Safe aws-auth editing (mapRoles / mapUsers / mapAccounts).
-    AwsAuth(crate::commands::aws_auth_cmd::AwsAuthCommand),
+    AwsAuth(AwsAuthCommand),
     /// The cluster's IAM OIDC provider (needed for IAM roles for service accounts).
     #[command(subcommand)]
-    Oidc(crate::commands::oidc_cmd::OidcCommand),
+    Oidc(OidcCommand),
     /// IAM roles for service accounts: role, trust, policies and the ServiceAccount annotation.
     #[command(subcommand)]
-    Irsa(crate::commands::irsa_cmd::IrsaCommand),
+    Irsa(IrsaCommand),
     /// The per-namespace bundle alone.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
@@ -46,97 +65,101 @@ pub enum Command {
     Profiles(ProfilesCommand),
     /// The admission webhook that enforces namespace policy: install, uninstall, status.
     #[command(subcommand)]
-    Webhook(crate::commands::webhook_cmd::WebhookCommand),
+    Webhook(WebhookCommand),
     /// Print a shell completion script (bash, zsh, fish, or kubectl's plugin hook).
-    Completion(crate::commands::completion::CompletionArgs),
+    Completion(CompletionArgs),
     /// Print version, git commit and target (`-o json` for scripts).
     Version,
 }
 
-/// `--param name=value`.
-fn parse_param(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
-    if k.trim().is_empty() {
-        return Err(format!("{s:?} has an empty NAME"));
-    }
-    Ok((k.trim().to_owned(), v.to_owned()))
-}
-
 #[derive(Debug, Clone, Args)]
-pub struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// Vendor profile: a built-in name (`kubectl mlplatform profiles list`) or a YAML file.
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
-    pub profile: String,
+    pub(crate) profile: String,
     /// EKS cluster name (default: from the kubeconfig context).
     #[arg(long, value_name = "NAME")]
-    pub cluster: Option<String>,
+    pub(crate) cluster: Option<String>,
     /// AWS region of the cluster (default: from the context, else AWS_REGION / the AWS profile).
     #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
+    pub(crate) region: Option<String>,
     /// AWS account the vendor's service runs in (profile parameter vendorAccount).
     #[arg(long, value_name = "ACCOUNT_ID")]
-    pub vendor_account: Option<String>,
+    pub(crate) vendor_account: Option<String>,
     /// External ID the vendor must present (default: kept from the existing role, else generated).
     #[arg(long, value_name = "ID")]
-    pub external_id: Option<String>,
+    pub(crate) external_id: Option<String>,
     /// Existing IAM role ARN a profile maps or extends (profile parameter with flag role-arn).
     #[arg(long, value_name = "ARN")]
-    pub role_arn: Option<String>,
+    pub(crate) role_arn: Option<String>,
     /// hopsworks: the instance-profile role Hopsworks.ai instances run as (existing role).
     #[arg(long, value_name = "ARN")]
-    pub instance_role_arn: Option<String>,
+    pub(crate) instance_role_arn: Option<String>,
     /// hopsworks: the cross-account role Hopsworks.ai uses in your account (existing role).
     #[arg(long, value_name = "ARN")]
-    pub cross_account_role_arn: Option<String>,
+    pub(crate) cross_account_role_arn: Option<String>,
     /// arthur: the S3 bucket Arthur reads and writes.
     #[arg(long, value_name = "BUCKET")]
-    pub s3_bucket: Option<String>,
+    pub(crate) s3_bucket: Option<String>,
     /// arthur: the SES role in another account that Arthur assumes (cross-account SES).
     #[arg(long, value_name = "ARN")]
-    pub ses_role_arn: Option<String>,
+    pub(crate) ses_role_arn: Option<String>,
     /// arthur: customer managed KMS key for the gp3 StorageClass's EBS volumes.
     #[arg(long, value_name = "ARN")]
-    pub kms_key_id: Option<String>,
+    pub(crate) kms_key_id: Option<String>,
     /// How the role gets cluster access: auto (from the cluster's authentication mode),
     /// configmap (aws-auth) or access-entry (EKS access entries).
     #[arg(long, value_enum, default_value_t = crate::access_entry::AuthMode::Auto)]
-    pub auth_mode: crate::access_entry::AuthMode,
+    pub(crate) auth_mode: crate::access_entry::AuthMode,
     /// Other profile parameters.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
     /// Map the vendor role to system:masters (cluster administrator), as the vendor's page does.
     #[arg(long)]
-    pub cluster_admin: bool,
+    pub(crate) cluster_admin: bool,
     /// connect: also install or update the admission webhook (`webhook install` defaults), so
     /// the namespace policy is enforced from the start. doctor: a missing webhook is then a
     /// failure, not a warning.
     #[arg(long)]
-    pub with_webhook: bool,
+    pub(crate) with_webhook: bool,
+}
+
+impl ConnectArgs {
+    /// The dedicated flags that set a profile parameter (besides `--vendor-account`), by flag
+    /// name (a profile parameter's `flag`).
+    pub(crate) fn parameter_flags(&self) -> [(&'static str, &Option<String>); 6] {
+        [
+            ("role-arn", &self.role_arn),
+            ("instance-role-arn", &self.instance_role_arn),
+            ("cross-account-role-arn", &self.cross_account_role_arn),
+            ("s3-bucket", &self.s3_bucket),
+            ("ses-role-arn", &self.ses_role_arn),
+            ("kms-key-id", &self.kms_key_id),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ConnectCommandArgs {
+pub(crate) struct ConnectCommandArgs {
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
     /// How long to wait for a namespace that is being deleted (Terminating) to go before
     /// creating it again (e.g. 90s, 5m; 0: do not wait).
-    #[arg(long, default_value = "60s", value_parser = crate::commands::webhook_cmd::parse_timeout, value_name = "DURATION")]
-    pub wait_timeout: std::time::Duration,
+    #[arg(long, default_value = "60s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub(crate) wait_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct DisconnectArgs {
+pub(crate) struct DisconnectArgs {
     #[command(flatten)]
-    pub connect: ConnectArgs,
+    pub(crate) connect: ConnectArgs,
     /// Also delete the namespace itself (and everything in it).
     #[arg(long)]
-    pub delete_namespace: bool,
+    pub(crate) delete_namespace: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NamespaceCommand {
+pub(crate) enum NamespaceCommand {
     /// Create or repair a namespace bundle (namespace, service accounts, roles, bindings).
     Add(NamespaceArgs),
     /// Remove a namespace bundle made by `namespace add` or `connect`.
@@ -146,26 +169,26 @@ pub enum NamespaceCommand {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct NamespaceArgs {
+pub(crate) struct NamespaceArgs {
     /// Profile that decides the names (a built-in name or a YAML file).
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
-    pub profile: String,
+    pub(crate) profile: String,
     /// Other profile parameters.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct NamespaceRemoveArgs {
+pub(crate) struct NamespaceRemoveArgs {
     #[command(flatten)]
-    pub namespace: NamespaceArgs,
+    pub(crate) namespace: NamespaceArgs,
     /// Also delete the namespace itself.
     #[arg(long)]
-    pub delete_namespace: bool,
+    pub(crate) delete_namespace: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ProfilesCommand {
+pub(crate) enum ProfilesCommand {
     /// List the built-in profiles.
     List,
     /// Print a profile (`-o yaml` loads back with `--profile FILE`).

@@ -13,27 +13,27 @@ use serde::Serialize;
 pub struct GlobalArgs {
     /// Path to the kubeconfig file to use.
     #[arg(long, global = true, env = "KUBECONFIG", value_name = "PATH")]
-    pub kubeconfig: Option<PathBuf>,
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// The name of the kubeconfig context to use.
     #[arg(long, global = true, value_name = "NAME")]
-    pub context: Option<String>,
+    pub(crate) context: Option<String>,
     /// Must be "none", "server", or "client". client: print what would change, write nothing.
     /// server: send Kubernetes writes with dryRun=All, only read AWS.
     #[arg(long, global = true, value_enum, default_value_t = DryRun::None,
           num_args = 0..=1, default_missing_value = "client", require_equals = true)]
-    pub dry_run: DryRun,
+    pub(crate) dry_run: DryRun,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
+    pub(crate) output: OutputFormat,
     /// The namespace to work on (default: the kubeconfig context's, else the profile's).
     #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
-    pub log_level: String,
+    pub(crate) log_level: String,
     /// Log format for diagnostics on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize)]
@@ -45,15 +45,8 @@ pub enum DryRun {
     Server,
 }
 
-impl DryRun {
-    /// True when nothing may be written anywhere (client) or only server-side dry runs are sent.
-    pub fn writes_nothing(self) -> bool {
-        !matches!(self, Self::None)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     #[default]
     Table,
     Json,
@@ -61,7 +54,7 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Plain,
     Json,
@@ -83,7 +76,7 @@ impl Change {
     pub fn is_write(self) -> bool {
         matches!(self, Self::Created | Self::Updated | Self::Deleted)
     }
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Created => "created",
             Self::Updated => "updated",

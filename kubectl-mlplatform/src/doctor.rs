@@ -7,12 +7,13 @@ use serde_json::Value;
 
 use crate::common::Change;
 use crate::kube_io::AccessQuestion;
-use crate::plan::{ChangeRow, IamAction, Plan};
+use crate::plan::Plan;
 use crate::profile::Profile;
+use crate::steps::{ChangeRow, IamAction, ManualStepOut};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
+pub(crate) enum CheckStatus {
     Pass,
     Fail,
     /// Not a failure (yet): e.g. the webhook before `webhook install` exists.
@@ -20,7 +21,7 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
-    pub const fn symbol(self) -> &'static str {
+    pub(crate) const fn symbol(self) -> &'static str {
         match self {
             Self::Pass => "✓",
             Self::Fail => "✗",
@@ -30,18 +31,18 @@ impl CheckStatus {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub status: CheckStatus,
+pub(crate) struct Check {
+    pub(crate) name: String,
+    pub(crate) status: CheckStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// The exact command that fixes a failure.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
+    pub(crate) fix: Option<String>,
 }
 
 impl Check {
-    pub fn pass(name: impl Into<String>) -> Self {
+    pub(crate) fn pass(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             status: CheckStatus::Pass,
@@ -49,7 +50,7 @@ impl Check {
             fix: None,
         }
     }
-    pub fn fail(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
+    pub(crate) fn fail(name: impl Into<String>, detail: impl Into<String>, fix: &str) -> Self {
         Self {
             name: name.into(),
             status: CheckStatus::Fail,
@@ -57,7 +58,11 @@ impl Check {
             fix: Some(fix.to_owned()),
         }
     }
-    pub fn warn(name: impl Into<String>, detail: impl Into<String>, fix: Option<&str>) -> Self {
+    pub(crate) fn warn(
+        name: impl Into<String>,
+        detail: impl Into<String>,
+        fix: Option<&str>,
+    ) -> Self {
         Self {
             name: name.into(),
             status: CheckStatus::Warn,
@@ -84,7 +89,7 @@ fn describe(row: &ChangeRow) -> String {
 /// One check per object of a connect plan computed against the live state: anything the plan
 /// would write is something that is not as it should be. `live_trust`: the role's current
 /// trust policy, to say what exactly is wrong with it.
-pub fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &str) -> Vec<Check> {
+pub(crate) fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &str) -> Vec<Check> {
     let wanted_trust = plan.iam.iter().find_map(|s| match &s.action {
         IamAction::UpdateTrust { trust_policy, .. } => Some(trust_policy),
         _ => None,
@@ -136,7 +141,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 /// What differs between two trust policies, in the terms a vendor uses: who is trusted, and
 /// with which external ID.
-pub fn trust_drift(live: &Value, wanted: &Value) -> String {
+pub(crate) fn trust_drift(live: &Value, wanted: &Value) -> String {
     let principals = |p: &Value| -> Vec<String> {
         let mut out: Vec<String> = statements(p)
             .iter()
@@ -179,14 +184,14 @@ pub fn trust_drift(live: &Value, wanted: &Value) -> String {
 
 /// An authorization the bundle promises, and whether it must be allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RbacExpectation {
-    pub description: String,
-    pub question: AccessQuestion,
-    pub allowed: bool,
+pub(crate) struct RbacExpectation {
+    pub(crate) description: String,
+    pub(crate) question: AccessQuestion,
+    pub(crate) allowed: bool,
 }
 
 /// What the profile's RBAC must (and must not) allow in `namespace`.
-pub fn rbac_expectations(
+pub(crate) fn rbac_expectations(
     profile: &Profile,
     namespace: &str,
     user_sa: &str,
@@ -259,7 +264,7 @@ fn csi_addon(provisioner: &str) -> Option<&'static str> {
 }
 
 /// The profile's StorageClass needs its CSI driver, and the cluster exactly one default class.
-pub fn storage_checks(
+pub(crate) fn storage_checks(
     provisioner: &str,
     csi_driver_present: bool,
     default_classes: &[String],
@@ -299,7 +304,7 @@ pub fn storage_checks(
 
 /// The vendor operator's CRDs: present, or a warning with how to install them (connect does
 /// not install the operator itself).
-pub fn crd_checks(group: &str, crd_names: &[String], install_hint: &str) -> Check {
+pub(crate) fn crd_checks(group: &str, crd_names: &[String], install_hint: &str) -> Check {
     let suffix = format!(".{group}");
     let mut found: Vec<&str> = crd_names
         .iter()
@@ -323,7 +328,7 @@ pub fn crd_checks(group: &str, crd_names: &[String], install_hint: &str) -> Chec
 }
 
 /// Manual steps this tool cannot verify: repeated on every doctor run, as warnings.
-pub fn manual_step_checks(steps: &[crate::plan::ManualStepOut]) -> Vec<Check> {
+pub(crate) fn manual_step_checks(steps: &[ManualStepOut]) -> Vec<Check> {
     steps
         .iter()
         .map(|s| {
@@ -337,7 +342,7 @@ pub fn manual_step_checks(steps: &[crate::plan::ManualStepOut]) -> Vec<Check> {
 }
 
 /// Whole-report verdict.
-pub fn failed_count(checks: &[Check]) -> usize {
+pub(crate) fn failed_count(checks: &[Check]) -> usize {
     checks
         .iter()
         .filter(|c| c.status == CheckStatus::Fail)

@@ -10,478 +10,39 @@
 //! Role paths: `--role-name team/ml/Name` creates `Name` under path `/team/ml/`, and the
 //! annotation carries the full ARN with the path (STS needs it for AssumeRoleWithWebIdentity).
 //! eksctl has no path option for IRSA roles; IAM cannot move a role to another path, so an
-//! existing role under a different path is an error, not a silent re-create.
+//! existing role under a different path is an error, not a silent re-create.//!
+//! Layout: `error`, `names` (input checks), `trust` (trust policy, ownership tags), `model`
+//! (request, observed, plan); this file plans. Children never import this file.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod error;
+mod model;
+mod names;
+mod trust;
 
-use mlplatform_namespace_policy::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, eks};
-use serde::Serialize;
+pub(crate) use error::IrsaError;
+pub(crate) use model::{IrsaAction, IrsaObserved, IrsaPlan, IrsaRequest, IrsaStep};
+pub(crate) use names::{
+    RoleName, check_policy_arn, default_role_name, is_service_account_name, parse_inline_policy,
+    parse_role_name,
+};
+pub(crate) use trust::{
+    attached_policy_tag, oidc_provider_arn, role_is_ours, subject, subjects_in_trust,
+    tracked_policies, trust_policy,
+};
+
+use std::collections::BTreeSet;
+
+use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use mlplatform_namespace_policy::eks;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::aws::{RoleFacts, policy_documents_equal};
 use crate::common::Change;
-use crate::plan::{ChangeRow, IamAction, TAG_CLUSTER, TAG_MANAGED_BY, shorten_role_name};
-
-/// Tag marking a role as an IRSA role (so `irsa` never touches a `connect` vendor role).
-pub const TAG_ROLE_KIND: &str = "mlplatform.io/role-kind";
-pub const ROLE_KIND_IRSA: &str = "irsa";
-/// One tag per managed policy this tool attached: key prefix + short hash, value the ARN.
-pub const TAG_ATTACHED_PREFIX: &str = "mlplatform.io/attached-policy/";
-/// The one inline policy this tool writes (`--inline-policy`).
-pub const INLINE_POLICY_NAME: &str = "mlplatform-irsa-inline";
-/// Label on ServiceAccounts this tool created (only those are deleted by `irsa delete`).
-pub const SA_CREATED_LABEL: &str = "mlplatform.io/irsa-created";
-/// IAM limits a tag value to 256 characters.
-const MAX_TAG_VALUE: usize = 256;
-/// IAM limits a role path to 512 characters.
-const MAX_ROLE_PATH: usize = 512;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum IrsaError {
-    #[error(
-        "--role-name {input:?} is not valid: {reason}; use NAME or PATH/NAME with letters, digits and +=,.@_- (name at most 64 characters)"
-    )]
-    BadRoleName { input: String, reason: String },
-    #[error(
-        "--service-account {0:?} is not a valid ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253)"
-    )]
-    BadServiceAccount(String),
-    #[error("no --service-account given; pass --service-account NAME")]
-    NoServiceAccount,
-    #[error(
-        "--attach-policy-arn {input:?} is not a managed policy ARN: {reason}; use e.g. arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
-    )]
-    BadPolicyArn { input: String, reason: String },
-    #[error("inline policy {file}: {reason}; fix the file (an IAM policy document in JSON)")]
-    BadInlinePolicy { file: String, reason: String },
-    #[error(
-        "EKS cluster {cluster} has no OIDC issuer; IRSA needs one (EKS clusters since 1.13 have it): check --cluster"
-    )]
-    NoIssuer { cluster: String },
-    #[error(
-        "no IAM OIDC provider for cluster {cluster}'s issuer {issuer}; run `kubectl mlplatform oidc associate --cluster {cluster}` first"
-    )]
-    NoOidcProvider { cluster: String, issuer: String },
-    #[error(
-        "IAM role {role} exists but is not an IRSA role made by kubectl-mlplatform for cluster {cluster} (tags {TAG_MANAGED_BY}, {TAG_CLUSTER}, {TAG_ROLE_KIND}); refusing to touch it: pick another --role-name or delete the role"
-    )]
-    RoleNotOurs { role: String, cluster: String },
-    #[error(
-        "IAM role {role} exists under path {existing} but {wanted} was asked for; IAM cannot move a role: delete it first (`kubectl mlplatform irsa delete`) or use --role-name {existing_trimmed}{role}"
-    )]
-    RolePathDiffers {
-        role: String,
-        existing: String,
-        existing_trimmed: String,
-        wanted: String,
-    },
-    #[error("namespace {0} does not exist; create it first (`kubectl create namespace {0}`)")]
-    NamespaceMissing(String),
-}
-
-/// `--role-name` split into IAM path and name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RoleName {
-    /// `/` or `/a/b/`.
-    pub path: String,
-    pub name: String,
-}
-
-fn is_iam_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)
-}
-
-/// Parses `NAME` or `PATH/NAME` (`a/b/Name`, `/a/b/Name`).
-pub fn parse_role_name(input: &str) -> Result<RoleName, IrsaError> {
-    let bad = |reason: &str| IrsaError::BadRoleName {
-        input: input.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let trimmed = input.trim().trim_start_matches('/');
-    let (path_part, name) = match trimmed.rsplit_once('/') {
-        Some((p, n)) => (p, n),
-        None => ("", trimmed),
-    };
-    if name.is_empty() {
-        return Err(bad("the name is empty"));
-    }
-    if name.len() > crate::plan::MAX_ROLE_NAME {
-        return Err(bad("the name is longer than 64 characters"));
-    }
-    if !name.bytes().all(is_iam_name_char) {
-        return Err(bad("the name has a character IAM does not allow"));
-    }
-    let segments: Vec<&str> = if path_part.is_empty() {
-        Vec::new()
-    } else {
-        path_part.split('/').collect()
-    };
-    if segments
-        .iter()
-        .any(|s| s.is_empty() || !s.bytes().all(is_iam_name_char))
-    {
-        return Err(bad(
-            "the path has an empty segment or a character IAM does not allow",
-        ));
-    }
-    let path = if segments.is_empty() {
-        "/".to_owned()
-    } else {
-        format!("/{}/", segments.join("/"))
-    };
-    if path.len() > MAX_ROLE_PATH {
-        return Err(bad("the path is longer than 512 characters"));
-    }
-    Ok(RoleName {
-        path,
-        name: name.to_owned(),
-    })
-}
-
-/// `mlplatform-irsa-<cluster>-<namespace>-<sa>` (several SAs: joined), at most 64 characters
-/// (longer names keep a prefix and get a hash suffix, so distinct inputs never collide).
-pub fn default_role_name(cluster: &str, namespace: &str, service_accounts: &[String]) -> String {
-    let mut sas: Vec<&str> = service_accounts.iter().map(String::as_str).collect();
-    sas.sort_unstable();
-    sas.dedup();
-    let raw = format!("mlplatform-irsa-{cluster}-{namespace}-{}", sas.join("-"));
-    // ServiceAccount names may hold '.', IAM names too; anything else is already allowed.
-    shorten_role_name(&raw)
-}
-
-/// True for a DNS-1123 subdomain (what a ServiceAccount name must be).
-pub fn is_service_account_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// Checks a managed policy ARN: `arn:PARTITION:iam::(aws|ACCOUNT):policy/[PATH/]NAME`.
-pub fn check_policy_arn(input: &str) -> Result<String, IrsaError> {
-    let bad = |reason: &str| IrsaError::BadPolicyArn {
-        input: input.to_owned(),
-        reason: reason.to_owned(),
-    };
-    let arn = input.trim();
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let ["arn", partition, "iam", "", account, resource] = parts.as_slice() else {
-        return Err(bad("it is not arn:PARTITION:iam::ACCOUNT:policy/NAME"));
-    };
-    if !partition.starts_with("aws") {
-        return Err(bad("unknown partition"));
-    }
-    if *account != "aws" && !crate::arn::is_account_id(account) {
-        return Err(bad(
-            "the account is neither `aws` nor a 12-digit account ID",
-        ));
-    }
-    let Some(name) = resource.strip_prefix("policy/") else {
-        return Err(bad("the resource is not policy/NAME"));
-    };
-    if name.is_empty() || name.ends_with('/') {
-        return Err(bad("the policy name is empty"));
-    }
-    if arn.len() > MAX_TAG_VALUE {
-        return Err(bad(
-            "it is longer than 256 characters, which this tool cannot track",
-        ));
-    }
-    Ok(arn.to_owned())
-}
-
-/// Parses and checks an inline policy document (`file` names it in errors).
-pub fn parse_inline_policy(file: &str, text: &str) -> Result<Value, IrsaError> {
-    let bad = |reason: String| IrsaError::BadInlinePolicy {
-        file: file.to_owned(),
-        reason,
-    };
-    let doc: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON ({e})")))?;
-    let Some(map) = doc.as_object() else {
-        return Err(bad("not a JSON object".to_owned()));
-    };
-    if let Some(version) = map.get("Version")
-        && version != "2012-10-17"
-        && version != "2008-10-17"
-    {
-        return Err(bad(format!("Version {version} is not 2012-10-17")));
-    }
-    let statements: Vec<&Value> = match map.get("Statement") {
-        Some(Value::Array(items)) if !items.is_empty() => items.iter().collect(),
-        Some(one @ Value::Object(_)) => vec![one],
-        _ => {
-            return Err(bad(
-                "no Statement (an object or a non-empty list)".to_owned()
-            ));
-        }
-    };
-    for (i, st) in statements.iter().enumerate() {
-        let Some(st) = st.as_object() else {
-            return Err(bad(format!("Statement {i} is not an object")));
-        };
-        match st.get("Effect").and_then(Value::as_str) {
-            Some("Allow" | "Deny") => {}
-            _ => return Err(bad(format!("Statement {i} has no Effect Allow or Deny"))),
-        }
-        if !st.contains_key("Action") && !st.contains_key("NotAction") {
-            return Err(bad(format!("Statement {i} has no Action")));
-        }
-        if !st.contains_key("Resource") && !st.contains_key("NotResource") {
-            return Err(bad(format!("Statement {i} has no Resource")));
-        }
-        if st.contains_key("Principal") {
-            return Err(bad(format!(
-                "Statement {i} has a Principal, which identity policies cannot have"
-            )));
-        }
-    }
-    Ok(doc)
-}
-
-/// `arn:PARTITION:iam::ACCOUNT:oidc-provider/<issuer host/path>`.
-pub fn oidc_provider_arn(partition: &str, account: &str, issuer_host_path: &str) -> String {
-    format!("arn:{partition}:iam::{account}:oidc-provider/{issuer_host_path}")
-}
-
-/// `system:serviceaccount:NS:SA`.
-pub fn subject(namespace: &str, service_account: &str) -> String {
-    format!("system:serviceaccount:{namespace}:{service_account}")
-}
-
-/// The web-identity trust: the cluster's OIDC provider may assume the role for exactly these
-/// ServiceAccounts (`:sub`, a list when several) and the STS audience (`:aud`).
-pub fn trust_policy(provider_arn: &str, issuer_host_path: &str, subjects: &[String]) -> Value {
-    let mut subs: Vec<&str> = subjects.iter().map(String::as_str).collect();
-    subs.sort_unstable();
-    subs.dedup();
-    let sub_value = match subs.as_slice() {
-        [one] => json!(one),
-        many => json!(many),
-    };
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Federated": provider_arn},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                format!("{issuer_host_path}:sub"): sub_value,
-                format!("{issuer_host_path}:aud"): eks::DEFAULT_AUDIENCE,
-            }},
-        }],
-    })
-}
-
-/// The `(namespace, name)` pairs a trust policy admits through `<issuer>:sub` conditions.
-pub fn subjects_in_trust(trust: &Value, issuer_host_path: &str) -> BTreeSet<(String, String)> {
-    let key = format!("{issuer_host_path}:sub");
-    let statements: Vec<&Value> = match &trust["Statement"] {
-        Value::Array(items) => items.iter().collect(),
-        one @ Value::Object(_) => vec![one],
-        _ => Vec::new(),
-    };
-    let mut out = BTreeSet::new();
-    for st in statements {
-        let Some(conditions) = st["Condition"].as_object() else {
-            continue;
-        };
-        for operator in conditions.values() {
-            let values: Vec<&Value> = match &operator[&key] {
-                Value::Array(items) => items.iter().collect(),
-                v @ Value::String(_) => vec![v],
-                _ => continue,
-            };
-            for v in values.into_iter().filter_map(Value::as_str) {
-                let mut parts = v.splitn(4, ':');
-                if let (Some("system"), Some("serviceaccount"), Some(ns), Some(sa)) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                    && !sa.contains('*')
-                {
-                    out.insert((ns.to_owned(), sa.to_owned()));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Tag key tracking one attached managed policy.
-pub fn attached_policy_tag(policy_arn: &str) -> String {
-    let hash = hex::encode(Sha256::digest(policy_arn.as_bytes()));
-    format!("{TAG_ATTACHED_PREFIX}{}", &hash[..16])
-}
-
-/// Managed policies this tool attached, from the role's tags.
-pub fn tracked_policies(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    tags.iter()
-        .filter(|(k, _)| k.starts_with(TAG_ATTACHED_PREFIX))
-        .map(|(k, v)| (v.clone(), k.clone()))
-        .collect()
-}
-
-/// True when the role carries our managed-by, cluster and IRSA-kind tags.
-pub fn role_is_ours(role: &RoleFacts, cluster_arn: &str) -> bool {
-    role.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && role.tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster_arn)
-        && role.tags.get(TAG_ROLE_KIND).map(String::as_str) == Some(ROLE_KIND_IRSA)
-}
-
-/// Everything `irsa create|delete` was asked for, resolved (cluster facts included), before I/O.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IrsaRequest {
-    pub cluster_name: String,
-    pub cluster_arn: String,
-    pub partition: String,
-    pub account: String,
-    /// `oidc.eks.REGION.amazonaws.com/id/ABC`.
-    pub issuer_host_path: String,
-    pub namespace: String,
-    pub service_accounts: Vec<String>,
-    pub role: RoleName,
-    pub attach_policy_arns: Vec<String>,
-    pub inline_policy: Option<Value>,
-    /// Do not touch ServiceAccounts.
-    pub role_only: bool,
-    /// Extra tags for a new role (e.g. a profile's).
-    pub extra_tags: Vec<(String, String)>,
-}
-
-impl IrsaRequest {
-    pub fn role_arn(&self) -> String {
-        format!(
-            "arn:{}:iam::{}:role{}{}",
-            self.partition, self.account, self.role.path, self.role.name
-        )
-    }
-    pub fn provider_arn(&self) -> String {
-        oidc_provider_arn(&self.partition, &self.account, &self.issuer_host_path)
-    }
-    fn subjects(&self) -> Vec<String> {
-        self.service_accounts
-            .iter()
-            .map(|sa| subject(&self.namespace, sa))
-            .collect()
-    }
-}
-
-/// What preflight read.
-#[derive(Debug, Clone, Default)]
-pub struct IrsaObserved {
-    /// The IAM OIDC provider ARN for the issuer, if it exists.
-    pub oidc_provider: Option<String>,
-    pub role: Option<RoleFacts>,
-    /// Whether the target namespace exists (None: not read, e.g. `--role-only`).
-    pub namespace_exists: Option<bool>,
-    /// Live ServiceAccounts by (namespace, name); a key with None was read and not found.
-    pub service_accounts: BTreeMap<(String, String), Option<Value>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
-pub enum IrsaAction {
-    None,
-    #[serde(rename_all = "camelCase")]
-    TagRole {
-        role: String,
-        #[serde(serialize_with = "pairs_as_map")]
-        tags: Vec<(String, String)>,
-    },
-    #[serde(rename_all = "camelCase")]
-    UntagRole {
-        role: String,
-        keys: Vec<String>,
-    },
-    #[serde(rename_all = "camelCase")]
-    CreateServiceAccount {
-        body: Value,
-    },
-    #[serde(rename_all = "camelCase")]
-    PatchServiceAccount {
-        namespace: String,
-        name: String,
-        patch: Value,
-    },
-    #[serde(rename_all = "camelCase")]
-    DeleteServiceAccount {
-        namespace: String,
-        name: String,
-    },
-    /// An IAM write, rendered as `plan::IamAction` renders it (it carries its own `action`).
-    #[serde(untagged)]
-    Iam(IamAction),
-}
-
-fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IrsaStep {
-    pub kind: &'static str,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub change: Change,
-    pub action: IrsaAction,
-}
-
-impl IrsaStep {
-    fn iam(kind: &'static str, name: impl Into<String>, change: Change, iam: IamAction) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-            namespace: None,
-            change,
-            action: if iam == IamAction::None {
-                IrsaAction::None
-            } else {
-                IrsaAction::Iam(iam)
-            },
-        }
-    }
-}
-
-/// The ordered writes (IAM first on create, ServiceAccounts first on delete) and what to print.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct IrsaPlan {
-    pub role_name: String,
-    pub role_arn: String,
-    pub namespace: String,
-    pub service_accounts: Vec<String>,
-    /// The trust policy as wanted (create) or found (delete).
-    pub trust_policy: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inline_policy: Option<Value>,
-    pub attached_policy_arns: Vec<String>,
-    pub steps: Vec<IrsaStep>,
-    #[serde(skip)]
-    pub warnings: Vec<String>,
-}
-
-impl IrsaPlan {
-    pub fn changes(&self) -> Vec<ChangeRow> {
-        self.steps
-            .iter()
-            .map(|s| ChangeRow {
-                kind: s.kind.to_owned(),
-                name: s.name.clone(),
-                namespace: s.namespace.clone(),
-                change: s.change,
-            })
-            .collect()
-    }
-    pub fn has_writes(&self) -> bool {
-        self.steps.iter().any(|s| s.action != IrsaAction::None)
-    }
-}
+use crate::steps::IamAction;
+use crate::vocabulary::{
+    INLINE_POLICY_NAME, ROLE_KIND_IRSA, SA_CREATED_LABEL, SA_CREATED_VALUE, TAG_CLUSTER,
+    TAG_MANAGED_BY, TAG_ROLE_KIND,
+};
 
 fn sa_key(namespace: &str, name: &str) -> (String, String) {
     (namespace.to_owned(), name.to_owned())
@@ -493,7 +54,7 @@ fn role_annotation(live: &Value) -> Option<&str> {
 
 fn created_by_us(live: &Value) -> bool {
     let labels = &live["metadata"]["labels"];
-    labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE && labels[SA_CREATED_LABEL] == "true"
+    labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE && labels[SA_CREATED_LABEL] == SA_CREATED_VALUE
 }
 
 /// Same role, with or without the path (users sometimes annotate the path-free ARN).
@@ -511,14 +72,14 @@ fn sa_display(namespace: &str, name: &str) -> String {
 }
 
 /// The ServiceAccount body `irsa create` makes when it is missing.
-pub fn new_service_account(namespace: &str, name: &str, role_arn: &str) -> Value {
+pub(crate) fn new_service_account(namespace: &str, name: &str, role_arn: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SA_CREATED_LABEL: "true"},
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SA_CREATED_LABEL: SA_CREATED_VALUE},
             "annotations": {eks::ROLE_ARN: role_arn},
         },
     })
@@ -585,7 +146,10 @@ fn check_existing_role(req: &IrsaRequest, role: &RoleFacts) -> Result<(), IrsaEr
 
 /// `irsa create`: the role, its trust and policies, and the ServiceAccount annotations, as
 /// wanted; only differences become writes.
-pub fn plan_irsa_create(req: &IrsaRequest, observed: &IrsaObserved) -> Result<IrsaPlan, IrsaError> {
+pub(crate) fn plan_irsa_create(
+    req: &IrsaRequest,
+    observed: &IrsaObserved,
+) -> Result<IrsaPlan, IrsaError> {
     check_request(req)?;
     let provider_arn = observed
         .oidc_provider
@@ -922,7 +486,7 @@ fn plan_unannotate(
 
 /// The ServiceAccounts `irsa delete` must look at: the ones asked for and every one the
 /// role's trust admits.
-pub fn service_accounts_to_read(
+pub(crate) fn service_accounts_to_read(
     req: &IrsaRequest,
     role: Option<&RoleFacts>,
 ) -> BTreeSet<(String, String)> {
@@ -939,7 +503,10 @@ pub fn service_accounts_to_read(
 
 /// `irsa delete`: ServiceAccounts first (annotation removed; deleted when we created them),
 /// then the role (only when tagged as ours), with its policies.
-pub fn plan_irsa_delete(req: &IrsaRequest, observed: &IrsaObserved) -> Result<IrsaPlan, IrsaError> {
+pub(crate) fn plan_irsa_delete(
+    req: &IrsaRequest,
+    observed: &IrsaObserved,
+) -> Result<IrsaPlan, IrsaError> {
     check_request(req)?;
     let role = req.role.name.clone();
     let existing = observed.role.as_ref();

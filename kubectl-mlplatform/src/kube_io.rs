@@ -8,14 +8,12 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use mlplatform_namespace_policy::{MANAGED_LABEL, MANAGED_VALUE, PROFILE_ANNOTATION};
 use serde_json::Value;
 
 use crate::arn::parse_eks_cluster_arn;
 use crate::common::{DryRun, GlobalArgs};
 use crate::objects::{Kind, ObjectKey};
-
-pub const FIELD_MANAGER: &str = "kubectl-mlplatform";
+use crate::vocabulary::{FIELD_MANAGER, MANAGED_LABEL, MANAGED_VALUE, PROFILE_ANNOTATION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeIoError {
@@ -68,7 +66,11 @@ pub enum KubeIoError {
 }
 
 /// Converts a kube error into one line naming the action and the object.
-pub fn kube_error(action: &'static str, object: impl ToString, e: kube::Error) -> KubeIoError {
+pub(crate) fn kube_error(
+    action: &'static str,
+    object: impl ToString,
+    e: kube::Error,
+) -> KubeIoError {
     let object = object.to_string();
     match e {
         kube::Error::Api(status)
@@ -117,22 +119,22 @@ fn terminating_namespace(status: &kube::core::Status) -> Option<String> {
     )
 }
 
-pub fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The EKS cluster a kubeconfig context points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterHint {
-    pub name: String,
-    pub region: Option<String>,
+pub(crate) struct ClusterHint {
+    pub(crate) name: String,
+    pub(crate) region: Option<String>,
 }
 
 /// A loaded kubeconfig and the context to use.
 #[derive(Debug, Clone)]
-pub struct KubeTarget {
-    pub kubeconfig: Kubeconfig,
-    pub context: Option<String>,
+pub(crate) struct KubeTarget {
+    pub(crate) kubeconfig: Kubeconfig,
+    pub(crate) context: Option<String>,
 }
 
 fn read_one(path: &Path) -> Result<Kubeconfig, KubeIoError> {
@@ -144,7 +146,7 @@ fn read_one(path: &Path) -> Result<Kubeconfig, KubeIoError> {
 
 /// Loads the kubeconfig like kubectl: `--kubeconfig`/KUBECONFIG (a path list, merged), else
 /// `~/.kube/config`.
-pub fn load_target(global: &GlobalArgs) -> Result<KubeTarget, KubeIoError> {
+pub(crate) fn load_target(global: &GlobalArgs) -> Result<KubeTarget, KubeIoError> {
     let paths: Vec<PathBuf> = match &global.kubeconfig {
         Some(list) => std::env::split_paths(list)
             .filter(|p| !p.as_os_str().is_empty())
@@ -204,7 +206,7 @@ impl KubeTarget {
     }
 
     /// The namespace the context sets, if any.
-    pub fn context_namespace(&self) -> Option<String> {
+    pub(crate) fn context_namespace(&self) -> Option<String> {
         self.context()
             .and_then(|c| c.namespace.clone())
             .filter(|n| !n.is_empty())
@@ -212,7 +214,7 @@ impl KubeTarget {
 
     /// The EKS cluster of the context: its cluster entry named by an EKS ARN (what
     /// `aws eks update-kubeconfig` writes), else its user's `aws eks get-token --cluster-name`.
-    pub fn cluster_hint(&self) -> Option<ClusterHint> {
+    pub(crate) fn cluster_hint(&self) -> Option<ClusterHint> {
         let ctx = self.context()?;
         if let Ok(arn) = parse_eks_cluster_arn(&ctx.cluster) {
             return Some(ClusterHint {
@@ -233,7 +235,7 @@ impl KubeTarget {
         cluster_hint_from_exec_args(exec.args.as_deref().unwrap_or_default())
     }
 
-    pub async fn client(&self) -> Result<kube::Client, KubeIoError> {
+    pub(crate) async fn client(&self) -> Result<kube::Client, KubeIoError> {
         let options = KubeConfigOptions {
             context: self.context.clone(),
             cluster: None,
@@ -255,7 +257,7 @@ impl KubeTarget {
 
 /// `aws eks get-token --cluster-name NAME [--region R]` (also `--cluster-name=NAME`), and
 /// aws-iam-authenticator's `token -i NAME`.
-pub fn cluster_hint_from_exec_args(args: &[String]) -> Option<ClusterHint> {
+pub(crate) fn cluster_hint_from_exec_args(args: &[String]) -> Option<ClusterHint> {
     let value_of = |flags: &[&str]| -> Option<String> {
         args.iter().enumerate().find_map(|(i, a)| {
             flags.iter().find_map(|f| {
@@ -296,7 +298,7 @@ fn to_value(obj: DynamicObject) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
 }
 
-pub async fn get_object(
+pub(crate) async fn get_object(
     client: &kube::Client,
     key: &ObjectKey,
 ) -> Result<Option<Value>, KubeIoError> {
@@ -307,7 +309,7 @@ pub async fn get_object(
         .map_err(|e| kube_error("reading", key, e))
 }
 
-pub async fn create_object(
+pub(crate) async fn create_object(
     client: &kube::Client,
     key: &ObjectKey,
     body: &Value,
@@ -330,7 +332,7 @@ pub async fn create_object(
         .map_err(|e| kube_error("creating", key, e))
 }
 
-pub async fn merge_patch_object(
+pub(crate) async fn merge_patch_object(
     client: &kube::Client,
     key: &ObjectKey,
     patch: &Value,
@@ -350,7 +352,7 @@ pub async fn merge_patch_object(
         .map_err(|e| kube_error("updating", key, e))
 }
 
-pub async fn delete_object(
+pub(crate) async fn delete_object(
     client: &kube::Client,
     key: &ObjectKey,
     dry_run: DryRun,
@@ -370,7 +372,10 @@ pub async fn delete_object(
 /// Every object of a cluster-scoped kind (e.g. all StorageClasses). A real API server leaves
 /// `kind`/`apiVersion` out of list items; they are put back from what was listed, so a listed
 /// object reads (and shows in reports) like one that was fetched.
-pub async fn list_objects(client: &kube::Client, kind: Kind) -> Result<Vec<Value>, KubeIoError> {
+pub(crate) async fn list_objects(
+    client: &kube::Client,
+    kind: Kind,
+) -> Result<Vec<Value>, KubeIoError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.api_resource());
     let list = api
         .list(&ListParams::default())
@@ -392,7 +397,7 @@ fn with_type(mut item: Value, kind: Kind) -> Value {
 }
 
 /// Names of the namespaces managed for `profile`, with their live objects.
-pub async fn list_profile_namespaces(
+pub(crate) async fn list_profile_namespaces(
     client: &kube::Client,
     profile: &str,
 ) -> Result<Vec<(String, Value)>, KubeIoError> {
@@ -404,7 +409,7 @@ pub async fn list_profile_namespaces(
 }
 
 /// Every namespace labelled managed, with its live object.
-pub async fn list_managed_namespaces(
+pub(crate) async fn list_managed_namespaces(
     client: &kube::Client,
 ) -> Result<Vec<(String, Value)>, KubeIoError> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &Kind::Namespace.api_resource());
@@ -427,19 +432,19 @@ pub async fn list_managed_namespaces(
 
 /// One question to the API server's authorizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessQuestion {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub verb: String,
-    pub group: String,
-    pub resource: String,
+pub(crate) struct AccessQuestion {
+    pub(crate) user: String,
+    pub(crate) groups: Vec<String>,
+    pub(crate) verb: String,
+    pub(crate) group: String,
+    pub(crate) resource: String,
     /// None: cluster-wide.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
 }
 
 impl AccessQuestion {
     /// A ServiceAccount as the authorizer sees it.
-    pub fn service_account(
+    pub(crate) fn service_account(
         namespace: &str,
         name: &str,
         verb: &str,
@@ -462,7 +467,7 @@ impl AccessQuestion {
 }
 
 /// Asks a SubjectAccessReview whether the subject may do it.
-pub async fn can_i(client: &kube::Client, q: &AccessQuestion) -> Result<bool, KubeIoError> {
+pub(crate) async fn can_i(client: &kube::Client, q: &AccessQuestion) -> Result<bool, KubeIoError> {
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
             user: Some(q.user.clone()),

@@ -6,20 +6,22 @@
 
 pub mod access_entry;
 pub mod apply;
-pub mod arn;
+mod arn;
 pub mod aws;
 pub mod aws_auth;
-pub mod bundle;
+mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod common;
-pub mod doctor;
-pub mod irsa;
-pub mod kube_io;
+mod doctor;
+mod irsa;
+mod kube_io;
 pub mod logging;
 pub mod objects;
 pub mod oidc;
 pub mod output;
 pub mod plan;
 pub mod profile;
+pub mod steps;
+mod vocabulary;
 pub mod webhook_install;

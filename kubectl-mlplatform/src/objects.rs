@@ -5,12 +5,12 @@
 use std::fmt;
 
 use kube::discovery::ApiResource;
-use mlplatform_namespace_policy::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROFILE_ANNOTATION};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// Label naming the profile an object was made for (same key as the namespace annotation).
-pub const PROFILE_LABEL: &str = PROFILE_ANNOTATION;
+use crate::vocabulary::{
+    CREATED_FOR_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PROFILE_LABEL,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Kind {
@@ -26,7 +26,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::Namespace => "Namespace",
             Self::ServiceAccount => "ServiceAccount",
@@ -55,16 +55,16 @@ impl Kind {
             }
         }
     }
-    pub fn api_version(self) -> String {
+    pub(crate) fn api_version(self) -> String {
         match self.group_version_plural() {
             ("", v, _) => v.to_owned(),
             (g, v, _) => format!("{g}/{v}"),
         }
     }
-    pub fn namespaced(self) -> bool {
+    pub(crate) fn namespaced(self) -> bool {
         matches!(self, Self::ServiceAccount | Self::Role | Self::RoleBinding)
     }
-    pub fn api_resource(self) -> ApiResource {
+    pub(crate) fn api_resource(self) -> ApiResource {
         let (group, version, plural) = self.group_version_plural();
         ApiResource {
             group: group.to_owned(),
@@ -101,15 +101,15 @@ impl fmt::Display for ObjectKey {
 
 /// A desired object: its key and the full body we would create.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KubeObject {
-    pub key: ObjectKey,
-    pub body: Value,
+pub(crate) struct KubeObject {
+    pub(crate) key: ObjectKey,
+    pub(crate) body: Value,
 }
 
 impl KubeObject {
     /// Builds an object body with our ownership labels plus `extra_labels`; `fields` are the
     /// top-level fields besides metadata (rules, subjects, roleRef, ...).
-    pub fn new(
+    pub(crate) fn new(
         kind: Kind,
         namespace: Option<&str>,
         name: &str,
@@ -141,14 +141,8 @@ impl KubeObject {
     }
 }
 
-/// On a namespace that connect (or `namespace add`) created: the profile it was created for.
-/// It stays when a disconnect without `--delete-namespace` takes the namespace's other marks
-/// away, so that a later `disconnect --delete-namespace` still knows the namespace is its to
-/// delete (and one that existed before never is).
-pub const CREATED_FOR_ANNOTATION: &str = "mlplatform.io/created-for-profile";
-
 /// A namespace as connect creates it: our labels and the record that we created it.
-pub fn new_namespace(name: &str, profile: &str) -> KubeObject {
+pub(crate) fn new_namespace(name: &str, profile: &str) -> KubeObject {
     let mut obj = KubeObject::new(Kind::Namespace, None, name, profile, Value::Null);
     obj.body["metadata"]["annotations"] = serde_json::json!({ CREATED_FOR_ANNOTATION: profile });
     obj
@@ -157,22 +151,22 @@ pub fn new_namespace(name: &str, profile: &str) -> KubeObject {
 /// True when connect created this namespace for `profile`: the creation record, or (for
 /// namespaces created before that record existed) our ownership labels, which connect never
 /// puts on a namespace that existed before.
-pub fn namespace_created_for(live: &Value, profile: &str) -> bool {
+pub(crate) fn namespace_created_for(live: &Value, profile: &str) -> bool {
     live["metadata"]["annotations"][CREATED_FOR_ANNOTATION] == profile || is_ours(live, profile)
 }
 
 /// The namespace is being deleted: creating anything in it is refused until it is gone.
-pub fn is_terminating(live: &Value) -> bool {
+pub(crate) fn is_terminating(live: &Value) -> bool {
     live["metadata"]["deletionTimestamp"].is_string() || live["status"]["phase"] == "Terminating"
 }
 
-pub fn ownership_labels(profile: &str) -> Value {
+pub(crate) fn ownership_labels(profile: &str) -> Value {
     serde_json::json!({ MANAGED_BY_LABEL: MANAGED_BY_VALUE, PROFILE_LABEL: profile })
 }
 
 /// True when `live` carries our managed-by label and this profile's label: only such objects
 /// are ever updated or deleted.
-pub fn is_ours(live: &Value, profile: &str) -> bool {
+pub(crate) fn is_ours(live: &Value, profile: &str) -> bool {
     let labels = &live["metadata"]["labels"];
     labels[MANAGED_BY_LABEL] == MANAGED_BY_VALUE && labels[PROFILE_LABEL] == profile
 }
@@ -180,7 +174,7 @@ pub fn is_ours(live: &Value, profile: &str) -> bool {
 /// Does the live object already say everything `desired` says? The top-level `apiVersion` and
 /// `kind` are not compared: they are the object's identity, known from its key, and a real API
 /// server leaves them out of list items. Below that, [`covers_value`].
-pub fn covers(live: &Value, desired: &Value) -> bool {
+pub(crate) fn covers(live: &Value, desired: &Value) -> bool {
     match desired {
         Value::Object(d) => d
             .iter()
@@ -216,7 +210,7 @@ fn is_empty_collection(v: &Value) -> bool {
 
 /// The merge patch that makes `live` cover `desired`: the desired body minus identity fields.
 /// Merge-patch semantics keep every label/annotation we do not name and replace arrays.
-pub fn merge_patch_for(desired: &Value) -> Value {
+pub(crate) fn merge_patch_for(desired: &Value) -> Value {
     let mut patch = desired.clone();
     if let Some(map) = patch.as_object_mut() {
         map.remove("apiVersion");

@@ -23,7 +23,7 @@ use crate::common::{Change, DryRun};
 use crate::irsa::oidc_provider_arn;
 
 /// How long the thumbprint fetch may take in all (connect + handshake).
-pub const THUMBPRINT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const THUMBPRINT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OidcError {
@@ -60,16 +60,16 @@ pub enum ThumbprintError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OidcPlan {
-    pub cluster: String,
-    pub issuer: String,
+    pub(crate) cluster: String,
+    pub(crate) issuer: String,
     pub provider_arn: String,
     /// Created (or, in a plan, to be created) or Unchanged (already there).
     pub change: Change,
-    pub client_ids: Vec<String>,
+    pub(crate) client_ids: Vec<String>,
     /// Empty when the provider exists, or when the issuer's chain could not be read.
-    pub thumbprints: Vec<String>,
+    pub(crate) thumbprints: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub thumbprint_skipped: Option<String>,
+    pub(crate) thumbprint_skipped: Option<String>,
 }
 
 /// Options of the thumbprint fetch.
@@ -93,7 +93,7 @@ impl Default for ThumbprintOptions {
 }
 
 /// Pure: the provider the cluster needs, given what IAM holds and the thumbprint (if any).
-pub fn plan_oidc(
+pub(crate) fn plan_oidc(
     cluster: &ClusterFacts,
     existing: Option<String>,
     thumbprint: Result<Option<String>, String>,
@@ -152,7 +152,7 @@ pub fn thumbprint_of(der: &[u8]) -> String {
 }
 
 /// `https://host[:port]/path` → (host, port).
-pub fn issuer_host_port(issuer_url: &str) -> Result<(String, u16), ThumbprintError> {
+pub(crate) fn issuer_host_port(issuer_url: &str) -> Result<(String, u16), ThumbprintError> {
     let bad = || ThumbprintError::BadIssuer(issuer_url.to_owned());
     let rest = issuer_url.trim().strip_prefix("https://").ok_or_else(bad)?;
     let authority = rest.split('/').next().unwrap_or_default();
@@ -177,7 +177,7 @@ pub fn issuer_host_port(issuer_url: &str) -> Result<(String, u16), ThumbprintErr
 
 /// The system's trust roots (empty when none can be loaded: every fetch then fails to verify,
 /// and the thumbprint is omitted).
-pub fn system_roots() -> RootCertStore {
+pub(crate) fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let loaded = rustls_native_certs::load_native_certs();
     for e in &loaded.errors {

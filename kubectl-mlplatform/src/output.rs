@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::{Change, DryRun, OutputFormat};
-use crate::plan::{ChangeRow, ManualStepOut, Outputs, Plan};
+use crate::plan::{Outputs, Plan};
+use crate::steps::{ChangeRow, ManualStepOut};
 
 /// Per-step progress lines on stderr, only when stderr is a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -17,7 +18,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn for_stderr() -> Self {
+    pub(crate) fn for_stderr() -> Self {
         Self {
             enabled: std::io::stderr().is_terminal(),
         }
@@ -25,12 +26,12 @@ impl Progress {
     pub fn disabled() -> Self {
         Self { enabled: false }
     }
-    pub fn phase(&self, what: &str) {
+    pub(crate) fn phase(&self, what: &str) {
         if self.enabled {
             eprintln!("… {what}");
         }
     }
-    pub fn step(&self, change: Change, kind: &str, name: &str) {
+    pub(crate) fn step(&self, change: Change, kind: &str, name: &str) {
         tracing::debug!(%change, kind, name, "applied");
         if self.enabled {
             eprintln!("  ✓ {change} {kind} {name}");
@@ -38,41 +39,45 @@ impl Progress {
     }
 }
 
-pub fn warn(message: &str) {
+pub(crate) fn warn(message: &str) {
     eprintln!("warning: {message}");
+}
+
+/// Whether a report carries the rendered documents: client dry runs with `-o json|yaml`, and
+/// every `-o yaml`.
+pub(crate) fn shows_rendered(dry_run: DryRun, format: OutputFormat) -> bool {
+    dry_run == DryRun::Client && format != OutputFormat::Table || format == OutputFormat::Yaml
 }
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Report {
+pub(crate) struct Report {
     #[serde(flatten)]
-    pub outputs: Outputs,
-    pub dry_run: DryRun,
-    pub changes: Vec<ChangeRow>,
+    pub(crate) outputs: Outputs,
+    pub(crate) dry_run: DryRun,
+    pub(crate) changes: Vec<ChangeRow>,
     /// What the user must still do by hand (the exact commands).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub manual_steps: Vec<ManualStepOut>,
+    pub(crate) manual_steps: Vec<ManualStepOut>,
     /// Rendered objects and IAM documents (dry runs, `-o yaml`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rendered: Option<Value>,
+    pub(crate) rendered: Option<Value>,
 }
 
 impl Report {
-    pub fn from_plan(plan: &Plan, dry_run: DryRun, format: OutputFormat) -> Self {
-        let show_rendered = dry_run == DryRun::Client && format != OutputFormat::Table
-            || format == OutputFormat::Yaml;
+    pub(crate) fn from_plan(plan: &Plan, dry_run: DryRun, format: OutputFormat) -> Self {
         Self {
             outputs: plan.outputs.clone(),
             dry_run,
             changes: plan.changes(),
             manual_steps: plan.manual_steps.clone(),
-            rendered: show_rendered.then(|| plan.rendered()),
+            rendered: shows_rendered(dry_run, format).then(|| plan.rendered()),
         }
     }
 }
 
 /// Renders a serializable value as JSON or YAML (pretty, newline-terminated).
-pub fn render_data<T: Serialize>(value: &T, format: OutputFormat) -> Result<String, String> {
+pub(crate) fn render_data<T: Serialize>(value: &T, format: OutputFormat) -> Result<String, String> {
     match format {
         OutputFormat::Yaml => serde_yaml_ng::to_string(value).map_err(|e| e.to_string()),
         _ => serde_json::to_string_pretty(value)
@@ -82,7 +87,7 @@ pub fn render_data<T: Serialize>(value: &T, format: OutputFormat) -> Result<Stri
 }
 
 /// A plain aligned table; the first row is the header.
-pub fn table(rows: &[Vec<String>]) -> String {
+pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -110,7 +115,7 @@ pub fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// One row per object: kind, namespace, name, change.
-pub fn changes_table(changes: &[ChangeRow]) -> String {
+pub(crate) fn changes_table(changes: &[ChangeRow]) -> String {
     let mut rows = vec![vec![
         "KIND".to_owned(),
         "NAMESPACE".to_owned(),
@@ -129,7 +134,7 @@ pub fn changes_table(changes: &[ChangeRow]) -> String {
 }
 
 /// The human report: one row per object, then the values the vendor asks for.
-pub fn report_table(report: &Report, verb: &str) -> String {
+pub(crate) fn report_table(report: &Report, verb: &str) -> String {
     let mut out = changes_table(&report.changes);
     let writes = report
         .changes
@@ -193,7 +198,7 @@ pub fn report_table(report: &Report, verb: &str) -> String {
 }
 
 /// Prints the report in the chosen format to stdout.
-pub fn print_report(
+pub(crate) fn print_report(
     plan: &Plan,
     dry_run: DryRun,
     format: OutputFormat,

@@ -9,11 +9,10 @@ use std::path::Path;
 use mlplatform_namespace_policy::EnforcementMode;
 use serde::{Deserialize, Serialize};
 
-pub const API_VERSION: &str = "mlplatform.io/v1alpha1";
-pub const KIND: &str = "Profile";
+use crate::vocabulary::{PROFILE_API_VERSION, PROFILE_KIND};
 
 /// The built-in profiles, in the order `profiles list` shows them.
-pub const BUILTIN: [(&str, &str); 4] = [
+pub(crate) const BUILTIN: [(&str, &str); 4] = [
     ("concurrent", include_str!("profiles/concurrent.yaml")),
     ("hopsworks", include_str!("profiles/hopsworks.yaml")),
     ("arthur", include_str!("profiles/arthur.yaml")),
@@ -63,69 +62,69 @@ pub enum TemplateError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Profile {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ProfileMetadata,
-    pub spec: ProfileSpec,
+    pub(crate) api_version: String,
+    pub(crate) kind: String,
+    pub(crate) metadata: ProfileMetadata,
+    pub(crate) spec: ProfileSpec,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProfileMetadata {
-    pub name: String,
+pub(crate) struct ProfileMetadata {
+    pub(crate) name: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProfileSpec {
+pub(crate) struct ProfileSpec {
     /// Values the user supplies (`--vendor-account`, `--param name=value`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parameters: Vec<Parameter>,
+    pub(crate) parameters: Vec<Parameter>,
     /// A role in the customer's account that the vendor assumes from its own account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendor_role: Option<VendorRole>,
+    pub(crate) vendor_role: Option<VendorRole>,
     /// Cluster access for an IAM role: aws-auth `mapRoles` entry with a username and named group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_access: Option<ClusterAccess>,
+    pub(crate) cluster_access: Option<ClusterAccess>,
     /// The per-namespace bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<NamespaceBundle>,
+    pub(crate) namespace: Option<NamespaceBundle>,
     /// IAM OIDC provider for the cluster's issuer (issue 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oidc_provider: Option<OidcProvider>,
+    pub(crate) oidc_provider: Option<OidcProvider>,
     /// IRSA roles for service accounts (issue 4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub irsa_roles: Vec<IrsaRole>,
+    pub(crate) irsa_roles: Vec<IrsaRole>,
     /// A StorageClass, optionally the only default one (issue 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_class: Option<StorageClassSpec>,
+    pub(crate) storage_class: Option<StorageClassSpec>,
     /// Inline policies put on a role that already exists (issue 4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub existing_role_policies: Vec<ExistingRolePolicies>,
+    pub(crate) existing_role_policies: Vec<ExistingRolePolicies>,
     /// Steps this tool cannot carry out itself (no API for them here): printed by connect,
     /// repeated by doctor, with the exact command filled in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub manual_steps: Vec<ManualStep>,
+    pub(crate) manual_steps: Vec<ManualStep>,
     /// CRDs of the vendor's operator that doctor looks for (installed by the vendor's own
     /// installer, not by connect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operator_crds: Option<OperatorCrds>,
+    pub(crate) operator_crds: Option<OperatorCrds>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct OperatorCrds {
+pub(crate) struct OperatorCrds {
     /// API group of the CRDs (`sagemaker.aws.amazon.com` matches `*.sagemaker.aws.amazon.com`).
-    pub group: String,
+    pub(crate) group: String,
     /// How to install the operator when they are absent (a template).
-    pub install_hint: String,
+    pub(crate) install_hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub enum ParameterType {
+pub(crate) enum ParameterType {
     #[default]
     String,
     AccountId,
@@ -138,50 +137,50 @@ pub enum ParameterType {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Parameter {
-    pub name: String,
+pub(crate) struct Parameter {
+    pub(crate) name: String,
     /// The dedicated command-line flag that fills it (`vendor-account` → `--vendor-account`);
     /// every parameter can also be given as `--param name=value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub flag: Option<String>,
+    pub(crate) flag: Option<String>,
     #[serde(default, rename = "type")]
-    pub kind: ParameterType,
+    pub(crate) kind: ParameterType,
     #[serde(default)]
-    pub required: bool,
+    pub(crate) required: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct InlinePolicy {
-    pub name: String,
-    pub document: serde_json::Value,
+pub(crate) struct InlinePolicy {
+    pub(crate) name: String,
+    pub(crate) document: serde_json::Value,
     /// A parameter name: the policy exists only when that parameter is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub only_if: Option<String>,
+    pub(crate) only_if: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct VendorRole {
+pub(crate) struct VendorRole {
     /// Template; the result is shortened to IAM's 64 characters with a hash suffix.
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default = "default_iam_path")]
-    pub path: String,
+    pub(crate) path: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     /// Account the vendor assumes the role from: trust `arn:aws:iam::ACCOUNT:root`.
-    pub trust_account: String,
+    pub(crate) trust_account: String,
     /// Require an `sts:ExternalId` condition (confused-deputy protection).
     #[serde(default)]
-    pub external_id: bool,
+    pub(crate) external_id: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inline_policies: Vec<InlinePolicy>,
+    pub(crate) inline_policies: Vec<InlinePolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub managed_policy_arns: Vec<String>,
+    pub(crate) managed_policy_arns: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -198,74 +197,79 @@ fn default_iam_path() -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ClusterAccess {
+pub(crate) struct ClusterAccess {
     /// The role to map; defaults to the profile's vendor role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_arn: Option<String>,
-    pub username: String,
+    pub(crate) role_arn: Option<String>,
+    pub(crate) username: String,
     /// Named group; the bundle binds it to what the vendor needs, per namespace.
-    pub group: String,
+    pub(crate) group: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RbacRule {
+pub(crate) struct RbacRule {
     #[serde(default)]
-    pub api_groups: Vec<String>,
+    pub(crate) api_groups: Vec<String>,
     #[serde(default)]
-    pub resources: Vec<String>,
-    pub verbs: Vec<String>,
+    pub(crate) resources: Vec<String>,
+    pub(crate) verbs: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub resource_names: Vec<String>,
+    pub(crate) resource_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RoleSpec {
-    pub name: String,
-    pub rules: Vec<RbacRule>,
+pub(crate) struct RoleSpec {
+    pub(crate) name: String,
+    pub(crate) rules: Vec<RbacRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NamespaceBundle {
+pub(crate) struct NamespaceBundle {
     /// Namespace used when neither `-n` nor the kubeconfig context names one.
-    pub default_name: String,
+    pub(crate) default_name: String,
     #[serde(default, with = "enforcement_serde")]
-    pub enforcement: EnforcementMode,
+    pub(crate) enforcement: EnforcementMode,
     /// Created once per cluster; bound inside each namespace only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_cluster_role: Option<RoleSpec>,
+    pub(crate) system_cluster_role: Option<RoleSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_service_account: Option<String>,
+    pub(crate) system_service_account: Option<String>,
     /// RoleBinding of the system ServiceAccount to the system ClusterRole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system_role_binding: Option<String>,
+    pub(crate) system_role_binding: Option<String>,
     /// RoleBinding of `clusterAccess.group` to the system ClusterRole, in this namespace only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vendor_role_binding: Option<String>,
+    pub(crate) vendor_role_binding: Option<String>,
     /// Other ServiceAccounts workloads may run as (not created by the bundle).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra_system_service_accounts: Vec<String>,
+    pub(crate) extra_system_service_accounts: Vec<String>,
     /// false: the vendor's installer creates the ServiceAccounts (a Helm chart would refuse to
     /// adopt ours); the bundle only names them in the namespace policy.
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
-    pub create_service_accounts: bool,
-    pub user_service_account: String,
+    pub(crate) create_service_accounts: bool,
+    pub(crate) user_service_account: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_role: Option<RoleSpec>,
+    pub(crate) user_role: Option<RoleSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_role_binding: Option<String>,
+    pub(crate) user_role_binding: Option<String>,
 }
 
 mod enforcement_serde {
     use mlplatform_namespace_policy::EnforcementMode;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(mode: &EnforcementMode, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        mode: &EnforcementMode,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(mode.as_str())
     }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EnforcementMode, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<EnforcementMode, D::Error> {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
@@ -273,9 +277,9 @@ mod enforcement_serde {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct OidcProvider {
+pub(crate) struct OidcProvider {
     #[serde(default = "default_client_ids")]
-    pub client_ids: Vec<String>,
+    pub(crate) client_ids: Vec<String>,
 }
 
 fn default_client_ids() -> Vec<String> {
@@ -284,57 +288,57 @@ fn default_client_ids() -> Vec<String> {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct IrsaRole {
-    pub name: String,
-    pub namespace: String,
-    pub service_accounts: Vec<String>,
+pub(crate) struct IrsaRole {
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) service_accounts: Vec<String>,
     #[serde(default)]
-    pub annotate_service_accounts: bool,
+    pub(crate) annotate_service_accounts: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inline_policies: Vec<InlinePolicy>,
+    pub(crate) inline_policies: Vec<InlinePolicy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub managed_policy_arns: Vec<String>,
+    pub(crate) managed_policy_arns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StorageClassSpec {
-    pub name: String,
-    pub provisioner: String,
+pub(crate) struct StorageClassSpec {
+    pub(crate) name: String,
+    pub(crate) provisioner: String,
     #[serde(default)]
-    pub make_default: bool,
+    pub(crate) make_default: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub parameters: BTreeMap<String, String>,
+    pub(crate) parameters: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reclaim_policy: Option<String>,
+    pub(crate) reclaim_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_binding_mode: Option<String>,
+    pub(crate) volume_binding_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allow_volume_expansion: Option<bool>,
+    pub(crate) allow_volume_expansion: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ExistingRolePolicies {
-    pub role_arn: String,
+pub(crate) struct ExistingRolePolicies {
+    pub(crate) role_arn: String,
     /// A parameter name: the step exists only when that parameter is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub only_if: Option<String>,
-    pub inline_policies: Vec<InlinePolicy>,
+    pub(crate) only_if: Option<String>,
+    pub(crate) inline_policies: Vec<InlinePolicy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ManualStep {
-    pub name: String,
-    pub description: String,
+pub(crate) struct ManualStep {
+    pub(crate) name: String,
+    pub(crate) description: String,
     /// The command to run, a template (`${clusterSecurityGroupId}`, parameters, ...).
-    pub command: String,
+    pub(crate) command: String,
 }
 
 /// A step kind a profile may use; `connect` refuses up front when one is not implemented yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
+pub(crate) enum StepKind {
     VendorRole,
     ClusterAccess,
     NamespaceBundle,
@@ -346,7 +350,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub const fn as_str(self) -> &'static str {
+    pub(crate) const fn as_str(self) -> &'static str {
         match self {
             Self::VendorRole => "vendorRole",
             Self::ClusterAccess => "clusterAccess",
@@ -359,7 +363,7 @@ impl StepKind {
         }
     }
     /// What `connect`/`disconnect`/`doctor` carry out in this version.
-    pub const fn is_implemented(self) -> bool {
+    pub(crate) const fn is_implemented(self) -> bool {
         true
     }
 }
@@ -401,12 +405,12 @@ const NON_CORE_RESOURCES: [(&str, &str); 8] = [
 ];
 
 impl Profile {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.metadata.name
     }
 
     /// Step kinds the profile uses, in execution order.
-    pub fn step_kinds(&self) -> Vec<StepKind> {
+    pub(crate) fn step_kinds(&self) -> Vec<StepKind> {
         let s = &self.spec;
         let mut out = Vec::new();
         if !s.existing_role_policies.is_empty() {
@@ -437,7 +441,7 @@ impl Profile {
     }
 
     /// Step kinds this version cannot carry out yet (`connect` refuses before any I/O).
-    pub fn unimplemented_steps(&self) -> Vec<StepKind> {
+    pub(crate) fn unimplemented_steps(&self) -> Vec<StepKind> {
         self.step_kinds()
             .into_iter()
             .filter(|k| !k.is_implemented())
@@ -446,14 +450,17 @@ impl Profile {
 
     /// Semantic checks serde cannot express.
     fn validate(&self) -> Result<(), String> {
-        if self.api_version != API_VERSION {
+        if self.api_version != PROFILE_API_VERSION {
             return Err(format!(
-                "apiVersion: expected {API_VERSION:?}, found {:?}",
+                "apiVersion: expected {PROFILE_API_VERSION:?}, found {:?}",
                 self.api_version
             ));
         }
-        if self.kind != KIND {
-            return Err(format!("kind: expected {KIND:?}, found {:?}", self.kind));
+        if self.kind != PROFILE_KIND {
+            return Err(format!(
+                "kind: expected {PROFILE_KIND:?}, found {:?}",
+                self.kind
+            ));
         }
         if self.metadata.name.trim().is_empty() {
             return Err("metadata.name: must not be empty".to_owned());
@@ -549,7 +556,7 @@ impl Profile {
 }
 
 /// Placeholders every profile may use; parameters add their own names.
-pub const BUILTIN_PLACEHOLDERS: [&str; 11] = [
+pub(crate) const BUILTIN_PLACEHOLDERS: [&str; 11] = [
     "profile",
     "cluster",
     "clusterArn",
@@ -629,7 +636,7 @@ fn validate_rules(field: &str, rules: &[RbacRule]) -> Result<(), String> {
 }
 
 /// Parses profile YAML; `source_name` is what errors call it (a file path or a built-in name).
-pub fn parse_profile(source_name: &str, yaml: &str) -> Result<Profile, ProfileError> {
+pub(crate) fn parse_profile(source_name: &str, yaml: &str) -> Result<Profile, ProfileError> {
     let de = serde_yaml_ng::Deserializer::from_str(yaml);
     let profile: Profile = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -687,7 +694,7 @@ pub fn load_profile(name_or_path: &str) -> Result<Profile, ProfileError> {
 }
 
 /// Every built-in profile, parsed.
-pub fn builtin_profiles() -> Result<Vec<Profile>, ProfileError> {
+pub(crate) fn builtin_profiles() -> Result<Vec<Profile>, ProfileError> {
     BUILTIN
         .iter()
         .map(|(name, yaml)| parse_profile(name, yaml))
@@ -699,19 +706,19 @@ pub fn builtin_profiles() -> Result<Vec<Profile>, ProfileError> {
 pub struct Vars(BTreeMap<String, String>);
 
 impl Vars {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-    pub fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
+    pub(crate) fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
         self.0.insert(name.to_owned(), value.into());
         self
     }
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 
     /// Replaces every `${name}`; `field` names the template in errors. `$` alone is literal.
-    pub fn render(&self, field: &str, template: &str) -> Result<String, TemplateError> {
+    pub(crate) fn render(&self, field: &str, template: &str) -> Result<String, TemplateError> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(start) = rest.find("${") {
@@ -733,7 +740,7 @@ impl Vars {
     }
 
     /// Renders every string (not keys) inside a JSON document, e.g. an IAM policy.
-    pub fn render_json(
+    pub(crate) fn render_json(
         &self,
         field: &str,
         doc: &serde_json::Value,
@@ -758,160 +765,4 @@ impl Vars {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_builtin_profile_parses_and_validates() {
-        let profiles = builtin_profiles().unwrap();
-        let names: Vec<_> = profiles.iter().map(|p| p.name().to_owned()).collect();
-        assert_eq!(
-            names,
-            ["concurrent", "hopsworks", "arthur", "sagemaker-operator"]
-        );
-    }
-
-    #[test]
-    fn every_builtin_profile_uses_only_implemented_steps() {
-        for profile in builtin_profiles().unwrap() {
-            assert!(
-                profile.unimplemented_steps().is_empty(),
-                "{}",
-                profile.name()
-            );
-        }
-        let arthur = load_profile("arthur").unwrap();
-        let steps: Vec<_> = arthur.step_kinds().iter().map(|k| k.as_str()).collect();
-        assert_eq!(
-            steps,
-            ["oidcProvider", "irsaRoles", "storageClass", "namespace"]
-        );
-        let hopsworks = load_profile("hopsworks").unwrap();
-        let steps: Vec<_> = hopsworks.step_kinds().iter().map(|k| k.as_str()).collect();
-        assert_eq!(
-            steps,
-            [
-                "existingRolePolicies",
-                "clusterAccess",
-                "namespace",
-                "manualSteps"
-            ]
-        );
-    }
-
-    #[test]
-    fn only_if_must_name_a_parameter_and_irsa_needs_an_oidc_provider() {
-        let yaml =
-            include_str!("profiles/arthur.yaml").replace("onlyIf: sesRoleArn", "onlyIf: nope");
-        let err = parse_profile("p", &yaml).unwrap_err().to_string();
-        assert!(
-            err.contains("spec.irsaRoles[0].inlinePolicies[2].onlyIf: \"nope\" is not a parameter"),
-            "{err}"
-        );
-        let yaml = include_str!("profiles/sagemaker-operator.yaml")
-            .replace("  oidcProvider:\n    clientIds: [sts.amazonaws.com]\n", "");
-        let err = parse_profile("p", &yaml).unwrap_err().to_string();
-        assert!(
-            err.contains("spec.irsaRoles: needs spec.oidcProvider"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn builtin_profiles_round_trip_through_yaml() {
-        for profile in builtin_profiles().unwrap() {
-            let yaml = serde_yaml_ng::to_string(&profile).unwrap();
-            let again = parse_profile("round-trip", &yaml).unwrap();
-            assert_eq!(again, profile);
-        }
-    }
-
-    #[test]
-    fn unknown_key_is_reported_with_its_path() {
-        let yaml =
-            include_str!("profiles/concurrent.yaml").replace("    userRole:", "    userRolez:");
-        let err = parse_profile("./x.yaml", &yaml).unwrap_err().to_string();
-        assert!(
-            err.starts_with(
-                "profile ./x.yaml: spec.namespace.userRolez: unknown field `userRolez`"
-            ),
-            "{err}"
-        );
-        let yaml = include_str!("profiles/concurrent.yaml").replace(
-            "verbs: [get, list, watch]\n",
-            "verbs: [get]\n          rulez: []\n",
-        );
-        let err = parse_profile("./x.yaml", &yaml).unwrap_err().to_string();
-        assert!(
-            err.contains("spec.namespace.userRole.rules[0].rulez: unknown field"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn seed_bugs_are_rejected_by_validation() {
-        let base = include_str!("profiles/concurrent.yaml");
-        let post = base.replacen("verbs: [get, list, watch]", "verbs: [get, post]", 1);
-        let err = parse_profile("p", &post).unwrap_err().to_string();
-        assert!(
-            err.contains("\"post\" is not a Kubernetes RBAC verb"),
-            "{err}"
-        );
-        let core_jobs = base.replacen(
-            "resources: [pods, pods/log, configmaps]",
-            "resources: [pods, jobs]",
-            1,
-        );
-        let err = parse_profile("p", &core_jobs).unwrap_err().to_string();
-        assert!(err.contains("\"jobs\" is in API group \"batch\""), "{err}");
-    }
-
-    #[test]
-    fn unknown_placeholders_are_caught_at_load_time_with_their_path() {
-        let yaml =
-            include_str!("profiles/concurrent.yaml").replace("${vendorAccount}", "${vendorAcount}");
-        let err = parse_profile("p", &yaml).unwrap_err().to_string();
-        assert!(
-            err.contains("spec.vendorRole.trustAccount: unknown placeholder ${vendorAcount}"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn wrong_api_version_and_unknown_profile_are_clear() {
-        let yaml = include_str!("profiles/concurrent.yaml").replace(API_VERSION, "v9");
-        let err = parse_profile("p", &yaml).unwrap_err().to_string();
-        assert!(err.contains("apiVersion: expected"), "{err}");
-        let err = load_profile("nope").unwrap_err().to_string();
-        assert!(
-            err.contains("unknown profile \"nope\"") && err.contains("concurrent"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn templates_render_and_report_undefined_names() {
-        let mut vars = Vars::new();
-        vars.set("cluster", "c1").set("namespace", "ns");
-        assert_eq!(
-            vars.render("f", "a-${cluster}-${namespace}$x").unwrap(),
-            "a-c1-ns$x"
-        );
-        assert_eq!(
-            vars.render("f", "${nope}"),
-            Err(TemplateError::Undefined {
-                name: "nope".into(),
-                field: "f".into()
-            })
-        );
-        assert!(matches!(
-            vars.render("f", "${oops"),
-            Err(TemplateError::Unterminated { .. })
-        ));
-        let doc = serde_json::json!({"Resource": ["arn:${cluster}"], "n": 1});
-        assert_eq!(
-            vars.render_json("d", &doc).unwrap(),
-            serde_json::json!({"Resource": ["arn:c1"], "n": 1})
-        );
-    }
-}
+mod tests;

@@ -113,7 +113,7 @@ fn credentials_problem(err: &CredentialsError) -> AwsError {
 }
 
 /// Classifies a service error code (from the response) for `operation` (e.g. `iam:GetRole`).
-pub fn classify_code(operation: &str, code: &str, message: &str) -> AwsError {
+pub(crate) fn classify_code(operation: &str, code: &str, message: &str) -> AwsError {
     if EXPIRED_CODES.contains(&code) {
         AwsError::CredentialsExpired
     } else if INVALID_CREDENTIAL_CODES.contains(&code) {
@@ -137,7 +137,7 @@ pub fn classify_code(operation: &str, code: &str, message: &str) -> AwsError {
 
 /// Turns any SDK error into an [`AwsError`]. `operation` names the IAM-style action
 /// (`iam:CreateRole`), which is also what an access-denied message must name.
-pub fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> AwsError
+pub(crate) fn classify<E>(operation: &str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {

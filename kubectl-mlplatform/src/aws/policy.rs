@@ -12,7 +12,7 @@ pub fn policy_documents_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// The canonical form [`policy_documents_equal`] compares.
-pub fn normalize_policy(doc: &Value) -> Value {
+pub(crate) fn normalize_policy(doc: &Value) -> Value {
     let Value::Object(map) = doc else {
         return doc.clone();
     };
@@ -146,7 +146,7 @@ fn normalize_condition(v: &Value) -> Value {
 
 /// Decodes a policy document as IAM returns it (URL-encoded JSON, RFC 3986: `+` is literal). Plain JSON is accepted too
 /// (some IAM-compatible endpoints do not encode).
-pub fn decode_policy_document(text: &str) -> Result<Value, String> {
+pub(crate) fn decode_policy_document(text: &str) -> Result<Value, String> {
     let trimmed = text.trim_start();
     let json = if trimmed.starts_with('{') {
         text.to_string()

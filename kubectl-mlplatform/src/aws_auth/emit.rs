@@ -329,7 +329,7 @@ mod tests {
             .collect()
         });
 
-        pub fn some_reader_takes_it_for_a_non_string(plain: &str) -> bool {
+        pub(crate) fn some_reader_takes_it_for_a_non_string(plain: &str) -> bool {
             NOT_A_STRING.iter().any(|r| r.is_match(plain))
         }
     }

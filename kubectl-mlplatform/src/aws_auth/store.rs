@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::{AwsAuth, AwsAuthError, CONFIGMAP_NAME, NAMESPACE};
 use crate::common::{Change, DryRun};
+use crate::vocabulary::FIELD_MANAGER;
 
-const FIELD_MANAGER: &str = "kubectl-mlplatform";
 /// Answers worth another attempt: throttled or a temporarily unavailable API server.
 const RETRIABLE_CODES: [u16; 5] = [429, 500, 502, 503, 504];
 
@@ -70,7 +70,7 @@ fn random_u64() -> u64 {
 pub struct AwsAuthWrite {
     pub change: Change,
     /// Whether the ConfigMap existed when read.
-    pub existed: bool,
+    pub(crate) existed: bool,
     pub before: BTreeMap<String, String>,
     pub after: BTreeMap<String, String>,
     /// A write request was sent (with dryRun=All under `--dry-run=server`).

@@ -7,92 +7,47 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::arn::parse_iam_arn;
+use crate::aws_auth::store::{self, AwsAuthWrite};
 use crate::aws_auth::{
-    self, AwsAuth, AwsAuthError, AwsAuthWrite, Mapping, MappingKind, SsoMapping,
-    check_system_masters, kind_of_arn, normalize_arn,
+    self, AwsAuth, AwsAuthError, Mapping, MappingKind, SsoMapping, check_system_masters,
+    kind_of_arn, normalize_arn,
 };
+use crate::cli::aws_auth::{AddArgs, AwsAuthAction, AwsAuthCommand};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
-
-/// Read and edit the aws-auth ConfigMap without breaking it.
-#[derive(Debug, Clone, Args)]
-pub struct AwsAuthCommand {
-    #[command(subcommand)]
-    pub action: AwsAuthAction,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum AwsAuthAction {
-    /// Print every mapping (roles, SSO permission sets, users, accounts).
-    Get,
-    /// Map an IAM role or user into the cluster, or update its mapping.
-    Add(AddArgs),
-    /// Remove the mapping of an IAM role or user (node roles are never removed).
-    Remove(RemoveArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct AddArgs {
-    /// IAM role or user ARN; a role's path is stripped (aws-auth never matches it).
-    #[arg(long, value_name = "ARN")]
-    pub arn: String,
-    /// Kubernetes username for the identity. Default: the role or user name.
-    #[arg(long, value_name = "NAME")]
-    pub username: Option<String>,
-    /// Kubernetes group (repeatable). Prefer a named group bound to a ClusterRole.
-    #[arg(long = "group", value_name = "GROUP")]
-    pub groups: Vec<String>,
-    /// mapRoles or mapUsers. Default: inferred from the ARN.
-    #[arg(long, value_enum)]
-    pub kind: Option<MappingKind>,
-    /// Required to pass --group system:masters (full cluster admin).
-    #[arg(long)]
-    pub allow_system_masters: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct RemoveArgs {
-    /// IAM role or user ARN of the mapping to remove.
-    #[arg(long, value_name = "ARN")]
-    pub arn: String,
-    /// mapRoles or mapUsers. Default: inferred from the ARN.
-    #[arg(long, value_enum)]
-    pub kind: Option<MappingKind>,
-}
 
 /// What `get` prints with `-o json|yaml`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AwsAuthListing {
-    pub exists: bool,
-    pub roles: Vec<Mapping>,
-    pub sso_roles: Vec<SsoMapping>,
-    pub users: Vec<Mapping>,
-    pub accounts: Vec<String>,
+pub(crate) struct AwsAuthListing {
+    pub(crate) exists: bool,
+    pub(crate) roles: Vec<Mapping>,
+    pub(crate) sso_roles: Vec<SsoMapping>,
+    pub(crate) users: Vec<Mapping>,
+    pub(crate) accounts: Vec<String>,
 }
 
 /// What `add` / `remove` print.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AwsAuthEditReport {
-    pub change: Change,
-    pub kind: MappingKind,
-    pub arn: String,
+pub(crate) struct AwsAuthEditReport {
+    pub(crate) change: Change,
+    pub(crate) kind: MappingKind,
+    pub(crate) arn: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
+    pub(crate) username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub groups: Option<Vec<String>>,
-    pub dry_run: DryRun,
+    pub(crate) groups: Option<Vec<String>>,
+    pub(crate) dry_run: DryRun,
     /// A write request was sent to the API server (dryRun=All under --dry-run=server).
-    pub sent: bool,
+    pub(crate) sent: bool,
     /// Line diff of the changed aws-auth keys (empty when nothing changes).
-    pub diff: String,
+    pub(crate) diff: String,
 }
 
-pub async fn run(
+pub(crate) async fn run(
     cmd: &AwsAuthCommand,
     client: kube::Client,
     global: &GlobalArgs,
@@ -100,7 +55,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     match &cmd.action {
         AwsAuthAction::Get => {
-            let auth = aws_auth::read_aws_auth(&client).await?;
+            let auth = store::read_aws_auth(&client).await?;
             let listing = listing(auth.as_ref());
             print_listing(&listing, global.output, out)
         }
@@ -112,7 +67,7 @@ pub async fn run(
                 tracing::warn!(arn = %mapping.arn, "mapping to system:masters: full cluster admin");
             }
             let wanted = mapping.clone();
-            let write = aws_auth::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
+            let write = store::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
                 auth.upsert(kind, wanted.clone())
             })
             .await?;
@@ -126,7 +81,7 @@ pub async fn run(
             };
             let arn = normalize_arn(kind, &args.arn)?;
             let target = arn.clone();
-            let write = aws_auth::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
+            let write = store::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
                 auth.remove(kind, &target)
             })
             .await?;
@@ -138,7 +93,8 @@ pub async fn run(
 
 /// Checks the flags without any I/O, so bad input is reported before kubeconfig or cluster
 /// problems (callers may run this before building the kube client).
-pub fn validate(cmd: &AwsAuthCommand) -> Result<(), AwsAuthError> {
+#[cfg(test)]
+pub(crate) fn validate(cmd: &AwsAuthCommand) -> Result<(), AwsAuthError> {
     match &cmd.action {
         AwsAuthAction::Get => Ok(()),
         AwsAuthAction::Add(args) => mapping_from_args(args).map(|_| ()),
@@ -153,7 +109,7 @@ pub fn validate(cmd: &AwsAuthCommand) -> Result<(), AwsAuthError> {
 }
 
 /// Flags → the mapping to write, with the ARN normalized and system:masters checked.
-pub fn mapping_from_args(args: &AddArgs) -> Result<(MappingKind, Mapping), AwsAuthError> {
+pub(crate) fn mapping_from_args(args: &AddArgs) -> Result<(MappingKind, Mapping), AwsAuthError> {
     let kind = match args.kind {
         Some(kind) => kind,
         None => kind_of_arn(&args.arn)?,
@@ -180,7 +136,7 @@ pub fn mapping_from_args(args: &AddArgs) -> Result<(MappingKind, Mapping), AwsAu
     Ok((kind, mapping))
 }
 
-pub fn listing(auth: Option<&AwsAuth>) -> AwsAuthListing {
+pub(crate) fn listing(auth: Option<&AwsAuth>) -> AwsAuthListing {
     AwsAuthListing {
         exists: auth.is_some(),
         roles: auth.map(AwsAuth::roles).unwrap_or_default(),
@@ -336,7 +292,10 @@ fn print_report(
 }
 
 /// A line diff of every data key whose text changed (`-` removed, `+` added, two-space context).
-pub fn data_diff(before: &BTreeMap<String, String>, after: &BTreeMap<String, String>) -> String {
+pub(crate) fn data_diff(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> String {
     let mut diff = String::new();
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for key in keys {

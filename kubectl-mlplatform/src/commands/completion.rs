@@ -12,51 +12,25 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, CommandFactory, ValueEnum};
+use clap::{Arg, ArgAction, CommandFactory};
 use clap_complete::Shell;
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::cli::Cli;
+use crate::cli::completion::{CompletionArgs, CompletionShell};
 
 /// The hidden subcommand kubectl's completion hook calls.
-pub const DYNAMIC_SUBCOMMAND: &str = "__complete";
+pub(crate) const DYNAMIC_SUBCOMMAND: &str = "__complete";
 /// The binary's name on PATH (what static scripts complete).
-pub const BIN_NAME: &str = "kubectl-mlplatform";
-/// The file kubectl looks for on PATH to complete `kubectl mlplatform ...`.
-pub const KUBECTL_HOOK_NAME: &str = "kubectl_complete-mlplatform";
-/// Its whole content (the file shipped in the release archives): hand the words to the binary.
-pub const KUBECTL_HOOK_SCRIPT: &str = include_str!("../../../scripts/kubectl_complete-mlplatform");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompletionShell {
-    Bash,
-    Zsh,
-    Fish,
-    /// The `kubectl_complete-mlplatform` script, for `kubectl mlplatform <TAB>` in any shell
-    /// whose kubectl completion is set up.
-    KubectlPlugin,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "\
-Examples:
-  # bash, for `kubectl-mlplatform <TAB>`
-  source <(kubectl mlplatform completion bash)
-  # zsh
-  kubectl mlplatform completion zsh > \"${fpath[1]}/_kubectl-mlplatform\"
-  # fish
-  kubectl mlplatform completion fish > ~/.config/fish/completions/kubectl-mlplatform.fish
-  # `kubectl mlplatform <TAB>` (kubectl 1.26+): put the hook next to the plugin on PATH
-  kubectl mlplatform completion kubectl-plugin > ~/.local/bin/kubectl_complete-mlplatform
-  chmod +x ~/.local/bin/kubectl_complete-mlplatform")]
-pub struct CompletionArgs {
-    /// The shell to print a completion script for.
-    #[arg(value_enum)]
-    pub shell: CompletionShell,
-}
+pub(crate) const BIN_NAME: &str = "kubectl-mlplatform";
+/// The whole content of `kubectl_complete-mlplatform`, the file kubectl looks for on PATH to
+/// complete `kubectl mlplatform ...` (shipped in the release archives): hand the words to the
+/// binary.
+pub(crate) const KUBECTL_HOOK_SCRIPT: &str =
+    include_str!("../../../scripts/kubectl_complete-mlplatform");
 
 /// Writes the completion script for `shell`.
-pub fn write_script(shell: CompletionShell, out: &mut dyn Write) {
+pub(crate) fn write_script(shell: CompletionShell, out: &mut dyn Write) {
     let shell = match shell {
         CompletionShell::Bash => Shell::Bash,
         CompletionShell::Zsh => Shell::Zsh,
@@ -98,7 +72,7 @@ fn with_bin_names(command: clap::Command, bin: &str) -> clap::Command {
     command
 }
 
-pub fn run(args: &CompletionArgs) -> Result<ExitCode, CommandError> {
+pub(crate) fn run(args: &CompletionArgs) -> Result<ExitCode, CommandError> {
     let mut script = Vec::new();
     write_script(args.shell, &mut script);
     std::io::stdout()
@@ -133,28 +107,29 @@ pub fn run_dynamic(words: &[String]) -> ExitCode {
 }
 
 /// cobra's ShellCompDirective bits.
-pub mod directive {
+mod directive {
     /// Let the shell complete file names when there is no candidate.
-    pub const DEFAULT: u32 = 0;
-    pub const NO_SPACE: u32 = 2;
-    pub const NO_FILE_COMP: u32 = 4;
+    pub(crate) const DEFAULT: u32 = 0;
+    #[allow(dead_code)] // cobra's set, kept whole
+    pub(crate) const NO_SPACE: u32 = 2;
+    pub(crate) const NO_FILE_COMP: u32 = 4;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    pub value: String,
-    pub description: Option<String>,
+pub(crate) struct Candidate {
+    pub(crate) value: String,
+    pub(crate) description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Completions {
-    pub candidates: Vec<Candidate>,
-    pub directive: u32,
+pub(crate) struct Completions {
+    pub(crate) candidates: Vec<Candidate>,
+    pub(crate) directive: u32,
 }
 
 impl Completions {
     /// cobra's wire format: `value[\tdescription]` lines, then `:directive`.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for c in &self.candidates {
             out.push_str(&c.value);
@@ -168,7 +143,8 @@ impl Completions {
         out
     }
 
-    pub fn values(&self) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn values(&self) -> Vec<&str> {
         self.candidates.iter().map(|c| c.value.as_str()).collect()
     }
 }
@@ -232,7 +208,7 @@ fn find_short(cmd: &clap::Command, c: char) -> Option<&Arg> {
 /// Pure: the completions for `words`, whose last element is the word being completed
 /// (empty after a space). Walks [`Cli::command`]: subcommands, flags (globals included),
 /// option values and positional values.
-pub fn complete(words: &[String]) -> Completions {
+pub(crate) fn complete(words: &[String]) -> Completions {
     let mut root = Cli::command();
     // Propagates global flags into every subcommand, as parsing would.
     root.build();

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::CommandError;
-use super::preflight::{Purpose, params_for, read_state, session};
+use super::error::CommandError;
+use super::preflight::{Purpose, Session, params_for, read_state, session};
 use crate::apply::{Direction, apply};
 use crate::cli::{ConnectArgs, ConnectCommandArgs, DisconnectArgs};
 use crate::common::{DryRun, GlobalArgs};
@@ -12,16 +12,43 @@ use crate::kube_io::get_object;
 use crate::objects::{Kind, ObjectKey, is_terminating};
 use crate::output::{Progress, print_report, warn};
 use crate::plan::{
-    ConnectInputs, Observed, PlanError, check_implemented, plan_connect, plan_disconnect,
+    ConnectInputs, Observed, Plan, PlanError, check_implemented, plan_connect, plan_disconnect,
     valid_external_id,
 };
 use crate::profile::load_profile;
+
+/// The plan's warnings, then its writes (announced as `phase` when there are any).
+async fn apply_plan(
+    plan: &Plan,
+    session: &Session,
+    dry_run: DryRun,
+    direction: Direction,
+    phase: &str,
+    progress: &Progress,
+) -> Result<(), CommandError> {
+    for w in &plan.warnings {
+        warn(w);
+    }
+    if plan.has_writes() {
+        progress.phase(phase);
+    }
+    apply(
+        plan,
+        Some(&session.aws),
+        &session.kube,
+        dry_run,
+        direction,
+        progress,
+    )
+    .await?;
+    Ok(())
+}
 
 /// How often a Terminating namespace is looked at while connect waits for it to go.
 const NAMESPACE_POLL: Duration = Duration::from_millis(500);
 
 /// 16 random bytes, hex: what `--external-id` defaults to for a new role.
-pub fn random_external_id() -> Result<String, CommandError> {
+pub(crate) fn random_external_id() -> Result<String, CommandError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| CommandError::Runtime(format!("cannot generate an external ID: {e}")))?;
@@ -45,7 +72,7 @@ pub(super) fn inputs(
     })
 }
 
-pub async fn connect(
+pub(crate) async fn connect(
     global: &GlobalArgs,
     command: &ConnectCommandArgs,
 ) -> Result<ExitCode, CommandError> {
@@ -87,18 +114,12 @@ pub async fn connect(
     }
     let (cluster, observed) = state;
     let plan = plan_connect(&profile, &inputs, &cluster, &observed)?;
-    for w in &plan.warnings {
-        warn(w);
-    }
-    if plan.has_writes() {
-        progress.phase("applying");
-    }
-    apply(
+    apply_plan(
         &plan,
-        Some(&session.aws),
-        &session.kube,
+        &session,
         global.dry_run,
         Direction::Create,
+        "applying",
         &progress,
     )
     .await?;
@@ -175,7 +196,7 @@ async fn wait_until_gone(
     }
 }
 
-pub async fn disconnect(
+pub(crate) async fn disconnect(
     global: &GlobalArgs,
     args: &DisconnectArgs,
 ) -> Result<ExitCode, CommandError> {
@@ -200,18 +221,12 @@ pub async fn disconnect(
     )
     .await?;
     let plan = plan_disconnect(&profile, &inputs, &cluster, &observed)?;
-    for w in &plan.warnings {
-        warn(w);
-    }
-    if plan.has_writes() {
-        progress.phase("removing");
-    }
-    apply(
+    apply_plan(
         &plan,
-        Some(&session.aws),
-        &session.kube,
+        &session,
         global.dry_run,
         Direction::Teardown,
+        "removing",
         &progress,
     )
     .await?;

@@ -11,8 +11,8 @@ use kube::discovery::ApiResource;
 use serde::Serialize;
 use serde_json::json;
 
-use super::CommandError;
 use super::connect::inputs;
+use super::error::CommandError;
 use super::preflight::{Purpose, params_for, read_state, session};
 use crate::aws::ClusterFacts;
 use crate::cli::ConnectArgs;
@@ -26,8 +26,8 @@ use crate::objects::{Kind, ObjectKey};
 use crate::output::{render_data, table};
 use crate::plan::{Observed, Plan, check_implemented, default_storage_classes, plan_connect};
 use crate::profile::{Profile, load_profile};
+use crate::webhook_install::CONFIGURATION as WEBHOOK_CONFIGURATION;
 
-const WEBHOOK_NAME: &str = "mlplatform-webhook";
 const WEBHOOK_FIX: &str = "kubectl mlplatform webhook install";
 
 /// The connect command line that repairs what doctor found, with the user's own flags.
@@ -48,15 +48,7 @@ fn fix_command(
     if let Some(a) = &args.vendor_account {
         cmd.push_str(&format!(" --vendor-account {a}"));
     }
-    let flags = [
-        ("role-arn", &args.role_arn),
-        ("instance-role-arn", &args.instance_role_arn),
-        ("cross-account-role-arn", &args.cross_account_role_arn),
-        ("s3-bucket", &args.s3_bucket),
-        ("ses-role-arn", &args.ses_role_arn),
-        ("kms-key-id", &args.kms_key_id),
-    ];
-    for (flag, value) in flags {
+    for (flag, value) in args.parameter_flags() {
         if let Some(v) = value {
             cmd.push_str(&format!(" --{flag} {v}"));
         }
@@ -83,7 +75,10 @@ struct DoctorReport<'a> {
     checks: &'a [Check],
 }
 
-pub async fn doctor(global: &GlobalArgs, args: &ConnectArgs) -> Result<ExitCode, CommandError> {
+pub(crate) async fn doctor(
+    global: &GlobalArgs,
+    args: &ConnectArgs,
+) -> Result<ExitCode, CommandError> {
     let profile = load_profile(&args.profile)?;
     check_implemented(&profile)?;
     let params = params_for(&profile, args, true)?;
@@ -324,13 +319,13 @@ async fn webhook_checks(
     ];
     let lookups = join_all(kinds.iter().map(|(kind, plural)| async move {
         let api: Api<DynamicObject> = Api::all_with(kube.clone(), &webhook_resource(kind, plural));
-        (*kind, api.get_opt(WEBHOOK_NAME).await)
+        (*kind, api.get_opt(WEBHOOK_CONFIGURATION).await)
     }))
     .await;
     let mut checks = Vec::new();
     let mut present = true;
     for (kind, result) in lookups {
-        let name = format!("{kind} {WEBHOOK_NAME}");
+        let name = format!("{kind} {WEBHOOK_CONFIGURATION}");
         match result {
             Ok(Some(_)) => checks.push(Check::pass(name)),
             Ok(None) => {

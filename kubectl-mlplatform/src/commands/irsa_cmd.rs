@@ -2,20 +2,18 @@
 //! plan of [`crate::irsa`], then exactly its writes, then the report.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use aws_sdk_iam::types::Tag;
-use clap::{Args, Subcommand};
 use futures::future::try_join_all;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::CommandError;
-use super::oidc_cmd::{ClusterArgs, resolve_cluster};
+use super::error::CommandError;
+use super::oidc_cmd::resolve_cluster;
 use crate::apply::ApplyError;
 use crate::arn::parse_eks_cluster_arn;
-use crate::aws::{Aws, AwsError, ClusterFacts, classify, issuer_host_path};
+use crate::aws::{Aws, ClusterFacts, issuer_host_path};
+use crate::cli::irsa::{IrsaCommand, IrsaCreateArgs, IrsaTargetArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::irsa::{
     IrsaAction, IrsaError, IrsaObserved, IrsaPlan, IrsaRequest, check_policy_arn,
@@ -25,46 +23,8 @@ use crate::kube_io::{
     KubeIoError, create_object, delete_object, get_object, load_target, merge_patch_object,
 };
 use crate::objects::{Kind, ObjectKey};
-use crate::output::{Progress, changes_table, render_data, warn};
-use crate::plan::ChangeRow;
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum IrsaCommand {
-    /// Create or reconcile the IAM role of a ServiceAccount (trust, policies, annotation).
-    Create(IrsaCreateArgs),
-    /// Remove the role (only one kubectl-mlplatform made) and the ServiceAccount annotation.
-    Delete(IrsaTargetArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct IrsaTargetArgs {
-    /// ServiceAccount in -n/--namespace (repeatable: one role trusted by several).
-    #[arg(long = "service-account", value_name = "NAME", required = true)]
-    pub service_accounts: Vec<String>,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// IAM role name, optionally with a path (`team/ml/Name`). Default:
-    /// mlplatform-irsa-<cluster>-<namespace>-<service accounts> (at most 64 characters).
-    #[arg(long, value_name = "[PATH/]NAME")]
-    pub role_name: Option<String>,
-    /// Only the IAM role: do not create, annotate or delete ServiceAccounts.
-    #[arg(long)]
-    pub role_only: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct IrsaCreateArgs {
-    #[command(flatten)]
-    pub target: IrsaTargetArgs,
-    /// Managed policy to attach (repeatable). Re-running without one detaches it, if this
-    /// tool attached it.
-    #[arg(long = "attach-policy-arn", value_name = "ARN")]
-    pub attach_policy_arns: Vec<String>,
-    /// IAM policy document (JSON) to put as the role's inline policy; re-running without it
-    /// removes it.
-    #[arg(long, value_name = "FILE")]
-    pub inline_policy: Option<PathBuf>,
-}
+use crate::output::{Progress, changes_table, render_data, shows_rendered, warn};
+use crate::steps::ChangeRow;
 
 /// Everything known before any I/O: flags checked, files read.
 struct Inputs {
@@ -125,7 +85,7 @@ fn inputs(
 }
 
 /// Resolves the request from the inputs and what EKS said about the cluster.
-pub fn request_for(
+pub(crate) fn request_for(
     cluster: &ClusterFacts,
     namespace: &str,
     service_accounts: Vec<String>,
@@ -190,7 +150,7 @@ async fn read_service_accounts(
 
 /// Preflight for `irsa create|delete`: cluster, role, OIDC provider, namespace and every
 /// ServiceAccount the plan looks at, in parallel where independent. Writes nothing.
-pub async fn read_irsa_state(
+pub(crate) async fn read_irsa_state(
     aws: &Aws,
     kube: Option<&kube::Client>,
     cluster_name: &str,
@@ -258,43 +218,6 @@ pub async fn read_irsa_state(
     ))
 }
 
-async fn tag_role(aws: &Aws, role: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
-    const OP: &str = "iam:TagRole";
-    let tags = tags
-        .iter()
-        .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| AwsError::InvalidInput {
-                    operation: OP.to_owned(),
-                    message: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    aws.iam
-        .tag_role()
-        .role_name(role)
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(|e| classify(OP, e))?;
-    Ok(())
-}
-
-async fn untag_role(aws: &Aws, role: &str, keys: &[String]) -> Result<(), AwsError> {
-    const OP: &str = "iam:UntagRole";
-    aws.iam
-        .untag_role()
-        .role_name(role)
-        .set_tag_keys(Some(keys.to_vec()))
-        .send()
-        .await
-        .map_err(|e| classify(OP, e))?;
-    Ok(())
-}
-
 /// A plan with ServiceAccount writes but no client: `--role-only` plans have none, so a bug.
 fn no_kube(step: &crate::irsa::IrsaStep, done: usize, total: usize) -> ApplyError {
     ApplyError::Kube {
@@ -310,7 +233,7 @@ fn no_kube(step: &crate::irsa::IrsaStep, done: usize, total: usize) -> ApplyErro
 
 /// Carries out the plan's writes in order. `--dry-run=server`: IAM only read, Kubernetes
 /// writes sent with dryRun=All; `--dry-run=client`: nothing at all.
-pub async fn apply_irsa(
+pub(crate) async fn apply_irsa(
     plan: &IrsaPlan,
     aws: &Aws,
     kube: Option<&kube::Client>,
@@ -346,10 +269,10 @@ pub async fn apply_irsa(
                 .await
                 .map_err(aws_failed)?,
             IrsaAction::TagRole { role, tags } => {
-                tag_role(aws, role, tags).await.map_err(aws_failed)?
+                aws.tag_role(role, tags).await.map_err(aws_failed)?
             }
             IrsaAction::UntagRole { role, keys } => {
-                untag_role(aws, role, keys).await.map_err(aws_failed)?
+                aws.untag_role(role, keys).await.map_err(aws_failed)?
             }
             IrsaAction::CreateServiceAccount { body } => {
                 let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
@@ -389,22 +312,20 @@ pub async fn apply_irsa(
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct IrsaReport {
-    pub role_arn: String,
-    pub role_name: String,
-    pub namespace: String,
-    pub service_accounts: Vec<String>,
-    pub dry_run: DryRun,
-    pub changes: Vec<ChangeRow>,
+pub(crate) struct IrsaReport {
+    pub(crate) role_arn: String,
+    pub(crate) role_name: String,
+    pub(crate) namespace: String,
+    pub(crate) service_accounts: Vec<String>,
+    pub(crate) dry_run: DryRun,
+    pub(crate) changes: Vec<ChangeRow>,
     /// Trust and policy documents and the writes (client dry runs with -o json|yaml; -o yaml).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rendered: Option<Value>,
+    pub(crate) rendered: Option<Value>,
 }
 
 impl IrsaReport {
-    pub fn from_plan(plan: &IrsaPlan, dry_run: DryRun, format: OutputFormat) -> Self {
-        let show_rendered = dry_run == DryRun::Client && format != OutputFormat::Table
-            || format == OutputFormat::Yaml;
+    pub(crate) fn from_plan(plan: &IrsaPlan, dry_run: DryRun, format: OutputFormat) -> Self {
         Self {
             role_arn: plan.role_arn.clone(),
             role_name: plan.role_name.clone(),
@@ -412,7 +333,7 @@ impl IrsaReport {
             service_accounts: plan.service_accounts.clone(),
             dry_run,
             changes: plan.changes(),
-            rendered: show_rendered.then(|| {
+            rendered: shows_rendered(dry_run, format).then(|| {
                 let writes: Vec<&crate::irsa::IrsaStep> = plan
                     .steps
                     .iter()
@@ -480,7 +401,7 @@ fn print(report: &IrsaReport, format: OutputFormat, verb: &str) -> Result<(), Co
     Ok(())
 }
 
-pub async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCode, CommandError> {
+pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCode, CommandError> {
     let (target, create) = match cmd {
         IrsaCommand::Create(args) => (&args.target, Some(args)),
         IrsaCommand::Delete(args) => (args, None),
@@ -613,7 +534,7 @@ mod tests {
                 name: "r".into(),
                 namespace: None,
                 change: Change::Created,
-                action: IrsaAction::Iam(crate::plan::IamAction::DeleteRole { role: "r".into() }),
+                action: IrsaAction::Iam(crate::steps::IamAction::DeleteRole { role: "r".into() }),
             }],
             ..IrsaPlan::default()
         };

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use mlplatform_namespace_policy::{NamespacePolicy, PROFILE_ANNOTATION};
+use crate::vocabulary::PROFILE_ANNOTATION;
+use mlplatform_namespace_policy::NamespacePolicy;
 use serde::Serialize;
 
-use super::CommandError;
+use super::error::CommandError;
 use super::preflight::{read_bundle_state, resolve_namespace};
 use crate::apply::{Direction, apply};
 use crate::cli::{NamespaceArgs, NamespaceCommand};
@@ -16,7 +17,10 @@ use crate::output::{Progress, print_report, render_data, table, warn};
 use crate::plan::{plan_namespace_add, plan_namespace_remove, resolve_params};
 use crate::profile::{Profile, Vars, load_profile};
 
-pub async fn run(global: &GlobalArgs, cmd: &NamespaceCommand) -> Result<ExitCode, CommandError> {
+pub(crate) async fn run(
+    global: &GlobalArgs,
+    cmd: &NamespaceCommand,
+) -> Result<ExitCode, CommandError> {
     match cmd {
         NamespaceCommand::Add(args) => add_or_remove(global, args, None).await,
         NamespaceCommand::Remove(args) => {

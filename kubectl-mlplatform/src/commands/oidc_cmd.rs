@@ -3,47 +3,20 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
 use serde::Serialize;
 
-use super::CommandError;
+use super::error::CommandError;
+use super::preflight::cluster_and_region;
 use crate::aws::Aws;
+use crate::cli::oidc::{ClusterArgs, OidcCommand};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::kube_io::load_target;
 use crate::oidc::{OidcPlan, ThumbprintOptions, associate};
 use crate::output::{render_data, table};
 
-#[derive(Debug, Clone, Subcommand)]
-pub enum OidcCommand {
-    /// Create the IAM OIDC provider for the cluster's issuer, if missing (idempotent).
-    Associate(OidcAssociateArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// EKS cluster name (default: from the kubeconfig context).
-    #[arg(long, value_name = "NAME")]
-    pub cluster: Option<String>,
-    /// AWS region of the cluster (default: from the context, else AWS_REGION / the AWS profile).
-    #[arg(long, value_name = "REGION")]
-    pub region: Option<String>,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct OidcAssociateArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Do not contact the issuer for its certificate thumbprint (IAM does not need it for EKS).
-    #[arg(long)]
-    pub skip_thumbprint: bool,
-    /// Limit for reading the issuer's certificate chain, in seconds.
-    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
-    pub thumbprint_timeout: u64,
-}
-
 /// Cluster and region from the flags, else from the kubeconfig context (an EKS ARN or an
 /// `aws eks get-token --cluster-name` exec entry). The kubeconfig is only read when needed.
-pub fn resolve_cluster(
+pub(crate) fn resolve_cluster(
     global: &GlobalArgs,
     args: &ClusterArgs,
 ) -> Result<(String, Option<String>), CommandError> {
@@ -51,18 +24,7 @@ pub fn resolve_cluster(
         return Ok((cluster.clone(), Some(region.clone())));
     }
     let hint = load_target(global).ok().and_then(|t| t.cluster_hint());
-    let cluster = args
-        .cluster
-        .clone()
-        .or_else(|| hint.as_ref().map(|h| h.name.clone()))
-        .ok_or_else(|| {
-            CommandError::Usage(
-                "cannot tell which EKS cluster to use: the kubeconfig context is neither an EKS cluster ARN nor uses `aws eks get-token --cluster-name`; pass --cluster NAME"
-                    .to_owned(),
-            )
-        })?;
-    let region = args.region.clone().or_else(|| hint.and_then(|h| h.region));
-    Ok((cluster, region))
+    cluster_and_region(args.cluster.as_ref(), args.region.as_ref(), hint)
 }
 
 #[derive(Debug, Serialize)]
@@ -102,7 +64,7 @@ fn render(plan: &OidcPlan, dry_run: DryRun, format: OutputFormat) -> Result<Stri
     Ok(out)
 }
 
-pub async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCode, CommandError> {
+pub(crate) async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCode, CommandError> {
     let OidcCommand::Associate(args) = cmd;
     let (cluster, region) = resolve_cluster(global, &args.cluster)?;
     let aws = Aws::from_env(region.as_deref()).await?;

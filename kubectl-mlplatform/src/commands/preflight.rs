@@ -6,30 +6,33 @@ use std::collections::BTreeMap;
 use futures::future::try_join_all;
 use serde_json::Value;
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::aws::{Aws, CallerIdentity, ClusterFacts, RoleFacts};
-use crate::aws_auth::read_aws_auth;
+use crate::aws_auth::store::read_aws_auth;
 use crate::bundle::render_bundle;
 use crate::cli::ConnectArgs;
 use crate::common::GlobalArgs;
-use crate::kube_io::{KubeTarget, get_object, list_objects, list_profile_namespaces, load_target};
+use crate::kube_io::{
+    ClusterHint, KubeTarget, get_object, list_objects, list_profile_namespaces, load_target,
+};
 use crate::objects::{Kind, ObjectKey};
 use crate::plan::{
     ConnectInputs, Observed, OidcProviderFacts, access_principal, existing_role_name,
-    irsa_role_names, resolve_params, shorten_role_name, uses_access_entry, vars_for,
+    irsa_role_names, resolve_params, uses_access_entry, vars_for,
 };
 use crate::profile::{Profile, Vars};
+use crate::steps::shorten_role_name;
 
 /// Where a command works: kube client, AWS clients, cluster, namespace.
-pub struct Session {
-    pub kube: kube::Client,
-    pub aws: Aws,
-    pub cluster_name: String,
-    pub namespace: String,
+pub(crate) struct Session {
+    pub(crate) kube: kube::Client,
+    pub(crate) aws: Aws,
+    pub(crate) cluster_name: String,
+    pub(crate) namespace: String,
 }
 
 /// The namespace: `-n`, else the context's (unless it is just `default`), else the profile's.
-pub fn resolve_namespace(
+pub(crate) fn resolve_namespace(
     global: &GlobalArgs,
     target: Option<&KubeTarget>,
     profile: &Profile,
@@ -75,20 +78,14 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// Profile parameters from `--param` and the dedicated flags.
-pub fn given_params(
+pub(crate) fn given_params(
     profile: &Profile,
     args: &ConnectArgs,
 ) -> Result<BTreeMap<String, String>, CommandError> {
     let mut given: BTreeMap<String, String> = args.params.iter().cloned().collect();
-    let flags = [
-        ("vendor-account", &args.vendor_account),
-        ("role-arn", &args.role_arn),
-        ("instance-role-arn", &args.instance_role_arn),
-        ("cross-account-role-arn", &args.cross_account_role_arn),
-        ("s3-bucket", &args.s3_bucket),
-        ("ses-role-arn", &args.ses_role_arn),
-        ("kms-key-id", &args.kms_key_id),
-    ];
+    let flags = [("vendor-account", &args.vendor_account)]
+        .into_iter()
+        .chain(args.parameter_flags());
     for (flag, value) in flags {
         let Some(value) = value else { continue };
         let param = profile
@@ -108,17 +105,14 @@ pub fn given_params(
     Ok(given)
 }
 
-/// Resolves context, cluster, region and namespace, and builds both clients.
-pub async fn session(
-    global: &GlobalArgs,
-    args: &ConnectArgs,
-    profile: &Profile,
-) -> Result<Session, CommandError> {
-    let target = load_target(global)?;
-    let hint = target.cluster_hint();
-    let cluster_name = args
-        .cluster
-        .clone()
+/// Cluster and region from the flags, else from the kubeconfig context's EKS cluster.
+pub(crate) fn cluster_and_region(
+    cluster: Option<&String>,
+    region: Option<&String>,
+    hint: Option<ClusterHint>,
+) -> Result<(String, Option<String>), CommandError> {
+    let name = cluster
+        .cloned()
         .or_else(|| hint.as_ref().map(|h| h.name.clone()))
         .ok_or_else(|| {
             CommandError::Usage(
@@ -126,10 +120,20 @@ pub async fn session(
                     .to_owned(),
             )
         })?;
-    let region = args
-        .region
-        .clone()
-        .or_else(|| hint.as_ref().and_then(|h| h.region.clone()));
+    let region = region.cloned().or_else(|| hint.and_then(|h| h.region));
+    Ok((name, region))
+}
+
+/// Resolves context, cluster, region and namespace, and builds both clients.
+pub(crate) async fn session(
+    global: &GlobalArgs,
+    args: &ConnectArgs,
+    profile: &Profile,
+) -> Result<Session, CommandError> {
+    let target = load_target(global)?;
+    let hint = target.cluster_hint();
+    let (cluster_name, region) =
+        cluster_and_region(args.cluster.as_ref(), args.region.as_ref(), hint.clone())?;
     let namespace = resolve_namespace(global, Some(&target), profile)?;
     tracing::debug!(cluster = %cluster_name, region = ?region, %namespace, hint = ?hint, "target resolved");
     let (kube, aws) = tokio::join!(target.client(), Aws::from_env(region.as_deref()));
@@ -198,7 +202,7 @@ async fn read_objects(
 /// What the reads are for: connect also fetches the issuer's thumbprint when the OIDC provider
 /// is missing; disconnect also lists the roles that trust the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     Connect,
     Disconnect,
     Doctor,
@@ -297,7 +301,7 @@ async fn read_oidc(
 }
 
 /// Reads everything a connect/disconnect/doctor plan compares against, in parallel.
-pub async fn read_state(
+pub(crate) async fn read_state(
     session: &Session,
     profile: &Profile,
     params: &BTreeMap<String, String>,
@@ -407,7 +411,7 @@ pub async fn read_state(
 }
 
 /// Reads just the bundle's objects and the profile's namespaces (namespace add/remove).
-pub async fn read_bundle_state(
+pub(crate) async fn read_bundle_state(
     kube: &kube::Client,
     profile: &Profile,
     vars: &Vars,
@@ -425,7 +429,7 @@ pub async fn read_bundle_state(
 }
 
 /// Checks parameters (strictly for connect/doctor: required ones must be there).
-pub fn params_for(
+pub(crate) fn params_for(
     profile: &Profile,
     args: &ConnectArgs,
     strict: bool,

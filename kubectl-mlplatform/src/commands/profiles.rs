@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::cli::ProfilesCommand;
 use crate::common::{GlobalArgs, OutputFormat};
 use crate::output::{render_data, table};
@@ -16,7 +16,7 @@ struct ProfileSummary<'a> {
     steps: Vec<&'static str>,
 }
 
-pub fn run(global: &GlobalArgs, cmd: &ProfilesCommand) -> Result<ExitCode, CommandError> {
+pub(crate) fn run(global: &GlobalArgs, cmd: &ProfilesCommand) -> Result<ExitCode, CommandError> {
     let text = match cmd {
         ProfilesCommand::List => {
             let profiles = builtin_profiles()?;

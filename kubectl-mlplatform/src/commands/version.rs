@@ -6,26 +6,26 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::common::{GlobalArgs, OutputFormat};
 use crate::output::render_data;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionInfo {
-    pub version: &'static str,
-    pub commit: &'static str,
-    pub target: &'static str,
+pub(crate) struct VersionInfo {
+    pub(crate) version: &'static str,
+    pub(crate) commit: &'static str,
+    pub(crate) target: &'static str,
 }
 
 /// This binary's version, commit and target.
-pub const BUILD: VersionInfo = VersionInfo {
+pub(crate) const BUILD: VersionInfo = VersionInfo {
     version: env!("CARGO_PKG_VERSION"),
     commit: env!("MLPLATFORM_GIT_COMMIT"),
     target: env!("MLPLATFORM_TARGET"),
 };
 
 /// Pure: the text `version` prints in `format`.
-pub fn render(info: &VersionInfo, format: OutputFormat) -> Result<String, CommandError> {
+pub(crate) fn render(info: &VersionInfo, format: OutputFormat) -> Result<String, CommandError> {
     match format {
         OutputFormat::Table => Ok(format!(
             "kubectl-mlplatform {} (commit {}, {})\n",
@@ -37,7 +37,7 @@ pub fn render(info: &VersionInfo, format: OutputFormat) -> Result<String, Comman
     }
 }
 
-pub fn run(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
+pub(crate) fn run(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let text = render(&BUILD, global.output)?;
     std::io::stdout()
         .write_all(text.as_bytes())

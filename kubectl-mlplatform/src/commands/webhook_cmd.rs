@@ -4,105 +4,23 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use clap::{ArgAction, Args, Subcommand, ValueEnum};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::CommandError;
+use super::error::CommandError;
+use crate::cli::webhook::{WebhookCommand, WebhookInstallArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::output::{Progress, render_data, table};
 use crate::webhook_install::{
-    self, Applied, FailurePolicy, InstallOptions, InstallPlan, Outcome, Reachability, TlsDecision,
-    WebhookStatus, tls,
+    self, Applied, InstallOptions, InstallPlan, Outcome, Reachability, TlsDecision, WebhookStatus,
+    tls,
 };
 
 /// Renew within this many seconds of expiry; `status` fails inside that window too.
 const RENEW_WINDOW: i64 = tls::RENEW_BEFORE;
 const FIX: &str = "kubectl mlplatform webhook install";
-
-#[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
-    /// Deploy the admission webhook (manifests embedded in this binary) with a generated CA and
-    /// serving certificate, or cert-manager; re-running updates it and renews certificates
-    /// within 30 days of expiry.
-    Install(WebhookInstallArgs),
-    /// Remove the webhook: its configurations first (so nothing is blocked), then the rest.
-    Uninstall,
-    /// Deployment readiness, certificate expiry, and whether the API server reaches the
-    /// webhook (a server-side dry-run pod in a managed namespace). Exit 1 when unhealthy.
-    Status,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FailurePolicyArg {
-    /// Deny requests the webhook cannot answer (enforcement never silently stops).
-    Fail,
-    /// Allow requests the webhook cannot answer.
-    Ignore,
-}
-
-impl From<FailurePolicyArg> for FailurePolicy {
-    fn from(p: FailurePolicyArg) -> Self {
-        match p {
-            FailurePolicyArg::Fail => Self::Fail,
-            FailurePolicyArg::Ignore => Self::Ignore,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WebhookInstallArgs {
-    /// Webhook container image (default: the one in the embedded manifests).
-    #[arg(long, value_name = "IMAGE")]
-    pub image: Option<String>,
-    /// Webhook replicas (default: the manifests' value).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub replicas: Option<i32>,
-    /// failurePolicy of every webhook (default: the manifests' value).
-    #[arg(long, value_enum, value_name = "POLICY")]
-    pub failure_policy: Option<FailurePolicyArg>,
-    /// Let cert-manager issue, renew and inject the certificates instead of generating them.
-    #[arg(long)]
-    pub cert_manager: bool,
-    /// Wait for a ready webhook Pod before registering the webhook configurations.
-    #[arg(long, action = ArgAction::Set, default_value_t = true, num_args = 0..=1,
-          default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub wait: bool,
-    /// How long to wait for the webhook to become ready (e.g. 90s, 5m).
-    #[arg(long, default_value = "3m", value_parser = parse_timeout, value_name = "DURATION")]
-    pub timeout: Duration,
-}
-
-impl WebhookInstallArgs {
-    pub fn options(&self) -> InstallOptions {
-        InstallOptions {
-            image: self.image.clone(),
-            replicas: self.replicas,
-            failure_policy: self.failure_policy.map(Into::into),
-            cert_manager: self.cert_manager,
-        }
-    }
-}
-
-/// `90s`, `5m`, `1h` or plain seconds.
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 90s, 5m or 1h"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n.saturating_mul(60),
-        "h" => n.saturating_mul(3_600),
-        _ => return Err(format!("{s:?} is not a duration; use e.g. 90s, 5m or 1h")),
-    };
-    Ok(Duration::from_secs(seconds))
-}
 
 fn now_unix() -> i64 {
     SystemTime::now()
@@ -111,7 +29,7 @@ fn now_unix() -> i64 {
 }
 
 /// `2027-11-21T07:40:00Z`.
-pub fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     match time::OffsetDateTime::from_unix_timestamp(unix) {
         Ok(t) => format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
@@ -137,32 +55,32 @@ fn change(outcome: Outcome) -> Change {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ObjectRow {
-    pub object: String,
-    pub result: Change,
+pub(crate) struct ObjectRow {
+    pub(crate) object: String,
+    pub(crate) result: Change,
 }
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CertificateReport {
+pub(crate) struct CertificateReport {
     /// generated, renewed, kept or cert-manager.
-    pub action: &'static str,
+    pub(crate) action: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub not_after: Option<String>,
+    pub(crate) not_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InstallReport {
-    pub dry_run: DryRun,
-    pub certificates: CertificateReport,
-    pub objects: Vec<ObjectRow>,
+pub(crate) struct InstallReport {
+    pub(crate) dry_run: DryRun,
+    pub(crate) certificates: CertificateReport,
+    pub(crate) objects: Vec<ObjectRow>,
 }
 
 /// Pure: what the certificates part of a plan says.
-pub fn certificate_report(plan: &InstallPlan) -> CertificateReport {
+pub(crate) fn certificate_report(plan: &InstallPlan) -> CertificateReport {
     let (action, reason) = match &plan.tls {
         None => ("cert-manager", None),
         Some(TlsDecision::Keep) => ("kept", None),
@@ -186,24 +104,31 @@ fn report_rows(applied: &[Applied]) -> Vec<ObjectRow> {
         .collect()
 }
 
-/// Pure: the `install`/`uninstall` report in `format`.
-pub fn render_install(report: &InstallReport, format: OutputFormat) -> Result<String, String> {
-    if format != OutputFormat::Table {
-        return render_data(report, format);
-    }
-    let suffix = match report.dry_run {
+/// The OBJECT / RESULT table, each result marked when it was a dry run.
+fn objects_table(objects: &[ObjectRow], dry_run: DryRun) -> String {
+    let suffix = match dry_run {
         DryRun::None => "",
         DryRun::Client => " (dry run)",
         DryRun::Server => " (server dry run)",
     };
     let mut rows = vec![vec!["OBJECT".to_owned(), "RESULT".to_owned()]];
     rows.extend(
-        report
-            .objects
+        objects
             .iter()
             .map(|r| vec![r.object.clone(), format!("{}{suffix}", r.result)]),
     );
-    let mut out = table(&rows);
+    table(&rows)
+}
+
+/// Pure: the `install`/`uninstall` report in `format`.
+pub(crate) fn render_install(
+    report: &InstallReport,
+    format: OutputFormat,
+) -> Result<String, String> {
+    if format != OutputFormat::Table {
+        return render_data(report, format);
+    }
+    let mut out = objects_table(&report.objects, report.dry_run);
     let c = &report.certificates;
     out.push_str(&format!("\ncertificates: {}", c.action));
     if let Some(reason) = &c.reason {
@@ -217,7 +142,10 @@ pub fn render_install(report: &InstallReport, format: OutputFormat) -> Result<St
 }
 
 /// `--dry-run=client`: every object, nothing sent. YAML documents or a JSON `List`.
-pub fn render_client_dry_run(plan: &InstallPlan, format: OutputFormat) -> Result<String, String> {
+pub(crate) fn render_client_dry_run(
+    plan: &InstallPlan,
+    format: OutputFormat,
+) -> Result<String, String> {
     match format {
         OutputFormat::Yaml => webhook_install::render_yaml(plan).map_err(|e| e.to_string()),
         OutputFormat::Json => render_data(
@@ -263,7 +191,10 @@ async fn client(global: &GlobalArgs) -> Result<kube::Client, CommandError> {
     Ok(crate::kube_io::load_target(global)?.client().await?)
 }
 
-pub async fn run(global: &GlobalArgs, cmd: &WebhookCommand) -> Result<ExitCode, CommandError> {
+pub(crate) async fn run(
+    global: &GlobalArgs,
+    cmd: &WebhookCommand,
+) -> Result<ExitCode, CommandError> {
     match cmd {
         WebhookCommand::Install(args) => install(global, args).await,
         WebhookCommand::Uninstall => uninstall(global).await,
@@ -272,7 +203,7 @@ pub async fn run(global: &GlobalArgs, cmd: &WebhookCommand) -> Result<ExitCode, 
 }
 
 /// Validates the flags, reads the TLS Secrets, plans; then renders (client dry run) or applies.
-pub async fn install(
+pub(crate) async fn install(
     global: &GlobalArgs,
     args: &WebhookInstallArgs,
 ) -> Result<ExitCode, CommandError> {
@@ -291,14 +222,14 @@ pub async fn install(
     Ok(ExitCode::SUCCESS)
 }
 
-pub enum Installed {
+pub(crate) enum Installed {
     /// `--dry-run=client`: the plan, nothing sent.
     Rendered(Box<InstallPlan>),
     Applied(InstallReport),
 }
 
 /// Plans against the cluster's Secrets and applies (or, with `--dry-run=client`, only plans).
-pub async fn install_with(
+pub(crate) async fn install_with(
     client: &kube::Client,
     options: &InstallOptions,
     args: &WebhookInstallArgs,
@@ -327,7 +258,7 @@ pub async fn install_with(
 
 /// `connect --with-webhook`: install or update the webhook with the manifests' defaults.
 /// Its report goes to stderr so `connect -o json` stays one JSON document.
-pub async fn install_for_connect(
+pub(crate) async fn install_for_connect(
     global: &GlobalArgs,
     client: &kube::Client,
     progress: &Progress,
@@ -382,20 +313,8 @@ async fn uninstall(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         },
         objects: report_rows(&removed),
     };
-    let suffix = match global.dry_run {
-        DryRun::None => "",
-        DryRun::Client => " (dry run)",
-        DryRun::Server => " (server dry run)",
-    };
     let text = if global.output == OutputFormat::Table {
-        let mut rows = vec![vec!["OBJECT".to_owned(), "RESULT".to_owned()]];
-        rows.extend(
-            report
-                .objects
-                .iter()
-                .map(|r| vec![r.object.clone(), format!("{}{suffix}", r.result)]),
-        );
-        table(&rows)
+        objects_table(&report.objects, global.dry_run)
     } else {
         render_data(&report, global.output).map_err(CommandError::Output)?
     };
@@ -435,7 +354,7 @@ fn uninstall_targets() -> Result<Vec<String>, CommandError> {
 
 /// The serving certificate's notAfter (Unix seconds) from PEM, parsed, not trusted from an
 /// annotation: cert-manager's Secrets carry none, and annotations can drift.
-pub fn certificate_not_after(pem: &[u8]) -> Result<i64, String> {
+pub(crate) fn certificate_not_after(pem: &[u8]) -> Result<i64, String> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("tls.crt is not PEM: {e}"))?;
     let certificate = pem
@@ -446,7 +365,7 @@ pub fn certificate_not_after(pem: &[u8]) -> Result<i64, String> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum CheckState {
+pub(crate) enum CheckState {
     Pass,
     Fail,
     /// Could not be tried (e.g. no managed namespace to probe in).
@@ -454,22 +373,22 @@ pub enum CheckState {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct StatusCheck {
-    pub name: String,
-    pub state: CheckState,
-    pub detail: String,
+pub(crate) struct StatusCheck {
+    pub(crate) name: String,
+    pub(crate) state: CheckState,
+    pub(crate) detail: String,
 }
 
 /// The certificate as `status` sees it: parsed expiry, or why it could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateState {
+pub(crate) enum CertificateState {
     Missing,
     Unreadable(String),
     NotAfter(i64),
 }
 
 /// Pure: one check per thing that must hold for the webhook to enforce policy.
-pub fn status_checks(
+pub(crate) fn status_checks(
     status: &WebhookStatus,
     certificate: &CertificateState,
     now: i64,
@@ -587,7 +506,10 @@ struct StatusReport<'a> {
     checks: &'a [StatusCheck],
 }
 
-pub fn render_status(checks: &[StatusCheck], format: OutputFormat) -> Result<String, String> {
+pub(crate) fn render_status(
+    checks: &[StatusCheck],
+    format: OutputFormat,
+) -> Result<String, String> {
     let healthy = checks.iter().all(|c| c.state != CheckState::Fail);
     if format != OutputFormat::Table {
         return render_data(&StatusReport { healthy, checks }, format);
@@ -667,6 +589,7 @@ async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::parse::parse_timeout;
 
     const NOW: i64 = 1_800_000_000;
 

@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use pretty_assertions::assert_eq;
 
@@ -248,7 +250,7 @@ fn create_from_nothing_makes_role_policies_and_service_account() {
         plan.role_arn
     );
     assert_eq!(body["metadata"]["labels"][SA_CREATED_LABEL], "true");
-    // Rendered IAM actions keep plan::IamAction's shape.
+    // Rendered IAM actions keep steps::IamAction's shape.
     let rendered = serde_json::to_value(&plan.steps[0]).unwrap();
     assert_eq!(rendered["action"]["action"], "createRole", "{rendered}");
 }

@@ -1,28 +1,20 @@
 //! The vendor role: deterministic name, cross-account trust with external ID, inline and
 //! managed policies, compared with what IAM holds.
 
-use super::*;
+use crate::vocabulary::MANAGED_BY_VALUE;
+use serde_json::{Value, json};
 
-/// IAM role names are at most 64 characters: longer names keep a prefix and get a hash suffix
-/// so that two long cluster names never collide.
-pub fn shorten_role_name(name: &str) -> String {
-    if name.len() <= MAX_ROLE_NAME {
-        return name.to_owned();
-    }
-    let hash = hex::encode(Sha256::digest(name.as_bytes()));
-    let suffix = &hash[..8];
-    let mut prefix: String = name
-        .chars()
-        .take(MAX_ROLE_NAME - 1 - suffix.len())
-        .collect();
-    while prefix.ends_with(['-', '_', '.']) {
-        prefix.pop();
-    }
-    format!("{prefix}-{suffix}")
-}
+use super::error::PlanError;
+use super::model::{ConnectInputs, Observed};
+use crate::arn::is_account_id;
+use crate::aws::{ClusterFacts, RoleFacts, policy_documents_equal};
+use crate::common::Change;
+use crate::profile::{Profile, Vars};
+use crate::steps::{IamAction, IamStep, shorten_role_name};
+use crate::vocabulary::{TAG_CLUSTER, TAG_MANAGED_BY, TAG_PROFILE};
 
 /// Cross-account trust: the vendor's account root, guarded by the external ID.
-pub fn vendor_trust_policy(
+pub(crate) fn vendor_trust_policy(
     partition: &str,
     vendor_account: &str,
     external_id: Option<&str>,
@@ -39,7 +31,7 @@ pub fn vendor_trust_policy(
 }
 
 /// The external ID an existing trust policy requires, if exactly one.
-pub fn external_id_from_trust(trust: &Value) -> Option<String> {
+pub(crate) fn external_id_from_trust(trust: &Value) -> Option<String> {
     let statements: Vec<&Value> = match &trust["Statement"] {
         Value::Array(items) => items.iter().collect(),
         one @ Value::Object(_) => vec![one],
@@ -60,9 +52,9 @@ pub(super) fn role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -
 }
 
 pub(super) struct VendorRolePlan {
-    pub role_arn: String,
-    pub external_id: Option<String>,
-    pub steps: Vec<IamStep>,
+    pub(crate) role_arn: String,
+    pub(crate) external_id: Option<String>,
+    pub(crate) steps: Vec<IamStep>,
 }
 
 pub(super) fn plan_vendor_role(

@@ -1,7 +1,21 @@
 //! Kubernetes steps of a plan: make the namespace bundle true, or take it away again,
 //! touching only objects (and namespace keys) that carry our ownership marks.
 
-use super::*;
+use crate::vocabulary::{
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, POLICY_ANNOTATIONS, PROFILE_ANNOTATION,
+    PROFILE_LABEL,
+};
+use serde_json::{Map, Value, json};
+
+use super::error::PlanError;
+use super::model::Observed;
+use crate::bundle::{Bundle, render_bundle};
+use crate::common::Change;
+use crate::objects::{
+    KubeObject, covers, is_ours, is_terminating, merge_patch_for, namespace_created_for,
+};
+use crate::profile::{Profile, Vars};
+use crate::steps::{KubeAction, KubeStep};
 
 pub(super) fn profile_of_namespace(live: &Value) -> Option<&str> {
     live["metadata"]["annotations"][PROFILE_ANNOTATION].as_str()

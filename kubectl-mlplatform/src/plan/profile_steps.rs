@@ -9,66 +9,40 @@
 
 use mlplatform_namespace_policy::eks;
 
-use super::*;
+use std::collections::BTreeSet;
+
+use crate::vocabulary::MANAGED_BY_VALUE;
+use serde_json::{Value, json};
+
+use super::error::PlanError;
+use super::model::Observed;
+use super::{iam, kube_steps};
+use crate::arn::parse_iam_arn;
+use crate::aws::{ClusterFacts, RoleFacts, policy_documents_equal};
+use crate::common::Change;
 use crate::irsa::{subject, trust_policy};
-
-/// Tag on an OIDC provider made by connect: the cluster ARN it was made for.
-pub const TAG_OIDC_CREATED_BY: &str = TAG_CLUSTER;
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OidcProviderFacts {
-    pub arn: String,
-    pub tags: BTreeMap<String, String>,
-}
-
-impl OidcProviderFacts {
-    /// Made by connect for this cluster.
-    pub fn is_ours(&self, cluster_arn: &str) -> bool {
-        self.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
-            && self.tags.get(TAG_OIDC_CREATED_BY).map(String::as_str) == Some(cluster_arn)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
-pub enum OidcAction {
-    None,
-    #[serde(rename_all = "camelCase")]
-    Create {
-        url: String,
-        client_ids: Vec<String>,
-        thumbprints: Vec<String>,
-        #[serde(serialize_with = "tags_as_map")]
-        tags: Vec<(String, String)>,
-    },
-    #[serde(rename_all = "camelCase")]
-    Delete {
-        arn: String,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OidcStep {
-    /// `oidc.eks.REGION.amazonaws.com/id/ID`.
-    pub issuer: String,
-    pub provider_arn: String,
-    pub change: Change,
-    pub action: OidcAction,
-}
+use crate::objects::{
+    Kind, KubeObject, ObjectKey, is_ours, is_terminating, namespace_created_for, new_namespace,
+};
+use crate::profile::{Profile, Vars};
+use crate::steps::{
+    IamAction, IamStep, KubeAction, KubeStep, ManualStepOut, OidcAction, OidcStep,
+    shorten_role_name,
+};
+use crate::vocabulary::{TAG_CLUSTER, TAG_MANAGED_BY, TAG_OIDC_CREATED_BY, TAG_PROFILE};
 
 /// One IRSA role as the profile renders it for this cluster and namespace.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct RenderedIrsaRole {
-    pub name: String,
-    pub namespace: String,
-    pub service_accounts: Vec<String>,
-    pub annotate: bool,
-    pub inline_policies: Vec<(String, Value)>,
-    pub managed_policy_arns: Vec<String>,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) service_accounts: Vec<String>,
+    pub(crate) annotate: bool,
+    pub(crate) inline_policies: Vec<(String, Value)>,
+    pub(crate) managed_policy_arns: Vec<String>,
     /// The role belongs to one namespace (its namespace is `${namespace}`): disconnecting that
     /// namespace removes it, not only the last one.
-    pub per_namespace: bool,
+    pub(crate) per_namespace: bool,
 }
 
 /// True when `only_if` names a parameter that was not given.
@@ -118,14 +92,14 @@ pub(super) fn render_irsa_roles(
 }
 
 /// Names of the profile's IRSA roles (what preflight reads).
-pub fn irsa_role_names(profile: &Profile, vars: &Vars) -> Vec<String> {
+pub(crate) fn irsa_role_names(profile: &Profile, vars: &Vars) -> Vec<String> {
     render_irsa_roles(profile, vars)
         .map(|roles| roles.into_iter().map(|r| r.name).collect())
         .unwrap_or_default()
 }
 
 /// Role name of an existing role's ARN (the last path segment).
-pub fn existing_role_name(arn: &str) -> Option<String> {
+pub(crate) fn existing_role_name(arn: &str) -> Option<String> {
     parse_iam_arn(arn)
         .ok()
         .filter(|a| a.resource_type == "role")
@@ -255,12 +229,12 @@ pub(super) fn plan_oidc_remove(
 
 /// What an IRSA role plan hands to the rest of connect.
 pub(super) struct PlannedIrsaRole {
-    pub role: RenderedIrsaRole,
-    pub arn: String,
+    pub(crate) role: RenderedIrsaRole,
+    pub(crate) arn: String,
 }
 
 fn irsa_role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -> bool {
-    role_is_ours(role, profile, cluster_arn)
+    iam::role_is_ours(role, profile, cluster_arn)
 }
 
 /// connect: every IRSA role, its trust, policies and tags.
@@ -662,7 +636,7 @@ pub(super) fn plan_existing_roles_remove(
 }
 
 /// A command that finds the cluster security group itself, for when EKS did not report it.
-pub fn security_group_fallback(cluster: &str, region: &str) -> String {
+pub(crate) fn security_group_fallback(cluster: &str, region: &str) -> String {
     format!(
         "$(aws eks describe-cluster --name {cluster} --region {region} --query cluster.resourcesVpcConfig.clusterSecurityGroupId --output text)"
     )

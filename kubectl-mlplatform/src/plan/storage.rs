@@ -3,25 +3,31 @@
 //! class, so that disconnect restores exactly those and nothing else. A class that is not ours
 //! is never deleted; ours only by the disconnect of the profile's last namespace.
 
-use super::*;
+use std::collections::BTreeSet;
 
-pub const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+use serde_json::{Map, Value, json};
+
+use super::error::PlanError;
+use super::kube_steps;
+use super::model::Observed;
+use crate::common::Change;
+use crate::objects::{Kind, KubeObject, ObjectKey, covers, is_ours};
+use crate::profile::{Profile, Vars};
+use crate::steps::{KubeAction, KubeStep};
+use crate::vocabulary::{DEMOTED_ANNOTATION, PREVIOUS_DEFAULT_ANNOTATION};
+
+pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
 /// The pre-1.13 annotation some clusters still carry.
 const BETA_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
-/// On our class: the classes connect demoted, comma separated.
-pub const DEMOTED_ANNOTATION: &str = "mlplatform.io/demoted-default-classes";
-/// On a class of the same name that existed before connect (not ours) and that connect made the
-/// default: its default annotation before ("true", "false" or "absent"), for disconnect.
-pub const PREVIOUS_DEFAULT_ANNOTATION: &str = "mlplatform.io/previous-default";
 
 /// True when the live class says it is a default class (either annotation).
-pub fn is_default_class(live: &Value) -> bool {
+pub(crate) fn is_default_class(live: &Value) -> bool {
     let a = &live["metadata"]["annotations"];
     a[DEFAULT_CLASS_ANNOTATION] == "true" || a[BETA_DEFAULT_CLASS_ANNOTATION] == "true"
 }
 
 /// Names of the default classes among `classes`, sorted.
-pub fn default_storage_classes(classes: &[Value]) -> Vec<String> {
+pub(crate) fn default_storage_classes(classes: &[Value]) -> Vec<String> {
     let mut out: Vec<String> = classes
         .iter()
         .filter(|c| is_default_class(c))

@@ -2,11 +2,13 @@
 //! it, renews them, and its cainjector fills both webhook configurations' caBundle.
 use serde_json::{Value, json};
 
-use super::{CA_SECRET, NAMESPACE, SERVICE, TLS_SECRET, tls};
+use super::model::{CA_SECRET, NAMESPACE, SERVICE, TLS_SECRET};
+use super::tls;
+use crate::vocabulary::{APP_NAME_LABEL, APP_NAME_WEBHOOK, PART_OF_LABEL, PART_OF_VALUE};
 
-pub const API_VERSION: &str = "cert-manager.io/v1";
+pub(crate) const API_VERSION: &str = "cert-manager.io/v1";
 /// cainjector copies `ca.crt` of this Certificate's Secret into the caBundle.
-pub const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
+pub(crate) const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
 const SELF_SIGNED_ISSUER: &str = "mlplatform-webhook-selfsigned";
 const CA_ISSUER: &str = "mlplatform-webhook-ca";
 
@@ -15,14 +17,14 @@ fn metadata(name: &str) -> Value {
         "name": name,
         "namespace": NAMESPACE,
         "labels": {
-            "app.kubernetes.io/name": "mlplatform-webhook",
-            "app.kubernetes.io/part-of": "kubectl-mlplatform",
+            APP_NAME_LABEL: APP_NAME_WEBHOOK,
+            PART_OF_LABEL: PART_OF_VALUE,
         },
     })
 }
 
 /// Issuers and Certificates, in the order they depend on each other.
-pub fn objects() -> Vec<Value> {
+pub(crate) fn objects() -> Vec<Value> {
     let hours = |seconds: i64| format!("{}h", seconds / 3_600);
     vec![
         json!({
@@ -65,7 +67,7 @@ pub fn objects() -> Vec<Value> {
 }
 
 /// Whether the API server serves cert-manager's Issuers and Certificates.
-pub async fn served(client: &kube::Client) -> bool {
+pub(crate) async fn served(client: &kube::Client) -> bool {
     client
         .list_api_group_resources(API_VERSION)
         .await

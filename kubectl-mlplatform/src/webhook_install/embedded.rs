@@ -1,10 +1,10 @@
 //! manifests/, embedded at build time so the plugin and the manifests never drift.
 use serde_json::Value;
 
-use super::InstallError;
+use super::model::InstallError;
 
 /// The files of manifests/ in apply order (the same order as manifests/Kustomization).
-pub const MANIFEST_FILES: &[(&str, &str)] = &[
+pub(crate) const MANIFEST_FILES: &[(&str, &str)] = &[
     (
         "00-namespace.yaml",
         include_str!("../../../manifests/00-namespace.yaml"),
@@ -40,7 +40,7 @@ pub const MANIFEST_FILES: &[(&str, &str)] = &[
 ];
 
 /// Every object in the embedded manifests, in apply order.
-pub fn objects() -> Result<Vec<Value>, InstallError> {
+pub(crate) fn objects() -> Result<Vec<Value>, InstallError> {
     let mut out = Vec::new();
     for (file, text) in MANIFEST_FILES {
         for document in serde_yaml_ng::Deserializer::from_str(text) {

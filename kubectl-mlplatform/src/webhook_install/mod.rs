@@ -6,149 +6,48 @@
 //! the caBundle filled in. [`apply`] server-side-applies them in order and reports what
 //! changed; [`render_yaml`] prints them for `--dry-run=client -o yaml`. Re-running keeps
 //! valid certificates (nothing changes) and renews them within 30 days of expiry.
+//!
+//! Layout: `model` (names, options, plan, outcomes, errors), `dynamic` (any object through the
+//! API), `embedded` (the manifests), `tls` (generated certificates), `cert_manager`, `status`
+//! (status and uninstall); this file plans and applies. Children never import this file.
 mod cert_manager;
+mod dynamic;
 mod embedded;
+mod model;
 mod status;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-pub use embedded::MANIFEST_FILES;
-pub use status::{Reachability, WebhookStatus, status, uninstall};
-pub use tls::{TlsDecision, TlsMaterial};
+use crate::vocabulary::{
+    APP_NAME_LABEL, APP_NAME_WEBHOOK, FIELD_MANAGER, NOT_AFTER_ANNOTATION, PART_OF_LABEL,
+    PART_OF_VALUE,
+};
 
-pub const NAMESPACE: &str = "mlplatform-system";
-pub const SERVICE: &str = "mlplatform-webhook";
-pub const DEPLOYMENT: &str = "mlplatform-webhook";
-/// Mounted into the webhook pods: serving certificate and key (and the CA, for clients).
-pub const TLS_SECRET: &str = "mlplatform-webhook-tls";
-/// Never mounted: the CA and its key, kept so renewal can reuse the CA.
-pub const CA_SECRET: &str = "mlplatform-webhook-ca";
-pub const FIELD_MANAGER: &str = "kubectl-mlplatform";
-
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error(
-        "embedded manifest {file} does not parse: {message}; this is a build bug, please report it"
-    )]
-    EmbeddedManifest { file: &'static str, message: String },
-    #[error("embedded manifests lack {0}; this is a build bug, please report it")]
-    MissingObject(&'static str),
-    #[error(
-        "--replicas must be at least 1 (got {0}); the validating webhook fails closed, so 2 or more is safer"
-    )]
-    BadReplicas(i32),
-    #[error(
-        "--image {0:?} is not an image reference; pass e.g. ghcr.io/org/mlplatform-webhook:v1.2.3"
-    )]
-    BadImage(String),
-    #[error("generating the webhook certificates: {0}")]
-    Certificate(String),
-    #[error(
-        "reading Secret {NAMESPACE}/{name}: {source}; check that your kubeconfig can read Secrets there"
-    )]
-    ReadSecret {
-        name: &'static str,
-        source: kube::Error,
-    },
-    #[error(
-        "applying {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook install` finishes it)"
-    )]
-    Apply {
-        object: String,
-        source: kube::Error,
-        done: usize,
-        total: usize,
-    },
-    #[error(
-        "Deployment {NAMESPACE}/{DEPLOYMENT} did not become ready within {0:?}; the webhook configurations were not registered yet (so nothing is blocked); check `kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT}`"
-    )]
-    NotReady(Duration),
-    #[error("rendering YAML: {0}")]
-    Render(String),
-    #[error(
-        "deleting {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook uninstall` finishes it)"
-    )]
-    Delete {
-        object: String,
-        source: kube::Error,
-        done: usize,
-        total: usize,
-    },
-    #[error(
-        "--cert-manager: cert-manager is not installed in this cluster (no cert-manager.io/v1 API); install cert-manager first, or leave out --cert-manager to use generated certificates"
-    )]
-    CertManagerMissing,
-    #[error("reading {what}: {source}; check that your kubeconfig can read it")]
-    Read { what: String, source: kube::Error },
-}
-
-/// `failurePolicy` of every webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    Fail,
-    Ignore,
-}
-
-impl FailurePolicy {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Fail => "Fail",
-            Self::Ignore => "Ignore",
-        }
-    }
-}
-
-/// What the user asked for. `None` keeps the manifests' value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InstallOptions {
-    pub image: Option<String>,
-    pub replicas: Option<i32>,
-    pub failure_policy: Option<FailurePolicy>,
-    /// Let cert-manager issue and renew the certificates and inject the caBundle, instead
-    /// of generating them here.
-    pub cert_manager: bool,
-}
-
-/// What is in the cluster now (read by [`observe`]).
-#[derive(Debug, Clone, Default)]
-pub struct Observed {
-    pub ca_secret: Option<Secret>,
-    pub tls_secret: Option<Secret>,
-}
+use dynamic::{api_for, describe};
+pub(crate) use embedded::MANIFEST_FILES;
+pub use model::{
+    Applied, FailurePolicy, InstallError, InstallOptions, NAMESPACE, Observed, Outcome, SERVICE,
+    TLS_SECRET,
+};
+pub(crate) use model::{CA_SECRET, CONFIGURATION, DEPLOYMENT};
+pub(crate) use status::{Reachability, WebhookStatus, status, uninstall};
+pub(crate) use tls::TlsDecision;
 
 /// Everything `install` will apply, in order.
 #[derive(Debug, Clone)]
 pub struct InstallPlan {
-    pub objects: Vec<Value>,
+    pub(crate) objects: Vec<Value>,
     /// None with `--cert-manager` (cert-manager decides).
-    pub tls: Option<TlsDecision>,
+    pub(crate) tls: Option<TlsDecision>,
     /// Serving certificate expiry (Unix seconds); None with `--cert-manager`.
-    pub certificate_not_after: Option<i64>,
-}
-
-/// How one object fared in [`apply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Deleted,
-    /// Nothing to delete.
-    Absent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// `Kind namespace/name` or `Kind name`.
-    pub object: String,
-    pub outcome: Outcome,
+    pub(crate) certificate_not_after: Option<i64>,
 }
 
 fn valid_image(image: &str) -> bool {
@@ -281,10 +180,10 @@ fn secret(name: &str, type_: &str, contents: tls::SecretContents) -> Value {
             "name": name,
             "namespace": NAMESPACE,
             "labels": {
-                "app.kubernetes.io/name": "mlplatform-webhook",
-                "app.kubernetes.io/part-of": "kubectl-mlplatform",
+                APP_NAME_LABEL: APP_NAME_WEBHOOK,
+                PART_OF_LABEL: PART_OF_VALUE,
             },
-            "annotations": { tls::NOT_AFTER_ANNOTATION: not_after.to_string() },
+            "annotations": { NOT_AFTER_ANNOTATION: not_after.to_string() },
         },
         "type": type_,
         "data": data,
@@ -292,7 +191,7 @@ fn secret(name: &str, type_: &str, contents: tls::SecretContents) -> Value {
 }
 
 /// Multi-document YAML of every object (`--dry-run=client -o yaml`).
-pub fn render_yaml(plan: &InstallPlan) -> Result<String, InstallError> {
+pub(crate) fn render_yaml(plan: &InstallPlan) -> Result<String, InstallError> {
     let mut out = String::new();
     for object in &plan.objects {
         out.push_str("---\n");
@@ -319,28 +218,6 @@ pub async fn observe(client: &kube::Client) -> Result<Observed, InstallError> {
     Ok(Observed {
         ca_secret,
         tls_secret,
-    })
-}
-
-pub(crate) fn describe(object: &Value) -> String {
-    let kind = object["kind"].as_str().unwrap_or("object");
-    let name = object["metadata"]["name"].as_str().unwrap_or("?");
-    match object["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    }
-}
-
-pub(crate) fn api_for(client: &kube::Client, object: &Value) -> Option<Api<DynamicObject>> {
-    let (group, version) = match object["apiVersion"].as_str()?.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", object["apiVersion"].as_str()?),
-    };
-    let gvk = GroupVersionKind::gvk(group, version, object["kind"].as_str()?);
-    let resource = ApiResource::from_gvk(&gvk);
-    Some(match object["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-        None => Api::all_with(client.clone(), &resource),
     })
 }
 
@@ -433,7 +310,7 @@ pub async fn apply(
 
 /// Whether `existing` already has every field of `desired` with the same value. Objects may
 /// have extra fields (server defaults, status, metadata); arrays must match element-wise.
-pub fn contains(existing: &Value, desired: &Value) -> bool {
+pub(crate) fn contains(existing: &Value, desired: &Value) -> bool {
     match (existing, desired) {
         (Value::Object(e), Value::Object(d)) => d
             .iter()

@@ -7,19 +7,19 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use mlplatform_namespace_policy::{MANAGED_LABEL, MANAGED_VALUE, NamespacePolicy};
+use mlplatform_namespace_policy::NamespacePolicy;
 use serde_json::json;
 
-use super::{
-    Applied, CA_SECRET, DEPLOYMENT, InstallError, NAMESPACE, Outcome, TLS_SECRET, api_for,
-    describe, embedded, tls,
+use super::dynamic::{api_for, describe};
+use super::embedded;
+use super::model::{
+    Applied, CA_SECRET, CONFIGURATION, DEPLOYMENT, InstallError, NAMESPACE, Outcome, TLS_SECRET,
 };
-
-const CONFIGURATION: &str = "mlplatform-webhook";
+use crate::vocabulary::{MANAGED_LABEL, MANAGED_VALUE, NOT_AFTER_ANNOTATION};
 
 /// Deletes everything `install` made: the webhook configurations first (so the API server
 /// stops calling a webhook that is going away), then the rest, the namespace last.
-pub async fn uninstall(
+pub(crate) async fn uninstall(
     client: &kube::Client,
     dry_run_server: bool,
 ) -> Result<Vec<Applied>, InstallError> {
@@ -92,7 +92,7 @@ pub async fn uninstall(
 
 /// Whether the API server reaches the webhook, judged by a server-side dry-run pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reachability {
+pub(crate) enum Reachability {
     /// The dry-run pod in this namespace went through the webhooks.
     Reached { namespace: String },
     /// The API server could not call the webhook (the error says why).
@@ -105,26 +105,27 @@ pub enum Reachability {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookStatus {
+pub(crate) struct WebhookStatus {
     /// (ready, desired) replicas; None when the Deployment does not exist.
-    pub replicas: Option<(i32, i32)>,
+    pub(crate) replicas: Option<(i32, i32)>,
     /// Serving certificate expiry (Unix seconds), from the TLS Secret.
-    pub certificate_not_after: Option<i64>,
-    pub mutating_configured: bool,
-    pub validating_configured: bool,
-    pub reachability: Reachability,
+    pub(crate) certificate_not_after: Option<i64>,
+    pub(crate) mutating_configured: bool,
+    pub(crate) validating_configured: bool,
+    pub(crate) reachability: Reachability,
 }
 
 impl WebhookStatus {
     /// Healthy: ready replicas, both configurations, a certificate valid for more than the
     /// renewal window, and the API server reaching the webhook (when it can be tried).
-    pub fn healthy(&self, now_unix: i64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn healthy(&self, now_unix: i64) -> bool {
         self.replicas.is_some_and(|(ready, _)| ready >= 1)
             && self.mutating_configured
             && self.validating_configured
             && self
                 .certificate_not_after
-                .is_some_and(|t| t - now_unix >= tls::RENEW_BEFORE)
+                .is_some_and(|t| t - now_unix >= super::tls::RENEW_BEFORE)
             && !matches!(self.reachability, Reachability::Unreachable { .. })
     }
 }
@@ -137,7 +138,7 @@ fn read_error(what: &str) -> impl FnOnce(kube::Error) -> InstallError + '_ {
 }
 
 /// Reads the webhook's state and probes it through the API server.
-pub async fn status(client: &kube::Client) -> Result<WebhookStatus, InstallError> {
+pub(crate) async fn status(client: &kube::Client) -> Result<WebhookStatus, InstallError> {
     let deployment = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
         .get_opt(DEPLOYMENT)
         .await
@@ -154,7 +155,7 @@ pub async fn status(client: &kube::Client) -> Result<WebhookStatus, InstallError
     let certificate_not_after = secret
         .as_ref()
         .and_then(|s| s.metadata.annotations.as_ref())
-        .and_then(|a| a.get(tls::NOT_AFTER_ANNOTATION))
+        .and_then(|a| a.get(NOT_AFTER_ANNOTATION))
         .and_then(|v| v.parse().ok());
     let mutating_configured = Api::<MutatingWebhookConfiguration>::all(client.clone())
         .get_opt(CONFIGURATION)
@@ -233,7 +234,7 @@ async fn probe(client: &kube::Client) -> Result<Reachability, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook_install::{InstallOptions, apply, observe, plan};
+    use crate::webhook_install::{InstallOptions, apply, observe, plan, tls};
     use mlplatform_namespace_policy::USER_SERVICE_ACCOUNT_ANNOTATION;
     use mlplatform_testkit::KubeDouble;
 

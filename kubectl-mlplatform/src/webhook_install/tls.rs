@@ -14,36 +14,36 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use super::InstallError;
+use super::model::InstallError;
+use crate::vocabulary::NOT_AFTER_ANNOTATION;
 
 /// Seconds in a day.
 const DAY: i64 = 86_400;
 /// Renew what expires within this many seconds.
-pub const RENEW_BEFORE: i64 = 30 * DAY;
-pub const CA_VALIDITY: i64 = 10 * 365 * DAY;
-pub const SERVING_VALIDITY: i64 = 365 * DAY;
+pub(crate) const RENEW_BEFORE: i64 = 30 * DAY;
+pub(crate) const CA_VALIDITY: i64 = 10 * 365 * DAY;
+pub(crate) const SERVING_VALIDITY: i64 = 365 * DAY;
 /// Certificates start an hour in the past, for clock skew between nodes.
 const BACKDATE: i64 = 3_600;
 /// Annotation on each Secret: its certificate's notAfter, in Unix seconds.
-pub const NOT_AFTER_ANNOTATION: &str = "mlplatform.io/not-after";
 const CA_COMMON_NAME: &str = "mlplatform-webhook-ca";
 
 /// The CA and serving certificate as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsMaterial {
-    pub ca_cert_pem: String,
-    pub ca_key_pem: String,
-    pub ca_not_after: i64,
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub cert_not_after: i64,
+pub(crate) struct TlsMaterial {
+    pub(crate) ca_cert_pem: String,
+    pub(crate) ca_key_pem: String,
+    pub(crate) ca_not_after: i64,
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
+    pub(crate) cert_not_after: i64,
     /// PEM of every CA the webhook configurations should trust (new first).
-    pub ca_bundle_pem: String,
+    pub(crate) ca_bundle_pem: String,
 }
 
 /// What the install does with the certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsDecision {
+pub(crate) enum TlsDecision {
     /// Both certificates are valid for more than [`RENEW_BEFORE`].
     Keep,
     /// A new serving certificate from the existing CA.
@@ -54,13 +54,13 @@ pub enum TlsDecision {
 
 /// The certificates found in the cluster, as far as they are complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Existing {
-    pub ca_cert_pem: Option<String>,
-    pub ca_key_pem: Option<String>,
-    pub ca_not_after: Option<i64>,
-    pub cert_pem: Option<String>,
-    pub key_pem: Option<String>,
-    pub cert_not_after: Option<i64>,
+pub(crate) struct Existing {
+    pub(crate) ca_cert_pem: Option<String>,
+    pub(crate) ca_key_pem: Option<String>,
+    pub(crate) ca_not_after: Option<i64>,
+    pub(crate) cert_pem: Option<String>,
+    pub(crate) key_pem: Option<String>,
+    pub(crate) cert_not_after: Option<i64>,
 }
 
 fn data(secret: Option<&Secret>, key: &str) -> Option<String> {
@@ -81,7 +81,7 @@ fn not_after(secret: Option<&Secret>) -> Option<i64> {
 }
 
 impl Existing {
-    pub fn read(ca_secret: Option<&Secret>, tls_secret: Option<&Secret>) -> Self {
+    pub(crate) fn read(ca_secret: Option<&Secret>, tls_secret: Option<&Secret>) -> Self {
         Self {
             ca_cert_pem: data(ca_secret, "ca.crt"),
             ca_key_pem: data(ca_secret, "ca.key"),
@@ -94,7 +94,7 @@ impl Existing {
 }
 
 /// Pure: keep, renew the serving certificate, or start over with a new CA.
-pub fn decide(existing: &Existing, now: i64) -> TlsDecision {
+pub(crate) fn decide(existing: &Existing, now: i64) -> TlsDecision {
     let ca_usable = existing.ca_cert_pem.is_some()
         && existing
             .ca_key_pem
@@ -153,7 +153,7 @@ fn ca_params(now: i64) -> Result<CertificateParams, InstallError> {
 }
 
 /// DNS names the API server may use for the Service.
-pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
+pub(crate) fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
     vec![
         service.to_owned(),
         format!("{service}.{namespace}"),
@@ -189,7 +189,7 @@ fn serving_cert(
 }
 
 /// Carries out `decision`: the material to store (unchanged for `Keep`).
-pub fn material(
+pub(crate) fn material(
     decision: &TlsDecision,
     existing: &Existing,
     dns_names: &[String],
@@ -264,13 +264,13 @@ fn secret_data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
 
 /// One Secret's data and its certificate's notAfter.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretContents {
-    pub data: BTreeMap<String, ByteString>,
-    pub not_after: i64,
+pub(crate) struct SecretContents {
+    pub(crate) data: BTreeMap<String, ByteString>,
+    pub(crate) not_after: i64,
 }
 
 /// (CA Secret, serving Secret). The CA key goes only into the CA Secret.
-pub fn secrets_data(m: &TlsMaterial) -> (SecretContents, SecretContents) {
+pub(crate) fn secrets_data(m: &TlsMaterial) -> (SecretContents, SecretContents) {
     (
         SecretContents {
             data: secret_data(&[("ca.crt", &m.ca_cert_pem), ("ca.key", &m.ca_key_pem)]),
@@ -361,13 +361,13 @@ mod tests {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-        pub fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+        pub(crate) fn pem_certs(pem: &str) -> Vec<CertificateDer<'static>> {
             CertificateDer::pem_slice_iter(pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .unwrap()
         }
 
-        pub fn pem_key(pem: &str) -> PrivateKeyDer<'static> {
+        pub(crate) fn pem_key(pem: &str) -> PrivateKeyDer<'static> {
             PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap()
         }
     }

@@ -1,6 +1,6 @@
 //! Pure planning for the Concurrent profile, against golden YAML fixtures of the rendered
 //! objects and IAM documents (`tests/fixtures/concurrent/*.yaml`; regenerate with
-//! `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test plan_golden` and review the diff).
+//! `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test it plan_golden::` and review the diff).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,10 +11,11 @@ use kubectl_mlplatform::aws_auth::AwsAuth;
 use kubectl_mlplatform::common::Change;
 use kubectl_mlplatform::objects::{Kind, ObjectKey};
 use kubectl_mlplatform::plan::{
-    AwsAuthAction, ConnectInputs, IamAction, KubeAction, Observed, Plan, PlanError, plan_connect,
-    plan_disconnect, plan_namespace_remove, vars_for,
+    ConnectInputs, Observed, Plan, PlanError, plan_connect, plan_disconnect, plan_namespace_remove,
+    vars_for,
 };
 use kubectl_mlplatform::profile::load_profile;
+use kubectl_mlplatform::steps::{AwsAuthAction, IamAction, KubeAction};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 

@@ -3,35 +3,13 @@
 //! tests do not depend on moto's copy of AWS's managed policies).
 //!
 //! moto gives every EKS cluster of a region the same issuer, so the test that needs "no OIDC
-//! provider" runs on a moto_server of its own; the others share one and `oidc associate` it.
+//! provider" runs on a moto_server of its own; the others share one and `oidc associate` it,
+//! holding a read guard of [`crate::support::OIDC_LOCK`] meanwhile.
 
-mod support;
-
+use crate::support::Env;
 use kubectl_mlplatform::aws::Aws;
-use mlplatform_testkit::{KubeDouble, Moto, unique_name};
+use mlplatform_testkit::unique_name;
 use serde_json::{Value, json};
-use support::{Env, REGION};
-
-/// An [`Env`] on a private moto_server (left running until the test process ends, like the
-/// shared one).
-async fn private_env() -> Env {
-    let moto: &'static Moto = Box::leak(Box::new(Moto::start()));
-    let cluster = unique_name("c");
-    moto.create_eks_cluster(&cluster, REGION).unwrap();
-    let double = KubeDouble::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    double
-        .write_kubeconfig(&kubeconfig, &Env::arn_of(&cluster))
-        .unwrap();
-    Env {
-        double,
-        moto,
-        cluster,
-        dir,
-        kubeconfig,
-    }
-}
 
 const ROLE_ARN_KEY: &str = "eks.amazonaws.com/role-arn";
 
@@ -58,12 +36,6 @@ async fn managed_policy(aws: &Aws, action: &str) -> String {
         .to_owned()
 }
 
-async fn associate(env: &Env) {
-    env.run(&["oidc", "associate", "--skip-thumbprint"])
-        .await
-        .assert_ok();
-}
-
 fn sa(env: &Env, ns: &str, name: &str) -> Option<Value> {
     env.object("v1", "ServiceAccount", Some(ns), name)
 }
@@ -86,7 +58,7 @@ fn changes(report: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_without_an_oidc_provider_says_what_to_run_and_writes_nothing() {
-    let env = private_env().await;
+    let env = Env::private().await;
     namespace(&env, "ml");
     env.double.clear_requests();
     let run = env
@@ -109,7 +81,7 @@ async fn create_without_an_oidc_provider_says_what_to_run_and_writes_nothing() {
 async fn create_then_rerun_then_reconcile_then_delete() {
     let env = Env::new().await;
     namespace(&env, "ml");
-    associate(&env).await;
+    let _oidc = env.associate_oidc().await;
     let aws = env.aws().await;
     let read_policy = managed_policy(&aws, "s3:GetObject").await;
     let train_policy = managed_policy(&aws, "sagemaker:CreateTrainingJob").await;
@@ -301,7 +273,7 @@ async fn create_then_rerun_then_reconcile_then_delete() {
 async fn delete_removes_a_service_account_it_created() {
     let env = Env::new().await;
     namespace(&env, "ml");
-    associate(&env).await;
+    let _oidc = env.associate_oidc().await;
     env.run(&["irsa", "create", "-n", "ml", "--service-account", "runner"])
         .await
         .assert_ok();
@@ -333,7 +305,7 @@ async fn delete_removes_a_service_account_it_created() {
 async fn dry_run_prints_the_documents_and_writes_nothing() {
     let env = Env::new().await;
     namespace(&env, "ml");
-    associate(&env).await;
+    let _oidc = env.associate_oidc().await;
     env.double.clear_requests();
     let run = env
         .run(&[
@@ -429,7 +401,7 @@ async fn bad_input_is_one_line_exit_2_and_nothing_written() {
 async fn a_role_not_made_by_us_is_refused() {
     let env = Env::new().await;
     namespace(&env, "ml");
-    associate(&env).await;
+    let _oidc = env.associate_oidc().await;
     let name = unique_name("theirs");
     let aws = env.aws().await;
     aws.create_role(
@@ -473,7 +445,7 @@ async fn a_role_not_made_by_us_is_refused() {
 async fn a_failed_read_writes_nothing_anywhere() {
     let env = Env::new().await;
     namespace(&env, "ml");
-    associate(&env).await;
+    let _oidc = env.associate_oidc().await;
     let role = unique_name("r");
     env.double
         .inject_failure("GET", "/api/v1/namespaces/ml/serviceaccounts/*", 403, 5);

@@ -5,31 +5,7 @@
 //! moto gives every EKS cluster of a region the same issuer, so one test's provider would be
 //! every cluster's: tests that need "no provider yet" get a moto_server of their own.
 
-mod support;
-
-use mlplatform_testkit::{KubeDouble, Moto, unique_name};
-use support::{Env, REGION};
-
-/// An [`Env`] on a private moto_server (left running until the test process ends, like the
-/// shared one).
-async fn private_env() -> Env {
-    let moto: &'static Moto = Box::leak(Box::new(Moto::start()));
-    let cluster = unique_name("c");
-    moto.create_eks_cluster(&cluster, REGION).unwrap();
-    let double = KubeDouble::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    double
-        .write_kubeconfig(&kubeconfig, &Env::arn_of(&cluster))
-        .unwrap();
-    Env {
-        double,
-        moto,
-        cluster,
-        dir,
-        kubeconfig,
-    }
-}
+use crate::support::{Env, REGION};
 
 async fn provider_of(env: &Env) -> Option<String> {
     let aws = env.aws().await;
@@ -41,7 +17,7 @@ async fn provider_of(env: &Env) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn associate_creates_the_provider_once_and_then_finds_it() {
-    let env = private_env().await;
+    let env = Env::private().await;
     assert_eq!(provider_of(&env).await, None);
 
     let first = env
@@ -78,7 +54,7 @@ async fn associate_creates_the_provider_once_and_then_finds_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_client_writes_nothing() {
-    let env = private_env().await;
+    let env = Env::private().await;
     let run = env
         .run(&[
             "oidc",
@@ -99,7 +75,7 @@ async fn dry_run_client_writes_nothing() {
 /// still created, without a thumbprint, and the command does not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_issuer_only_omits_the_thumbprint() {
-    let env = private_env().await;
+    let env = Env::private().await;
     let run = env
         .run(&[
             "oidc",

@@ -1,11 +1,9 @@
 //! The binary as kubectl runs it: `kubectl mlplatform ...` with the binary's directory on
 //! PATH, flags after the plugin name passed through.
 
-mod support;
-
 use std::path::Path;
 
-use support::{BIN, Env, NS, VENDOR};
+use crate::support::{BIN, Env, NS, VENDOR};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 

@@ -1,7 +1,7 @@
 //! `kubectl-mlplatform aws-auth get|add|remove`, the real binary, against the in-process
 //! Kubernetes API double through a kubeconfig (and once through kubectl's plugin lookup).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -245,7 +245,12 @@ async fn unreachable_endpoint_is_one_clear_line() {
 async fn from_env_uses_the_default_chain_and_aws_endpoint_url() {
     let exe = std::env::current_exe().unwrap();
     let out = tokio::process::Command::new(exe)
-        .args(["--exact", "from_env_child", "--ignored", "--nocapture"])
+        .args([
+            "--exact",
+            "aws_moto::from_env_child",
+            "--ignored",
+            "--nocapture",
+        ])
         .envs(Moto::shared().env())
         .env("MLPLATFORM_FROM_ENV_CHILD", "1")
         .env_remove("AWS_PROFILE")

@@ -1,12 +1,10 @@
 //! `connect --with-webhook`: the connection and the webhook that enforces it, in one command,
 //! through the real binary (kube double + moto_server).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Env, NS};
 use serde_json::json;
-use support::{Env, NS};
 
 const WEBHOOK_NS: &str = "mlplatform-system";
 

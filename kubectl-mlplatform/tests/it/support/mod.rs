@@ -16,6 +16,11 @@ pub const VENDOR: &str = "111122223333";
 pub const NS: &str = "parallelsns";
 pub const BIN: &str = env!("CARGO_BIN_EXE_kubectl-mlplatform");
 
+/// moto gives every EKS cluster of a region the same OIDC issuer, so the shared moto_server has
+/// one OIDC provider for every test in this process: tests that need it to exist hold a read
+/// guard ([`Env::associate_oidc`]); tests that delete it or need it absent hold the write guard.
+pub static OIDC_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 pub struct Env {
     pub double: KubeDouble,
     pub moto: &'static Moto,
@@ -77,6 +82,37 @@ impl Env {
             dir,
             kubeconfig,
         }
+    }
+
+    /// An [`Env`] on a private moto_server (left running until the test process ends, like the
+    /// shared one): for tests that need "no OIDC provider" while others associate one.
+    pub async fn private() -> Env {
+        let moto: &'static Moto = Box::leak(Box::new(Moto::start()));
+        let cluster = unique_name("c");
+        moto.create_eks_cluster(&cluster, REGION).unwrap();
+        let double = KubeDouble::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        double
+            .write_kubeconfig(&kubeconfig, &Self::arn_of(&cluster))
+            .unwrap();
+        Env {
+            double,
+            moto,
+            cluster,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// `oidc associate` for this env's cluster, under a read guard of [`OIDC_LOCK`]: keep the
+    /// guard for as long as the test needs the provider.
+    pub async fn associate_oidc(&self) -> tokio::sync::RwLockReadGuard<'static, ()> {
+        let guard = OIDC_LOCK.read().await;
+        self.run(&["oidc", "associate", "--skip-thumbprint"])
+            .await
+            .assert_ok();
+        guard
     }
 
     pub fn arn_of(cluster: &str) -> String {
@@ -168,6 +204,11 @@ impl Env {
             },
         }));
     }
+}
+
+/// Gone, or (a real API server) still `Terminating` with a deletion timestamp.
+pub fn gone_or_terminating(ns: Option<Value>) -> bool {
+    ns.is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_string())
 }
 
 /// `kind/name` → change, in report order.

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kubectl_mlplatform::aws_auth::{
-    AwsAuthError, Mapping, MappingKind, RetryPolicy, modify_aws_auth, modify_aws_auth_detailed,
-    modify_aws_auth_with, read_aws_auth,
+use kubectl_mlplatform::aws_auth::store::{
+    RetryPolicy, modify_aws_auth, modify_aws_auth_detailed, modify_aws_auth_with, read_aws_auth,
 };
+use kubectl_mlplatform::aws_auth::{AwsAuthError, Mapping, MappingKind};
 use kubectl_mlplatform::common::{Change, DryRun};
 use mlplatform_testkit::kube_double::KubeDouble;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Pure planning for the sagemaker-operator, arthur and hopsworks profiles: the rendered plan
 //! of each (IAM documents, OIDC provider, cluster access, objects, manual steps) against golden
 //! YAML fixtures (`tests/fixtures/<profile>/plan.yaml`; regenerate with
-//! `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test profiles_golden` and review the
+//! `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test it profiles_golden::` and review the
 //! diff), and the decisions that keep disconnect exact.
 
 use std::collections::BTreeMap;
@@ -13,10 +13,10 @@ use kubectl_mlplatform::aws_auth::AwsAuth;
 use kubectl_mlplatform::common::Change;
 use kubectl_mlplatform::objects::{Kind, ObjectKey};
 use kubectl_mlplatform::plan::{
-    ConnectInputs, IamAction, KubeAction, Observed, OidcAction, OidcProviderFacts, Plan, PlanError,
-    plan_connect, plan_disconnect,
+    ConnectInputs, Observed, OidcProviderFacts, Plan, PlanError, plan_connect, plan_disconnect,
 };
 use kubectl_mlplatform::profile::load_profile;
+use kubectl_mlplatform::steps::{IamAction, KubeAction, OidcAction};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -194,7 +194,7 @@ fn sagemaker_operator_plan_matches_the_golden_file_and_is_idempotent() {
         panic!("{:?}", plan.iam[0])
     };
     let seed: Value = serde_json::from_str(
-        &include_str!("fixtures/irsa/sagemaker-operator-trust.json")
+        &include_str!("../fixtures/irsa/sagemaker-operator-trust.json")
             .replace("012345678910", ACCOUNT)
             .replace("us-east-1", "us-east-2"),
     )

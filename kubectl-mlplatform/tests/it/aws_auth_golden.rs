@@ -1,10 +1,10 @@
 //! Golden fixtures: real-world aws-auth shapes (eksctl's, the Hopsworks page's, Terraform's)
 //! through the edits `connect` and `aws-auth add/remove` make. Expected results live next to
 //! the inputs as `<name>.after-add.yaml` / `<name>.after-remove.yaml` (the ConfigMap `data`).
-//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test aws_auth_golden`
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test -p kubectl-mlplatform --test it aws_auth_golden::`
 //! and review the diff.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

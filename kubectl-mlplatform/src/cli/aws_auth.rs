@@ -1,0 +1,51 @@
+//! `aws-auth get|add|remove` flags.
+
+use clap::{Args, Subcommand};
+
+use crate::aws_auth::MappingKind;
+
+/// Read and edit the aws-auth ConfigMap without breaking it.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AwsAuthCommand {
+    #[command(subcommand)]
+    pub(crate) action: AwsAuthAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum AwsAuthAction {
+    /// Print every mapping (roles, SSO permission sets, users, accounts).
+    Get,
+    /// Map an IAM role or user into the cluster, or update its mapping.
+    Add(AddArgs),
+    /// Remove the mapping of an IAM role or user (node roles are never removed).
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AddArgs {
+    /// IAM role or user ARN; a role's path is stripped (aws-auth never matches it).
+    #[arg(long, value_name = "ARN")]
+    pub(crate) arn: String,
+    /// Kubernetes username for the identity. Default: the role or user name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) username: Option<String>,
+    /// Kubernetes group (repeatable). Prefer a named group bound to a ClusterRole.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub(crate) groups: Vec<String>,
+    /// mapRoles or mapUsers. Default: inferred from the ARN.
+    #[arg(long, value_enum)]
+    pub(crate) kind: Option<MappingKind>,
+    /// Required to pass --group system:masters (full cluster admin).
+    #[arg(long)]
+    pub(crate) allow_system_masters: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RemoveArgs {
+    /// IAM role or user ARN of the mapping to remove.
+    #[arg(long, value_name = "ARN")]
+    pub(crate) arn: String,
+    /// mapRoles or mapUsers. Default: inferred from the ARN.
+    #[arg(long, value_enum)]
+    pub(crate) kind: Option<MappingKind>,
+}

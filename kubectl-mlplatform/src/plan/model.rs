@@ -1,0 +1,181 @@
+//! What planning takes and gives: the user's resolved inputs, what preflight observed, and
+//! the plan (its steps and the outputs vendors ask for).
+
+use std::collections::BTreeMap;
+
+use crate::vocabulary::MANAGED_BY_VALUE;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::access_entry::{AuthMode, ObservedEntry};
+use crate::aws::{CallerIdentity, ClusterNetwork, RoleFacts};
+use crate::aws_auth::AwsAuth;
+use crate::objects::ObjectKey;
+use crate::steps::{
+    AccessEntryStep, AwsAuthStep, ChangeRow, IamAction, IamStep, KubeStep, ManualStepOut, OidcStep,
+};
+use crate::vocabulary::{TAG_MANAGED_BY, TAG_OIDC_CREATED_BY};
+
+/// What the user asked for, resolved to values (flags and parameters), before any I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectInputs {
+    pub namespace: String,
+    /// Profile parameters by name (`vendorAccount`, ...).
+    pub params: BTreeMap<String, String>,
+    /// `--external-id`; wins over what the existing role holds.
+    pub external_id: Option<String>,
+    /// Used only when neither `--external-id` nor the existing role gives one.
+    pub generated_external_id: String,
+    pub cluster_admin: bool,
+    /// disconnect / namespace remove: also delete the namespace.
+    pub delete_namespace: bool,
+    /// aws-auth or an EKS access entry (`--auth-mode`).
+    pub auth_mode: AuthMode,
+}
+
+/// Everything preflight read. Absent entries in `objects` were not found.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub caller: CallerIdentity,
+    pub role: Option<RoleFacts>,
+    /// None: the aws-auth ConfigMap does not exist.
+    pub aws_auth: Option<AwsAuth>,
+    pub objects: BTreeMap<ObjectKey, Value>,
+    /// Every namespace currently managed for this profile (from its label).
+    pub profile_namespaces: Vec<String>,
+    /// The IAM OIDC provider for the cluster's issuer, if it exists.
+    pub oidc_provider: Option<OidcProviderFacts>,
+    /// The issuer's thumbprint, when the provider is missing and the issuer could be reached.
+    pub oidc_thumbprint: Option<String>,
+    /// Other roles the profile touches (IRSA roles, existing roles), by role name; absent:
+    /// not found.
+    pub roles: BTreeMap<String, RoleFacts>,
+    /// Names of roles whose trust names the OIDC provider (read by disconnect only).
+    pub roles_trusting_provider: Vec<String>,
+    /// Every StorageClass (read when the profile has one).
+    pub storage_classes: Vec<Value>,
+    pub network: Option<ClusterNetwork>,
+    /// The role's EKS access entry (read when access entries are used).
+    pub access_entry: Option<ObservedEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OidcProviderFacts {
+    pub arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl OidcProviderFacts {
+    /// Made by connect for this cluster.
+    pub(crate) fn is_ours(&self, cluster_arn: &str) -> bool {
+        self.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && self.tags.get(TAG_OIDC_CREATED_BY).map(String::as_str) == Some(cluster_arn)
+    }
+}
+
+/// What vendors ask for, printed by connect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Outputs {
+    pub(crate) profile: String,
+    pub(crate) cluster: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub(crate) namespace: String,
+    pub user_service_account: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_service_account: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub outputs: Outputs,
+    pub iam: Vec<IamStep>,
+    /// The cluster's IAM OIDC provider (created before, deleted after the IAM roles).
+    pub oidc: Option<OidcStep>,
+    pub aws_auth: Option<AwsAuthStep>,
+    pub access_entry: Option<AccessEntryStep>,
+    pub kube: Vec<KubeStep>,
+    pub manual_steps: Vec<ManualStepOut>,
+    /// For stderr: risky choices (system:masters), things kept on purpose.
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn changes(&self) -> Vec<ChangeRow> {
+        let oidc = self.oidc.iter().map(|s| ChangeRow {
+            kind: "IAMOIDCProvider".to_owned(),
+            name: s.issuer.clone(),
+            namespace: None,
+            change: s.change,
+        });
+        let iam = self.iam.iter().map(|s| ChangeRow {
+            kind: s.kind.to_owned(),
+            name: s.name.clone(),
+            namespace: None,
+            change: s.change,
+        });
+        let auth = self.aws_auth.iter().map(|s| ChangeRow {
+            kind: "AwsAuthMapping".to_owned(),
+            name: s.arn.clone(),
+            namespace: None,
+            change: s.change,
+        });
+        let entry = self.access_entry.iter().map(|s| ChangeRow {
+            kind: "AccessEntry".to_owned(),
+            name: s.principal_arn.clone(),
+            namespace: None,
+            change: s.change,
+        });
+        let auth = auth.chain(entry);
+        let kube = self.kube.iter().map(|s| ChangeRow {
+            kind: s.key.kind.as_str().to_owned(),
+            name: s.key.name.clone(),
+            namespace: s.key.namespace.clone(),
+            change: s.change,
+        });
+        oidc.chain(iam).chain(auth).chain(kube).collect()
+    }
+
+    pub fn has_writes(&self) -> bool {
+        self.changes().iter().any(|c| c.change.is_write())
+    }
+
+    /// The rendered objects and IAM documents (`--dry-run=client -o yaml`).
+    pub fn rendered(&self) -> Value {
+        let iam: Vec<Value> = self
+            .iam
+            .iter()
+            .filter(|s| s.action != IamAction::None)
+            .map(|s| serde_json::to_value(&s.action).unwrap_or(Value::Null))
+            .collect();
+        let objects: Vec<Value> = self.kube.iter().map(|s| s.desired.clone()).collect();
+        let mut out = json!({
+            "iam": iam,
+            "awsAuth": self.aws_auth,
+            "objects": objects,
+        });
+        if let Some(oidc) = &self.oidc {
+            out["oidcProvider"] = serde_json::to_value(oidc).unwrap_or(Value::Null);
+        }
+        if let Some(entry) = &self.access_entry {
+            out["accessEntry"] = serde_json::to_value(entry).unwrap_or(Value::Null);
+        }
+        if !self.manual_steps.is_empty() {
+            out["manualSteps"] = serde_json::to_value(&self.manual_steps).unwrap_or(Value::Null);
+        }
+        out
+    }
+}
+
+/// The profile's other managed namespaces (all but `namespace`).
+pub(super) fn others_remaining(observed: &Observed, namespace: &str) -> Vec<String> {
+    observed
+        .profile_namespaces
+        .iter()
+        .filter(|n| n.as_str() != namespace)
+        .cloned()
+        .collect()
+}
