@@ -18,6 +18,7 @@ mod completion;
 mod connect_cli;
 mod doctor_cli;
 mod irsa_cli;
+mod krew;
 mod kubectl_plugin;
 mod namespace_cli;
 mod oidc_cli;
