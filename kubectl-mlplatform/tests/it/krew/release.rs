@@ -6,7 +6,6 @@ use std::process::Command;
 
 use super::*;
 
-
 /// The five platforms .github/workflows/release.yml builds: triple, krew os, krew arch.
 const RELEASE_TARGETS: [(&str, &str, &str); 5] = [
     ("x86_64-unknown-linux-musl", "linux", "amd64"),
