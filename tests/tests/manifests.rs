@@ -641,7 +641,10 @@ fn dockerfile_builds_a_static_non_root_image_the_deployment_can_run() {
         .map(|(i, _)| i)
         .collect();
     assert!(stages.len() >= 2, "multi-stage build");
-    assert!(text.contains("--target x86_64-unknown-linux-musl"));
+    // One static musl build per image architecture (the release builds amd64 and arm64 on
+    // native runners): the target is the build machine's arch with musl.
+    assert!(text.contains(r#"target="$(uname -m)-unknown-linux-musl""#));
+    assert!(text.contains(r#"--target "$target""#));
     assert!(text.contains("-p mlplatform-webhook"));
     let last = &lines[*stages.last().unwrap()..];
     let base = last[0];
