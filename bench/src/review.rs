@@ -145,6 +145,43 @@ pub fn pod_create_review(uid: &str, pod: &Value) -> Value {
     })
 }
 
+/// The request body for `pod` as the API server writes it: Go's encoding/json emits struct
+/// fields in declaration order, so `kind`, `apiVersion`, then `request` starting with its
+/// `uid` (the null server relies on that order; a `serde_json::Value` would sort its keys or
+/// not depending on features).
+pub fn pod_create_review_body(uid: &str, pod: &Value) -> String {
+    let review = pod_create_review(uid, pod);
+    let request = &review["request"];
+    let mut body =
+        String::from(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"#);
+    for (i, key) in [
+        "uid",
+        "kind",
+        "resource",
+        "requestKind",
+        "requestResource",
+        "namespace",
+        "operation",
+        "userInfo",
+        "object",
+        "oldObject",
+        "dryRun",
+        "options",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&Value::from(key).to_string());
+        body.push(':');
+        body.push_str(&request[key].to_string());
+    }
+    body.push_str("}}");
+    body
+}
+
 /// Why a response is not the expected answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResponseError {
@@ -335,8 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn the_body_is_the_review_in_api_server_field_order() {
+        let pod = training_pod();
+        let body = pod_create_review_body("u-1", &pod);
+        assert!(
+            body.starts_with(r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u-1","kind":{"#),
+            "{body}"
+        );
+        let parsed: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed, pod_create_review("u-1", &pod));
+    }
+
+    #[test]
     fn the_review_is_realistic_in_size() {
-        let body = pod_create_review("u-1", &training_pod()).to_string();
+        let body = pod_create_review_body("u-1", &training_pod());
         assert!(
             (2_000..=3_200).contains(&body.len()),
             "review is {} bytes",

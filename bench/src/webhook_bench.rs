@@ -1,7 +1,7 @@
-//! `webhook-bench`: the release webhook against the no-op ceiling, same machine, same run.
+//! `webhook-bench`: the release webhook against the null server (its own HTTPS stack, no
+//! parse: the floor) and the `serde_json::Value` no-op, same machine, same run.
 //!
-//! Each server runs alone, pinned to core 0; this process (the client) runs on the other
-//! core. For each: start, wait until ready, idle RSS, check one answer in full, warm up,
+//! Each server is pinned to core 0; this process (the client) runs on the other core. For each: start, wait until ready, idle RSS, check one answer in full, warm up,
 //! closed-loop throughput, fixed-rate latency, peak RSS, stop. Every response is checked
 //! (byte-equal to the verified answer, or verified again), so a broken server fails the
 //! bench instead of posting numbers.
@@ -61,6 +61,7 @@ pub enum BenchError {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub webhook_bin: PathBuf,
+    pub null_bin: PathBuf,
     pub noop_bin: PathBuf,
     pub kube_double_bin: PathBuf,
     /// Core the servers are pinned to (None: not pinned).
@@ -106,6 +107,9 @@ pub struct Report {
     pub load_before: Option<f64>,
     pub load_after: Option<f64>,
     pub webhook: ServerReport,
+    /// The same stack without parsing: the floor the webhook is measured against.
+    pub null: ServerReport,
+    /// The no-op that parses into `serde_json::Value`.
     pub ceiling: ServerReport,
     pub options: Options,
 }
@@ -127,12 +131,12 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
     let certs = pki.write_to(dir.path())?;
     let client_tls = pki.client_config()?;
     let pod = review::training_pod();
-    let body = Bytes::from(review::pod_create_review(UID, &pod).to_string());
+    let body = Bytes::from(review::pod_create_review_body(UID, &pod));
 
     progress("starting kube-double with a managed namespace and its user ServiceAccount");
     let (kube, kubeconfig) = start_kube_double(&options, dir.path()).await?;
 
-    progress("starting mlplatform-webhook (release) and noop-ceiling");
+    progress("starting mlplatform-webhook (release), null-server and noop-ceiling");
     let webhook = {
         let listen = child::free_loopback_addr()?;
         let health = child::free_loopback_addr()?;
@@ -153,6 +157,27 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         let pod = pod.clone();
         let verify: AnswerCheck =
             Arc::new(move |b| review::check_irsa_mutation(b, UID, &pod, review::ROLE_ARN));
+        Subject::prepare(server, target, verify).await?
+    };
+    let null = {
+        let listen = child::free_loopback_addr()?;
+        let args = vec![
+            format!("--listen={listen}"),
+            format!("--tls-cert-file={}", certs.cert.display()),
+            format!("--tls-key-file={}", certs.key.display()),
+        ];
+        let mut server = ServerProcess::start(
+            "null-server",
+            &options.null_bin,
+            &args,
+            options.server_core,
+            dir.path(),
+        )?;
+        server
+            .wait_ready(Duration::from_secs(10), || child::accepts_tcp(listen))
+            .await?;
+        let target = target(listen, "/mutate", &client_tls, &body);
+        let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
         Subject::prepare(server, target, verify).await?
     };
     let ceiling = {
@@ -176,7 +201,7 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
         Subject::prepare(server, target, verify).await?
     };
-    let mut subjects = [webhook, ceiling];
+    let mut subjects = [webhook, null, ceiling];
 
     for subject in &mut subjects {
         progress(&format!("{}: warm-up {:?}", subject.name(), options.warmup));
@@ -203,14 +228,16 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         ));
         subject.fixed_rate(&options).await?;
     }
-    let [webhook, ceiling] = subjects;
+    let [webhook, null, ceiling] = subjects;
     let webhook = webhook.finish().await;
+    let null = null.finish().await;
     let ceiling = ceiling.finish().await;
     kube.stop().await;
     Ok(Report {
         load_before,
         load_after: procfs::load_average(),
         webhook,
+        null,
         ceiling,
         options,
     })
@@ -432,6 +459,16 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// `a` relative to `b` by throughput, and by server CPU time per request (the comparison
+/// least disturbed by other work on the machine).
+fn ratios(a: &ServerReport, b: &ServerReport) -> (f64, f64) {
+    let throughput = a.throughput.requests_per_second()
+        / b.throughput.requests_per_second().max(f64::MIN_POSITIVE);
+    let cpu = b.cpu_per_request().as_secs_f64()
+        / a.cpu_per_request().as_secs_f64().max(f64::MIN_POSITIVE);
+    (throughput, cpu)
+}
+
 /// The human-readable report (what `make bench` prints).
 pub fn render(report: &Report) -> String {
     let o = &report.options;
@@ -467,7 +504,7 @@ pub fn render(report: &Report) -> String {
         "idle RSS",
         "peak RSS"
     );
-    for s in [&report.webhook, &report.ceiling] {
+    for s in [&report.webhook, &report.null, &report.ceiling] {
         let _ = writeln!(
             out,
             "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>7.1} us {:>10.0}% {:>12} {:>10} {:>10}",
@@ -484,23 +521,23 @@ pub fn render(report: &Report) -> String {
             mib(s.peak_rss_kib),
         );
     }
-    let ratio = report.webhook.throughput.requests_per_second()
-        / report.ceiling.throughput.requests_per_second();
+    let (null_tp, null_cpu) = ratios(&report.webhook, &report.null);
     let _ = writeln!(
         out,
-        "\nwebhook/ceiling throughput: {:.1}% (aim >= 80%); by CPU per request: {:.1}%",
-        ratio * 100.0,
-        report.ceiling.cpu_per_request().as_secs_f64()
-            / report
-                .webhook
-                .cpu_per_request()
-                .as_secs_f64()
-                .max(f64::MIN_POSITIVE)
-            * 100.0
+        "\nwebhook / null (same stack, no parse): {:.1}% by throughput (goal >= 75%), {:.1}% by CPU per request",
+        null_tp * 100.0,
+        null_cpu * 100.0
+    );
+    let (value_tp, value_cpu) = ratios(&report.webhook, &report.ceiling);
+    let _ = writeln!(
+        out,
+        "webhook / serde_json::Value no-op: {:.1}% by throughput, {:.1}% by CPU per request",
+        value_tp * 100.0,
+        value_cpu * 100.0
     );
     let _ = writeln!(
         out,
-        "webhook p99 at {} req/s: {} (aim < 1 ms); idle RSS {} (aim < 20 MiB)",
+        "webhook p99 at {} req/s: {} (goal <= 1 ms); idle RSS {} (goal <= 12 MiB)",
         o.fixed_rate,
         Millis(report.webhook.fixed_rate.p99),
         mib(report.webhook.idle_rss_kib)
@@ -513,16 +550,16 @@ pub fn render(report: &Report) -> String {
             "note: load average {before:.2} before, {after:.2} after: other processes shared the cores; rerun on an idle machine"
         );
     }
-    if report.ceiling.cpu_busy < 0.9 {
-        let limit = if report.ceiling.client_cpu_busy >= 0.9 {
+    if report.null.cpu_busy < 0.9 {
+        let limit = if report.null.client_cpu_busy >= 0.9 {
             "the client (one core) limited it"
         } else {
             "neither it nor the client saturated a core, so other processes took CPU"
         };
         let _ = writeln!(
             out,
-            "note: the ceiling used {:.0}% of its core: {limit}; the ratio then overstates the webhook",
-            report.ceiling.cpu_busy * 100.0
+            "note: the null server used {:.0}% of its core: {limit}; the throughput ratio then overstates the webhook (the CPU ratio does not)",
+            report.null.cpu_busy * 100.0
         );
     }
     out
@@ -576,9 +613,11 @@ mod tests {
             load_before: Some(0.1),
             load_after: Some(0.2),
             webhook: server("mlplatform-webhook", 90_000, 1.0),
-            ceiling: server("noop-ceiling", 100_000, 1.0),
+            null: server("null-server", 100_000, 1.0),
+            ceiling: server("noop-ceiling", 45_000, 1.0),
             options: Options {
                 webhook_bin: "w".into(),
+                null_bin: "z".into(),
                 noop_bin: "n".into(),
                 kube_double_bin: "k".into(),
                 server_core: Some(0),
@@ -595,8 +634,16 @@ mod tests {
         let per_request = report.webhook.cpu_per_request().as_secs_f64() * 1e6;
         assert!((per_request - 111.1).abs() < 0.1, "{per_request}");
         let text = render(&report);
-        assert!(text.contains("webhook/ceiling throughput: 90.0%"), "{text}");
-        assert!(text.contains("by CPU per request: 90.0%"), "{text}");
+        assert!(
+            text.contains("webhook / null (same stack, no parse): 90.0% by throughput (goal >= 75%), 90.0% by CPU per request"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "webhook / serde_json::Value no-op: 200.0% by throughput, 200.0% by CPU per request"
+            ),
+            "{text}"
+        );
         assert!(text.contains("p99 at 1000 req/s: 0.900 ms"), "{text}");
         assert!(text.contains("idle RSS 10.0 MiB"), "{text}");
         assert!(

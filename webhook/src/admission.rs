@@ -1,16 +1,26 @@
 //! The `admission.k8s.io/v1` AdmissionReview wire format, read with borrowed serde structs
 //! (only the fields the webhook needs; everything else is skipped) and written with the patch
 //! as a base64 string, the way the API server and the Go webhooks expect it.
+//!
+//! Two readers give the same [`AdmissionRequest`]: [`parse_review`] (serde derive) keeps
+//! `request.object` raw for the decision to parse (two passes over the object), and
+//! [`parse_review_for`], the server's, reads the body once with [`crate::scan`]: the object
+//! goes straight into the view the endpoint's decision reads (known from the kind and
+//! operation the API server sends before it), or is skipped when no decision reads it.
+//! Whenever that pass does not succeed, for any reason, [`parse_review_for`] answers what
+//! [`parse_review`] answers, so errors and their messages are the same.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use crate::objects::Text;
-use crate::patch::JsonPatch;
+use crate::Endpoint;
+use crate::objects::{Pod, PodForValidation, ServiceAccount, Text, Workload};
+use crate::patch::{JsonPatch, push_str};
+use crate::validate::WorkloadKind;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -62,8 +72,71 @@ pub enum Operation {
     Connect,
 }
 
-/// The part of `request` the decisions read. `object` stays raw until a decision parses it
-/// into the small struct for its kind.
+/// `request.object`, raw or already read into the view a decision needs.
+#[derive(Debug, Default)]
+pub enum Object<'a> {
+    /// Absent or null (DELETE).
+    #[default]
+    Absent,
+    /// Not read yet: the decision that needs it parses it.
+    Raw(&'a RawValue),
+    /// Skipped by [`parse_review_for`]: no decision of its endpoint reads it.
+    Skipped,
+    // Boxed: the request is moved a few times on its way to the decision.
+    Pod(Box<Pod<'a>>),
+    PodForValidation(Box<PodForValidation<'a>>),
+    Workload(Box<Workload<'a>>),
+    ServiceAccount(Box<ServiceAccount<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Object<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Option::<&'a RawValue>::deserialize(deserializer)? {
+            Some(raw) => Object::Raw(raw),
+            None => Object::Absent,
+        })
+    }
+}
+
+/// A view of `request.object` a decision reads.
+pub trait ObjectView<'a>: Deserialize<'a> {
+    /// The view, when the reader already produced it.
+    fn from_object<'r>(object: &'r Object<'a>) -> Option<&'r Self>;
+}
+
+macro_rules! object_view {
+    ($($variant:ident),*) => {$(
+        impl<'a> ObjectView<'a> for $variant<'a> {
+            fn from_object<'r>(object: &'r Object<'a>) -> Option<&'r Self> {
+                match object {
+                    Object::$variant(view) => Some(&**view),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+object_view!(Pod, PodForValidation, Workload, ServiceAccount);
+
+/// A view that was read with the request, or parsed from the raw object for the decision.
+#[derive(Debug)]
+pub enum Held<'r, T> {
+    Borrowed(&'r T),
+    Owned(T),
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Held::Borrowed(view) => view,
+            Held::Owned(view) => view,
+        }
+    }
+}
+
+/// The part of `request` the decisions read. `object` is raw, or read by
+/// [`parse_review_for`] into the view the endpoint's decision reads.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest<'a> {
@@ -79,7 +152,7 @@ pub struct AdmissionRequest<'a> {
     pub namespace: Option<Text<'a>>,
     pub operation: Operation,
     #[serde(borrow, default)]
-    pub object: Option<&'a RawValue>,
+    pub object: Object<'a>,
 }
 
 impl AdmissionRequest<'_> {
@@ -115,6 +188,51 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<'_>, ReviewError> {
         return Err(ReviewError::MissingUid);
     }
     Ok(request)
+}
+
+/// The views of `request.object` the decisions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    Pod,
+    PodForValidation,
+    Workload,
+    ServiceAccount,
+}
+
+/// Which view of `request.object` the decision of `endpoint` reads, given the fields before
+/// it; `None`: the decision does not read the object. This must agree with the decisions in
+/// `mutate` and `validate` (the property tests compare both readers' answers).
+pub(crate) fn object_view(
+    endpoint: Endpoint,
+    kind: &GroupVersionKind<'_>,
+    operation: Operation,
+    subresource: bool,
+) -> Option<View> {
+    let write = matches!(operation, Operation::Create | Operation::Update);
+    if subresource || !write {
+        return None;
+    }
+    match (endpoint, kind.group.as_ref(), kind.kind.as_ref()) {
+        (Endpoint::Mutate, "", "Pod") if operation == Operation::Create => Some(View::Pod),
+        (Endpoint::Mutate, "", "ServiceAccount") => Some(View::ServiceAccount),
+        (Endpoint::Validate, group, kind) => match WorkloadKind::from_group_kind(group, kind)? {
+            WorkloadKind::Pod => Some(View::PodForValidation),
+            _ => Some(View::Workload),
+        },
+        _ => None,
+    }
+}
+
+/// Parses a request body for `endpoint`, reading `request.object` in the same pass when it
+/// can; answers exactly what [`parse_review`] answers.
+pub fn parse_review_for(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<AdmissionRequest<'_>, ReviewError> {
+    match crate::scan::read_review(endpoint, body) {
+        Some(request) => Ok(request),
+        None => parse_review(body),
+    }
 }
 
 /// `metav1.Status` as used in an AdmissionResponse.
@@ -177,58 +295,51 @@ impl AdmissionResponse {
     }
 }
 
-#[derive(Serialize)]
-struct WireReview<'a> {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
-    response: WireResponse<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireResponse<'a> {
-    uid: &'a str,
-    allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<&'a Status>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    warnings: &'a [String],
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    audit_annotations: &'a BTreeMap<String, String>,
-}
-
-/// Serializes the response as a full AdmissionReview; the patch becomes a base64 string.
+/// Serializes the response as a full AdmissionReview, written directly; the patch becomes a
+/// base64 string encoded straight into the output.
 pub fn encode_review(response: &AdmissionResponse) -> Vec<u8> {
-    let patch = (!response.patch.is_empty()).then(|| {
-        // Serializing plain structs of strings and JSON values cannot fail.
-        let json = serde_json::to_vec(&response.patch).unwrap_or_default();
-        base64::engine::general_purpose::STANDARD.encode(json)
+    let patch = (!response.patch.is_empty()).then(|| response.patch.as_json());
+    let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+    let mut out = Vec::with_capacity(160 + response.uid.len() + patch_len);
+    out.extend_from_slice(
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
+    );
+    push_str(&mut out, &response.uid);
+    out.extend_from_slice(if response.allowed {
+        br#","allowed":true"#
+    } else {
+        br#","allowed":false"#
     });
-    let wire = WireReview {
-        api_version: API_VERSION,
-        kind: KIND,
-        response: WireResponse {
-            uid: &response.uid,
-            allowed: response.allowed,
-            status: response.status.as_ref(),
-            patch_type: patch.is_some().then_some("JSONPatch"),
-            patch,
-            warnings: &response.warnings,
-            audit_annotations: &response.audit_annotations,
-        },
-    };
-    serde_json::to_vec(&wire).unwrap_or_default()
+    // Serializing plain structs of strings into a Vec cannot fail.
+    if let Some(status) = &response.status {
+        out.extend_from_slice(br#","status":"#);
+        let _ = serde_json::to_writer(&mut out, status);
+    }
+    if let Some(patch) = patch {
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let start = out.len();
+        out.resize(start + patch_len, 0);
+        let written = base64::engine::general_purpose::STANDARD
+            .encode_slice(patch, &mut out[start..])
+            .unwrap_or(0);
+        out.truncate(start + written);
+        out.push(b'"');
+    }
+    if !response.warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":"#);
+        let _ = serde_json::to_writer(&mut out, &response.warnings);
+    }
+    if !response.audit_annotations.is_empty() {
+        out.extend_from_slice(br#","auditAnnotations":"#);
+        let _ = serde_json::to_writer(&mut out, &response.audit_annotations);
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::patch::PatchOperation;
     use serde_json::{Value, json};
 
     #[test]
@@ -239,7 +350,65 @@ mod tests {
         assert_eq!(req.kind.kind, "Pod");
         assert_eq!(req.namespace(), "ns");
         assert_eq!(req.operation, Operation::Create);
-        assert_eq!(req.object.unwrap().get(), r#"{"a":1}"#);
+        assert!(matches!(req.object, Object::Raw(raw) if raw.get() == r#"{"a":1}"#));
+    }
+
+    #[test]
+    fn one_pass_reads_the_view_the_endpoint_needs_or_skips_the_object() {
+        let review = |kind: &str, operation: &str, object: &str| {
+            format!(
+                r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"u","kind":{{"group":"","version":"v1","kind":"{kind}"}},"namespace":"ns","operation":"{operation}","object":{object}}}}}"#
+            )
+        };
+        let pod = r#"{"metadata":{"name":"p"},"spec":{"containers":[{"name":"c"}]}}"#;
+        let body = review("Pod", "CREATE", pod);
+        let req = parse_review_for(Endpoint::Mutate, body.as_bytes()).unwrap();
+        assert!(
+            matches!(&req.object, Object::Pod(p) if p.spec.containers.as_ref().unwrap().len() == 1)
+        );
+        let req = parse_review_for(Endpoint::Validate, body.as_bytes()).unwrap();
+        assert!(matches!(req.object, Object::PodForValidation(_)));
+        let body = review("Pod", "DELETE", "null");
+        assert!(matches!(
+            parse_review_for(Endpoint::Mutate, body.as_bytes())
+                .unwrap()
+                .object,
+            Object::Skipped
+        ));
+        let body = review("ServiceAccount", "UPDATE", r#"{"metadata":{"name":"sa"}}"#);
+        assert!(matches!(
+            parse_review_for(Endpoint::Mutate, body.as_bytes())
+                .unwrap()
+                .object,
+            Object::ServiceAccount(_)
+        ));
+        // Kind after object: kept raw, as parse_review does.
+        let late = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","object":{},"kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}}"#;
+        assert!(matches!(
+            parse_review_for(Endpoint::Mutate, late.as_bytes())
+                .unwrap()
+                .object,
+            Object::Raw(_)
+        ));
+    }
+
+    #[test]
+    fn one_pass_falls_back_to_the_same_answer() {
+        // Object not a valid Pod: the review still parses; the decision reports the object.
+        let bad = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE","object":{"spec":{"containers":"x"}}}}"#;
+        let req = parse_review_for(Endpoint::Mutate, bad.as_bytes()).unwrap();
+        assert!(matches!(req.object, Object::Raw(_)));
+        for body in [
+            &b"nope"[..],
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v","operation":"CREATE"}}"#,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u"}}"#,
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#,
+            br#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}"#,
+        ] {
+            let fast = parse_review_for(Endpoint::Mutate, body).unwrap_err().to_string();
+            let reference = parse_review(body).unwrap_err().to_string();
+            assert_eq!(fast, reference);
+        }
     }
 
     #[test]
@@ -266,13 +435,11 @@ mod tests {
 
     #[test]
     fn encodes_patch_as_base64_string() {
-        let mut response = AdmissionResponse::allow("u1");
-        response
-            .patch
-            .push(PatchOperation::add("/a".into(), json!("b")));
+        let mut response = AdmissionResponse::allow("u\"1");
+        response.patch.add(&["/a"], |out| push_str(out, "b"));
         let out: Value = serde_json::from_slice(&encode_review(&response)).unwrap();
         assert_eq!(out["apiVersion"], API_VERSION);
-        assert_eq!(out["response"]["uid"], "u1");
+        assert_eq!(out["response"]["uid"], "u\"1");
         assert_eq!(out["response"]["patchType"], "JSONPatch");
         let patch = base64::engine::general_purpose::STANDARD
             .decode(out["response"]["patch"].as_str().unwrap())

@@ -3,9 +3,15 @@
 //! deprecated `metadata_watcher`), each stored as the small parsed entry the decisions need
 //! (no managedFields, labels or unrelated annotations are kept). A request that misses the
 //! cache triggers one bounded GET whose result (found or not found) is cached.
+//!
+//! Requests read without locking: the state is an immutable [`Snapshot`], replaced (copy on
+//! write, one namespace's ServiceAccounts at a time) on every change, with a generation
+//! counter; each thread keeps the snapshot it last used and takes the lock only to pick up a
+//! newer one, i.e. once per change rather than once per request.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
@@ -41,15 +47,56 @@ pub enum FetchError {
 }
 
 /// `None` values are negative entries: fetched and known not to exist.
-type NamespaceMap = HashMap<String, Option<Arc<NamespaceEntry>>>;
-type ServiceAccountMap = HashMap<String, HashMap<String, Option<Arc<ServiceAccountEntry>>>>;
+type NamespaceMap = HashMap<Arc<str>, Option<Arc<NamespaceEntry>>>;
+type AccountsInNamespace = HashMap<Arc<str>, Option<Arc<ServiceAccountEntry>>>;
+type ServiceAccountMap = HashMap<Arc<str>, Arc<AccountsInNamespace>>;
 /// The outcome of one GET, shared with the requests that waited for it.
 type SharedFetch = OnceCell<Result<(), String>>;
 
+/// Everything the cache knows at one moment; never changed once published.
+#[derive(Debug, Default, Clone)]
+struct Snapshot {
+    namespaces: Arc<NamespaceMap>,
+    service_accounts: Arc<ServiceAccountMap>,
+}
+
+impl Snapshot {
+    fn service_account_count(&self) -> usize {
+        self.service_accounts.values().map(|m| m.len()).sum()
+    }
+
+    fn set_namespace(&mut self, name: &str, entry: Option<Arc<NamespaceEntry>>) {
+        Arc::make_mut(&mut self.namespaces).insert(name.into(), entry);
+    }
+
+    fn set_service_account(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        entry: Option<Arc<ServiceAccountEntry>>,
+    ) {
+        let all = Arc::make_mut(&mut self.service_accounts);
+        let in_namespace = all.entry(namespace.into()).or_default();
+        Arc::make_mut(in_namespace).insert(name.into(), entry);
+    }
+}
+
+/// Source of [`ClusterCache`] ids, so a thread's remembered snapshot is matched to its cache.
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The snapshot this thread last read: (cache id, generation, snapshot).
+    static LAST_SNAPSHOT: RefCell<Option<(u64, u64, Arc<Snapshot>)>> = const { RefCell::new(None) };
+}
+
 pub struct ClusterCache {
     client: Option<kube::Client>,
-    namespaces: RwLock<NamespaceMap>,
-    service_accounts: RwLock<ServiceAccountMap>,
+    id: u64,
+    /// The published snapshot; the lock is held by writers while they replace it and by a
+    /// reader only when its thread's copy is older than `generation`.
+    state: RwLock<Arc<Snapshot>>,
+    /// Bumped after each replacement of `state`.
+    generation: AtomicU64,
     namespaces_synced: AtomicBool,
     service_accounts_synced: AtomicBool,
     /// Fetches in progress: concurrent misses on one key (a Deployment scaling up right
@@ -77,16 +124,18 @@ fn lookup<T>(slot: Option<&Option<Arc<T>>>) -> Lookup<T> {
 
 impl ClusterView for ClusterCache {
     fn namespace(&self, name: &str) -> Lookup<NamespaceEntry> {
-        let map = self.namespaces.read().unwrap_or_else(|p| p.into_inner());
-        lookup(map.get(name))
+        self.read(|state| lookup(state.namespaces.get(name)))
     }
 
     fn service_account(&self, namespace: &str, name: &str) -> Lookup<ServiceAccountEntry> {
-        let map = self
-            .service_accounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        lookup(map.get(namespace).and_then(|m| m.get(name)))
+        self.read(|state| {
+            lookup(
+                state
+                    .service_accounts
+                    .get(namespace)
+                    .and_then(|m| m.get(name)),
+            )
+        })
     }
 }
 
@@ -128,8 +177,9 @@ impl ClusterCache {
     fn build(client: Option<kube::Client>, metrics: Metrics) -> Self {
         Self {
             client,
-            namespaces: RwLock::default(),
-            service_accounts: RwLock::default(),
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
+            state: RwLock::default(),
+            generation: AtomicU64::new(0),
             namespaces_synced: AtomicBool::new(false),
             service_accounts_synced: AtomicBool::new(false),
             in_flight: Mutex::default(),
@@ -143,10 +193,46 @@ impl ClusterCache {
             && self.service_accounts_synced.load(Ordering::Acquire)
     }
 
+    /// Runs `f` on the current snapshot: this thread's copy when it is current, otherwise
+    /// the published one (taken under the read lock and kept for the next call).
+    fn read<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
+        let generation = self.generation.load(Ordering::Acquire);
+        LAST_SNAPSHOT.with(|last| {
+            let mut last = last.borrow_mut();
+            if let Some((id, seen, snapshot)) = &*last
+                && *id == self.id
+                && *seen == generation
+            {
+                return f(snapshot);
+            }
+            let snapshot = self.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let result = f(&snapshot);
+            *last = Some((self.id, generation, snapshot));
+            result
+        })
+    }
+
+    /// Publishes a new snapshot made by `change` from the current one (copy on write: only
+    /// the maps `change` touches are copied).
+    fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = Snapshot::clone(&state);
+        change(&mut next);
+        self.metrics
+            .namespaces
+            .objects
+            .set(next.namespaces.len() as i64);
+        self.metrics
+            .service_accounts
+            .objects
+            .set(next.service_account_count() as i64);
+        *state = Arc::new(next);
+        // After the swap: a reader that sees the new generation finds the new snapshot.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     pub fn insert_namespace(&self, name: &str, entry: Option<NamespaceEntry>) {
-        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(name.to_owned(), entry.map(Arc::new));
-        self.metrics.namespaces.objects.set(map.len() as i64);
+        self.update(|state| state.set_namespace(name, entry.map(Arc::new)));
     }
 
     pub fn insert_service_account(
@@ -155,17 +241,7 @@ impl ClusterCache {
         name: &str,
         entry: Option<Arc<ServiceAccountEntry>>,
     ) {
-        let mut map = self
-            .service_accounts
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(namespace.to_owned())
-            .or_default()
-            .insert(name.to_owned(), entry);
-        self.metrics
-            .service_accounts
-            .objects
-            .set(map.values().map(HashMap::len).sum::<usize>() as i64);
+        self.update(|state| state.set_service_account(namespace, name, entry));
     }
 
     /// Runs both watches until the returned future is dropped. Errors are retried with
@@ -205,25 +281,24 @@ impl ClusterCache {
             };
             match event {
                 Event::Apply(meta) => {
-                    let name = meta.metadata.name.clone().unwrap_or_default();
-                    self.insert_namespace_arc(name, namespace_entry(&meta));
+                    let name = meta.metadata.name.as_deref().unwrap_or_default();
+                    let entry = namespace_entry(&meta);
+                    self.update(|state| state.set_namespace(name, Some(entry)));
                 }
                 Event::Delete(meta) => {
                     let name = meta.metadata.name.as_deref().unwrap_or_default();
-                    let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-                    map.remove(name);
-                    self.metrics.namespaces.objects.set(map.len() as i64);
+                    self.update(|state| {
+                        Arc::make_mut(&mut state.namespaces).remove(name);
+                    });
                 }
                 Event::Init => buffer.clear(),
                 Event::InitApply(meta) => {
-                    let name = meta.metadata.name.clone().unwrap_or_default();
-                    buffer.insert(name, Some(namespace_entry(&meta)));
+                    let name = meta.metadata.name.as_deref().unwrap_or_default();
+                    buffer.insert(name.into(), Some(namespace_entry(&meta)));
                 }
                 Event::InitDone => {
-                    let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-                    *map = std::mem::take(&mut buffer);
-                    self.metrics.namespaces.objects.set(map.len() as i64);
-                    drop(map);
+                    let listed = Arc::new(std::mem::take(&mut buffer));
+                    self.update(|state| state.namespaces = listed);
                     if !self.namespaces_synced.swap(true, Ordering::AcqRel) {
                         info!("namespace cache synced");
                     }
@@ -232,18 +307,12 @@ impl ClusterCache {
         }
     }
 
-    fn insert_namespace_arc(&self, name: String, entry: Arc<NamespaceEntry>) {
-        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        map.insert(name, Some(entry));
-        self.metrics.namespaces.objects.set(map.len() as i64);
-    }
-
     async fn watch_service_accounts(
         self: Arc<Self>,
         stream: impl Stream<Item = watcher::Result<Event<PartialObjectMeta<ServiceAccount>>>>,
     ) {
         let mut stream = std::pin::pin!(stream.default_backoff());
-        let mut buffer = ServiceAccountMap::new();
+        let mut buffer: HashMap<Arc<str>, AccountsInNamespace> = HashMap::new();
         while let Some(event) = stream.next().await {
             let event = match event {
                 Ok(event) => event,
@@ -259,40 +328,31 @@ impl ClusterCache {
                 }
                 Event::Delete(meta) => {
                     let (ns, name) = sa_key(&meta);
-                    let mut map = self
-                        .service_accounts
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if let Some(in_ns) = map.get_mut(ns) {
-                        in_ns.remove(name);
-                        if in_ns.is_empty() {
-                            map.remove(ns);
+                    self.update(|state| {
+                        let all = Arc::make_mut(&mut state.service_accounts);
+                        if let Some(in_ns) = all.get_mut(ns) {
+                            Arc::make_mut(in_ns).remove(name);
+                            if in_ns.is_empty() {
+                                all.remove(ns);
+                            }
                         }
-                    }
-                    self.metrics
-                        .service_accounts
-                        .objects
-                        .set(map.values().map(HashMap::len).sum::<usize>() as i64);
+                    });
                 }
                 Event::Init => buffer.clear(),
                 Event::InitApply(meta) => {
                     let (ns, name) = sa_key(&meta);
                     buffer
-                        .entry(ns.to_owned())
+                        .entry(ns.into())
                         .or_default()
-                        .insert(name.to_owned(), Some(service_account_entry(&meta)));
+                        .insert(name.into(), Some(service_account_entry(&meta)));
                 }
                 Event::InitDone => {
-                    let mut map = self
-                        .service_accounts
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner());
-                    *map = std::mem::take(&mut buffer);
-                    self.metrics
-                        .service_accounts
-                        .objects
-                        .set(map.values().map(HashMap::len).sum::<usize>() as i64);
-                    drop(map);
+                    let listed: ServiceAccountMap = std::mem::take(&mut buffer)
+                        .into_iter()
+                        .map(|(ns, accounts)| (ns, Arc::new(accounts)))
+                        .collect();
+                    let listed = Arc::new(listed);
+                    self.update(|state| state.service_accounts = listed);
                     if !self.service_accounts_synced.swap(true, Ordering::AcqRel) {
                         info!("serviceaccount cache synced");
                     }
@@ -353,16 +413,12 @@ impl ClusterCache {
         let client = self.client.clone().ok_or(FetchError::NoClient)?;
         let api = Api::<Namespace>::all(client);
         let result = bounded_get(&api, name, &what, metrics).await?;
-        let mut map = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        match result {
-            Some(meta) => {
-                map.insert(name.to_owned(), Some(namespace_entry(&meta)));
-            }
-            None => {
-                map.entry(name.to_owned()).or_insert(None);
-            }
-        }
-        self.metrics.namespaces.objects.set(map.len() as i64);
+        self.update(|state| match result {
+            Some(meta) => state.set_namespace(name, Some(namespace_entry(&meta))),
+            // A negative entry, unless the watch has meanwhile delivered the namespace.
+            None if state.namespaces.contains_key(name) => {}
+            None => state.set_namespace(name, None),
+        });
         Ok(())
     }
 
@@ -372,23 +428,16 @@ impl ClusterCache {
         let client = self.client.clone().ok_or(FetchError::NoClient)?;
         let api = Api::<ServiceAccount>::namespaced(client, namespace);
         let result = bounded_get(&api, name, &what, metrics).await?;
-        let mut map = self
-            .service_accounts
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        let in_ns = map.entry(namespace.to_owned()).or_default();
-        match result {
+        self.update(|state| match result {
             Some(meta) => {
-                in_ns.insert(name.to_owned(), Some(service_account_entry(&meta)));
+                state.set_service_account(namespace, name, Some(service_account_entry(&meta)));
             }
-            None => {
-                in_ns.entry(name.to_owned()).or_insert(None);
-            }
-        }
-        self.metrics
-            .service_accounts
-            .objects
-            .set(map.values().map(HashMap::len).sum::<usize>() as i64);
+            None if state
+                .service_accounts
+                .get(namespace)
+                .is_some_and(|m| m.contains_key(name)) => {}
+            None => state.set_service_account(namespace, name, None),
+        });
         Ok(())
     }
 }
@@ -426,4 +475,59 @@ where
         Err(_) => metrics.fetch_failed.inc(),
     };
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ServiceAccountEntry;
+
+    fn found<T>(lookup: &Lookup<T>) -> bool {
+        matches!(lookup, Lookup::Found(_))
+    }
+
+    #[test]
+    fn readers_see_every_change_and_caches_do_not_mix() {
+        let (a, b) = (
+            ClusterCache::offline(Metrics::new()),
+            ClusterCache::offline(Metrics::new()),
+        );
+        assert_eq!(a.namespace("x"), Lookup::Missing);
+        a.insert_namespace("x", None);
+        assert_eq!(a.namespace("x"), Lookup::NotFound);
+        // This thread now holds a's snapshot; b must not answer from it.
+        assert_eq!(b.namespace("x"), Lookup::Missing);
+        a.insert_namespace("x", Some(NamespaceEntry { policy: Ok(None) }));
+        assert!(found(&a.namespace("x")));
+        a.insert_service_account("x", "sa", Some(ServiceAccountEntry::from_annotations(None)));
+        assert!(found(&a.service_account("x", "sa")));
+        assert_eq!(a.service_account("x", "other"), Lookup::Missing);
+        // Other threads, with no snapshot yet or an old one, see the same.
+        let a2 = a.clone();
+        let seen = std::thread::spawn(move || {
+            let before = found(&a2.service_account("x", "sa"));
+            a2.insert_service_account("x", "other", None);
+            (before, a2.service_account("x", "other"))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (true, Lookup::NotFound));
+        assert_eq!(a.service_account("x", "other"), Lookup::NotFound);
+        let text = a.metrics.encode();
+        assert!(
+            text.contains(r#"cache_objects{cache="serviceaccounts"} 2"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_change_copies_only_the_namespace_it_touches() {
+        let cache = ClusterCache::offline(Metrics::new());
+        cache.insert_service_account("a", "sa", None);
+        cache.insert_service_account("b", "sa", None);
+        let before = cache.read(|s| s.service_accounts["a"].clone());
+        cache.insert_service_account("b", "other", None);
+        let after = cache.read(|s| s.service_accounts["a"].clone());
+        assert!(Arc::ptr_eq(&before, &after));
+    }
 }

@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use mlplatform_namespace_policy::eks;
 
 use crate::mutate::InjectionConfig;
+use crate::server::ConnectionTimeouts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -85,6 +86,26 @@ pub struct Args {
     #[arg(long, env = "MLPLATFORM_WEBHOOK_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// How long a client may take for the TLS handshake, to send its first request on a new
+    /// connection, and to send a request body; a connection that does not is closed.
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_CLIENT_TIMEOUT_SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub client_timeout_seconds: u64,
+
+    /// How long a keep-alive connection may wait for its next request before it is closed
+    /// (longer than the API server's own 90 s, so the API server closes first).
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub idle_timeout_seconds: u64,
+
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[arg(
         long,
@@ -106,6 +127,13 @@ impl Args {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    pub fn connection_timeouts(&self) -> ConnectionTimeouts {
+        ConnectionTimeouts {
+            client: Duration::from_secs(self.client_timeout_seconds),
+            idle: Duration::from_secs(self.idle_timeout_seconds),
+        }
     }
 }
 
@@ -154,6 +182,8 @@ mod tests {
         assert_eq!(args.max_body_bytes, 4 << 20);
         let cfg = args.injection_config();
         assert_eq!(cfg, InjectionConfig::default());
+        assert_eq!(args.connection_timeouts(), ConnectionTimeouts::default());
+        assert_eq!(args.connection_timeouts().client, Duration::from_secs(10));
     }
 
     #[test]
@@ -167,8 +197,17 @@ mod tests {
             "--token-audience=aud",
             "--token-expiration=3600",
             "--log-format=json",
+            "--client-timeout-seconds=3",
+            "--idle-timeout-seconds=30",
         ])
         .unwrap();
+        assert_eq!(
+            args.connection_timeouts(),
+            ConnectionTimeouts {
+                client: Duration::from_secs(3),
+                idle: Duration::from_secs(30),
+            }
+        );
         let cfg = args.injection_config();
         assert_eq!(cfg.aws_region.as_deref(), Some("eu-west-1"));
         assert!(cfg.sts_regional_endpoints);

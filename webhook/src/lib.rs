@@ -16,13 +16,12 @@ pub mod metrics;
 pub mod mutate;
 pub mod objects;
 pub mod patch;
+mod scan;
 pub mod server;
 pub mod tls;
 pub mod validate;
 
-use serde::Deserialize;
-
-use admission::{AdmissionRequest, AdmissionResponse};
+use admission::{AdmissionRequest, AdmissionResponse, Held, Object, ObjectView};
 use cluster::{ClusterView, Missing};
 use mutate::InjectionConfig;
 
@@ -78,17 +77,23 @@ pub(crate) fn unsupported_kind(
     )
 }
 
-/// Parses `request.object` into the small struct a decision needs; a missing or malformed
-/// object gives the message for a denied (400) response.
-pub(crate) fn parse_object<'a, T: Deserialize<'a>>(
-    req: &AdmissionRequest<'a>,
-) -> Result<T, String> {
+/// `request.object` as the view `T` a decision reads: the one the reader already produced, or
+/// parsed from the raw object now. A missing or malformed object gives the message for a
+/// denied (400) response.
+pub(crate) fn parse_object<'r, 'a, T: ObjectView<'a>>(
+    req: &'r AdmissionRequest<'a>,
+) -> Result<Held<'r, T>, String> {
     let kind = req.kind.kind.as_ref();
-    let Some(raw) = req.object else {
-        return Err(format!("AdmissionReview for {kind} has no request.object"));
-    };
-    serde_json::from_str(raw.get())
-        .map_err(|err| format!("request.object is not a valid {kind}: {err}"))
+    match &req.object {
+        Object::Absent => Err(format!("AdmissionReview for {kind} has no request.object")),
+        Object::Raw(raw) => serde_json::from_str(raw.get())
+            .map(Held::Owned)
+            .map_err(|err| format!("request.object is not a valid {kind}: {err}")),
+        read => T::from_object(read).map(Held::Borrowed).ok_or_else(|| {
+            // Only if the one-pass reader and the decisions disagree on what is read.
+            format!("mlplatform-webhook did not read request.object of {kind} for this decision")
+        }),
+    }
 }
 
 /// A denied response for an object that cannot be read.

@@ -2,13 +2,16 @@
 //! share state with the registered family), so the request path does no label hashing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::Endpoint;
@@ -85,7 +88,7 @@ struct ResultLabels {
 #[derive(Debug, Clone)]
 pub struct EndpointMetrics {
     outcomes: [Counter; OUTCOMES.len()],
-    pub latency: Histogram,
+    pub latency: LatencyHistogram,
 }
 
 impl EndpointMetrics {
@@ -93,7 +96,7 @@ impl EndpointMetrics {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             self.outcomes[i].inc();
         }
-        self.latency.observe(elapsed.as_secs_f64());
+        self.latency.observe(elapsed);
     }
 }
 
@@ -127,6 +130,63 @@ const LATENCY_BUCKETS: [f64; 15] = [
     0.75, 1.0,
 ];
 
+/// A request-duration histogram over [`LATENCY_BUCKETS`] updated with atomic adds only
+/// (prometheus-client's `Histogram` takes a lock on every observation).
+#[derive(Debug, Clone, Default)]
+pub struct LatencyHistogram(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    /// Observations per bucket (not cumulative); the last one is `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|upper| seconds <= *upper)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        let counts = &self.0;
+        counts.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        counts.count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        counts.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let counts = &self.0;
+        // Upper bounds as prometheus-client's Histogram keeps them: `f64::MAX` is `+Inf`.
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::MAX))
+            .zip(&counts.buckets)
+            .map(|(upper, n)| (upper, n.load(Ordering::Relaxed)))
+            .collect();
+        let sum = counts.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(
+            sum,
+            counts.count.load(Ordering::Relaxed),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -142,8 +202,8 @@ impl Metrics {
             "Admission requests by endpoint and outcome",
             requests.clone(),
         );
-        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        let latency = Family::<EndpointLabels, LatencyHistogram>::new_with_constructor(
+            LatencyHistogram::default as fn() -> LatencyHistogram,
         );
         registry.register(
             "request_duration_seconds",
@@ -281,6 +341,23 @@ mod tests {
             text.contains(r#"mlplatform_webhook_request_duration_seconds_bucket{le="0.0001",endpoint="mutate"} 1"#),
             "{text}"
         );
+        assert!(
+            text.contains(r#"mlplatform_webhook_request_duration_seconds_bucket{le="5e-5",endpoint="mutate"} 0"#)
+                || text.contains(r#"mlplatform_webhook_request_duration_seconds_bucket{le="0.00005",endpoint="mutate"} 0"#),
+            "{text}"
+        );
+        metrics
+            .mutate
+            .record(Outcome::allowed, Duration::from_secs(5));
+        let text = metrics.encode();
+        for line in [
+            r#"mlplatform_webhook_request_duration_seconds_bucket{le="1.0",endpoint="mutate"} 1"#,
+            r#"mlplatform_webhook_request_duration_seconds_bucket{le="+Inf",endpoint="mutate"} 2"#,
+            r#"mlplatform_webhook_request_duration_seconds_count{endpoint="mutate"} 2"#,
+            r#"mlplatform_webhook_request_duration_seconds_sum{endpoint="mutate"} 5.00007"#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
         assert!(
             text.contains(r#"mlplatform_webhook_service_account_violations_total{mode="warn"} 1"#)
         );

@@ -4,21 +4,21 @@
 //! Pure: request and cached cluster state in, response out. A cache miss is returned as
 //! [`Missing`] so the caller can fetch it and decide again.
 
-use std::collections::HashSet;
-
 use mlplatform_namespace_policy::eks;
-use serde_json::{Value, json};
 use tracing::debug;
 
 use crate::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use crate::cluster::{
     ClusterView, Lookup, Missing, floor_token_expiration, parse_token_expiration,
 };
-use crate::objects::{Container, Pod, ServiceAccount};
-use crate::patch::{JsonPatch, PatchOperation, append_to_array, escape_pointer_token};
+use crate::objects::{Container, EnvNames, Pod, ServiceAccount, TOKEN_MOUNT_PATH, TOKEN_VOLUME};
+use crate::patch::{JsonPatch, append_to_array, push_i64, push_str};
+use crate::validate::WorkloadKind;
 
-pub const VOLUME_NAME: &str = "aws-iam-token";
-pub const MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+pub const VOLUME_NAME: &str = TOKEN_VOLUME;
+pub const MOUNT_PATH: &str = TOKEN_MOUNT_PATH;
+/// `eks.amazonaws.com/role-arn` as a JSON Pointer token (RFC 6901: `/` is `~1`).
+const ROLE_ARN_POINTER_TOKEN: &str = "eks.amazonaws.com~1role-arn";
 pub const TOKEN_FILE_NAME: &str = "token";
 pub const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
 /// What the Go webhook injects for Windows pods: the same path, `C:` and backslashes.
@@ -59,6 +59,12 @@ pub fn decide(
     match (req.kind.group.as_ref(), req.kind.kind.as_ref()) {
         ("", "Pod") => mutate_pod(req, view, cfg),
         ("", "ServiceAccount") => mutate_service_account(req, view),
+        // Webhook configurations that send workloads to /mutate too (one rule list shared
+        // with /validate, as a real API server showed): IRSA is injected into their pods when
+        // those are created, so the workload itself is admitted as it is.
+        (group, kind) if WorkloadKind::from_group_kind(group, kind).is_some() => {
+            Ok(AdmissionResponse::allow(uid))
+        }
         (group, kind) => Ok(crate::unsupported_kind(uid, "/mutate", group, kind)),
     }
 }
@@ -72,7 +78,7 @@ fn mutate_pod(
     if req.operation != Operation::Create {
         return Ok(AdmissionResponse::allow(uid));
     }
-    let pod: Pod<'_> = match crate::parse_object(req) {
+    let pod = match crate::parse_object::<Pod<'_>>(req) {
         Ok(pod) => pod,
         Err(message) => return Ok(crate::bad_object(uid, message)),
     };
@@ -142,109 +148,146 @@ fn is_windows(pod: &Pod<'_>) -> bool {
     pod.spec.node_selector.as_ref().is_some_and(|sel| {
         ["kubernetes.io/os", "beta.kubernetes.io/os"]
             .iter()
-            .any(|key| sel.get(*key).is_some_and(|os| os == "windows"))
+            .any(|key| sel.get(key) == Some("windows"))
     })
 }
 
-/// Container names listed in `eks.amazonaws.com/skip-containers` (comma list).
-fn containers_to_skip<'p>(pod: &'p Pod<'_>) -> HashSet<&'p str> {
-    pod.metadata
-        .annotation(eks::SKIP_CONTAINERS)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether `name` is listed in `eks.amazonaws.com/skip-containers` (comma list).
+fn skipped(skip: Option<&str>, name: &str) -> bool {
+    skip.is_some_and(|list| {
+        list.split(',')
+            .map(str::trim)
+            .any(|s| !s.is_empty() && s == name)
+    })
 }
 
 fn pod_patch(pod: &Pod<'_>, injection: &Injection<'_>) -> JsonPatch {
     let mut patch = JsonPatch::new();
-    let volumes = pod.spec.volumes.as_deref();
-    if !volumes.is_some_and(|v| v.iter().any(|vol| vol.name == VOLUME_NAME)) {
-        let volume = json!({
-            "name": VOLUME_NAME,
-            "projected": {"sources": [{"serviceAccountToken": {
-                "audience": injection.audience,
-                "expirationSeconds": injection.expiration,
-                "path": TOKEN_FILE_NAME,
-            }}]},
-        });
-        append_to_array(&mut patch, "/spec/volumes", volumes.is_some(), vec![volume]);
+    let volumes = pod.spec.volumes;
+    if !volumes.is_some_and(|v| v.0.0) {
+        append_to_array(
+            &mut patch,
+            &["/spec/volumes"],
+            volumes.is_some(),
+            &[injection],
+            |out, injection| write_token_volume(out, injection),
+        );
     }
-    let skip = containers_to_skip(pod);
+    let skip = pod.metadata.annotation(eks::SKIP_CONTAINERS);
     for (field, containers) in [
-        ("containers", &pod.spec.containers),
-        ("initContainers", &pod.spec.init_containers),
+        ("/spec/containers/", &pod.spec.containers),
+        ("/spec/initContainers/", &pod.spec.init_containers),
     ] {
         for (index, container) in containers.iter().flatten().enumerate() {
-            if skip.contains(container.name.as_ref()) {
+            if skipped(skip, &container.name) {
                 continue;
             }
-            container_patch(
-                &mut patch,
-                &format!("/spec/{field}/{index}"),
-                container,
-                injection,
-            );
+            let mut digits = [0u8; 20];
+            let index = decimal(index, &mut digits);
+            container_patch(&mut patch, [field, index], container, injection);
         }
     }
     patch
 }
 
-fn env_var(name: &str, value: &str) -> Value {
-    json!({"name": name, "value": value})
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[start..]).unwrap_or("0")
+}
+
+fn write_token_volume(out: &mut Vec<u8>, injection: &Injection<'_>) {
+    out.extend_from_slice(br#"{"name":""#);
+    out.extend_from_slice(VOLUME_NAME.as_bytes());
+    out.extend_from_slice(br#"","projected":{"sources":[{"serviceAccountToken":{"audience":"#);
+    push_str(out, injection.audience);
+    out.extend_from_slice(br#","expirationSeconds":"#);
+    push_i64(out, injection.expiration);
+    out.extend_from_slice(br#","path":""#);
+    out.extend_from_slice(TOKEN_FILE_NAME.as_bytes());
+    out.extend_from_slice(br#""}}]}}"#);
+}
+
+/// An env var to add: its JSON up to the value (`{"name":"AWS_...","value":`), and the value.
+type EnvVar<'v> = (&'static str, &'v str);
+
+fn write_env_var(out: &mut Vec<u8>, (start, value): &EnvVar<'_>) {
+    out.extend_from_slice(start.as_bytes());
+    push_str(out, value);
+    out.push(b'}');
+}
+
+fn write_token_mount(out: &mut Vec<u8>, _: &()) {
+    out.extend_from_slice(br#"{"name":""#);
+    out.extend_from_slice(VOLUME_NAME.as_bytes());
+    out.extend_from_slice(br#"","readOnly":true,"mountPath":""#);
+    out.extend_from_slice(MOUNT_PATH.as_bytes());
+    out.extend_from_slice(br#""}"#);
 }
 
 /// Env and mount for one container, as the Go webhook's `addEnvToContainer` decides them:
 /// each group of variables is added only when the user set none of it.
 fn container_patch(
     patch: &mut JsonPatch,
-    container_path: &str,
+    [field, index]: [&str; 2],
     container: &Container<'_>,
     injection: &Injection<'_>,
 ) {
-    let env = container.env.as_deref().unwrap_or_default();
-    let has = |names: &[&str]| env.iter().any(|e| names.contains(&e.name.as_ref()));
-    let identity_set = has(&["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"]);
-    let region_set = has(&["AWS_REGION", "AWS_DEFAULT_REGION"]);
-    let sts_set = has(&["AWS_STS_REGIONAL_ENDPOINTS"]);
+    let env = container.env.unwrap_or_default();
+    let identity_set = env.any(EnvNames::ROLE_ARN | EnvNames::TOKEN_FILE);
+    let region_set = env.any(EnvNames::REGION | EnvNames::DEFAULT_REGION);
+    let sts_set = env.any(EnvNames::STS_REGIONAL_ENDPOINTS);
     if identity_set && region_set && sts_set {
         // Go parity: a container that already carries every variable is left alone entirely.
         return;
     }
-    let mut add = Vec::new();
+    let mut add: [EnvVar<'_>; 5] = [("", ""); 5];
+    let mut n = 0;
+    let mut push = |var| {
+        add[n] = var;
+        n += 1;
+    };
     if !sts_set && injection.regional_sts {
-        add.push(env_var("AWS_STS_REGIONAL_ENDPOINTS", "regional"));
+        push((
+            r#"{"name":"AWS_STS_REGIONAL_ENDPOINTS","value":"#,
+            "regional",
+        ));
     }
     if let (false, Some(region)) = (region_set, injection.region) {
-        add.push(env_var("AWS_DEFAULT_REGION", region));
-        add.push(env_var("AWS_REGION", region));
+        push((r#"{"name":"AWS_DEFAULT_REGION","value":"#, region));
+        push((r#"{"name":"AWS_REGION","value":"#, region));
     }
     if !identity_set {
-        add.push(env_var("AWS_ROLE_ARN", injection.role_arn));
-        add.push(env_var("AWS_WEB_IDENTITY_TOKEN_FILE", injection.token_file));
+        push((r#"{"name":"AWS_ROLE_ARN","value":"#, injection.role_arn));
+        push((
+            r#"{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","value":"#,
+            injection.token_file,
+        ));
     }
     append_to_array(
         patch,
-        &format!("{container_path}/env"),
+        &[field, index, "/env"],
         container.env.is_some(),
-        add,
+        &add[..n],
+        write_env_var,
     );
 
-    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     // A second mount at the same path would make the API server reject the pod.
-    if !mounts
-        .iter()
-        .any(|m| m.name == VOLUME_NAME || m.mount_path == MOUNT_PATH)
-    {
-        let mount = json!({"name": VOLUME_NAME, "readOnly": true, "mountPath": MOUNT_PATH});
+    if !container.volume_mounts.is_some_and(|m| m.0.0) {
         append_to_array(
             patch,
-            &format!("{container_path}/volumeMounts"),
+            &[field, index, "/volumeMounts"],
             container.volume_mounts.is_some(),
-            vec![mount],
+            &[()],
+            write_token_mount,
         );
     }
 }
@@ -259,7 +302,7 @@ fn mutate_service_account(
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok(AdmissionResponse::allow(uid));
     }
-    let sa: ServiceAccount<'_> = match crate::parse_object(req) {
+    let sa = match crate::parse_object::<ServiceAccount<'_>>(req) {
         Ok(sa) => sa,
         Err(message) => return Ok(crate::bad_object(uid, message)),
     };
@@ -299,21 +342,52 @@ fn mutate_service_account(
     {
         return Ok(AdmissionResponse::allow(uid));
     }
-    let op = if sa.metadata.annotations.is_some() {
-        PatchOperation::add(
-            format!(
-                "/metadata/annotations/{}",
-                escape_pointer_token(eks::ROLE_ARN)
-            ),
-            Value::from(role_arn),
-        )
-    } else {
-        PatchOperation::add(
-            "/metadata/annotations".to_owned(),
-            json!({ eks::ROLE_ARN: role_arn }),
-        )
-    };
     let mut response = AdmissionResponse::allow(uid);
-    response.patch.push(op);
+    if sa.metadata.annotations.is_some() {
+        response
+            .patch
+            .add(&["/metadata/annotations/", ROLE_ARN_POINTER_TOKEN], |out| {
+                push_str(out, role_arn)
+            });
+    } else {
+        response.patch.add(&["/metadata/annotations"], |out| {
+            out.push(b'{');
+            push_str(out, eks::ROLE_ARN);
+            out.push(b':');
+            push_str(out, role_arn);
+            out.push(b'}');
+        });
+    }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arn_pointer_token_is_the_escaped_annotation_key() {
+        assert_eq!(
+            ROLE_ARN_POINTER_TOKEN,
+            crate::patch::escape_pointer_token(eks::ROLE_ARN)
+        );
+    }
+
+    #[test]
+    fn decimal_indices() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(7, &mut buf), "7");
+        assert_eq!(decimal(1234, &mut buf), "1234");
+        assert_eq!(decimal(usize::MAX, &mut buf), usize::MAX.to_string());
+    }
+
+    #[test]
+    fn skip_list_is_a_trimmed_comma_list() {
+        assert!(skipped(Some(" a , b,,c "), "b"));
+        assert!(skipped(Some("a,b"), "a"));
+        assert!(!skipped(Some("a,b"), "c"));
+        assert!(!skipped(Some(" , "), ""));
+        assert!(!skipped(None, "a"));
+    }
 }

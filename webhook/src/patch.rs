@@ -1,31 +1,163 @@
-//! RFC 6902 JSON Patch operations, built one element at a time.
+//! RFC 6902 JSON Patch `add` operations, written straight into the JSON text that the
+//! response carries (base64): no intermediate values, one buffer.
 //!
 //! The webhook only ever *adds*: whole arrays are never rewritten, so fields of the object
 //! that this crate does not model are never dropped (the Go webhook's issue #208).
 
-use serde::Serialize;
-use serde_json::Value;
-
-/// One `add` operation. Serialized as `{"op":"add","path":..,"value":..}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PatchOperation {
-    pub op: &'static str,
-    pub path: String,
-    pub value: Value,
+/// A JSON Patch as its JSON text; empty means "nothing to change".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JsonPatch {
+    /// `[op,op,...]` once an operation was added; empty before.
+    json: Vec<u8>,
+    operations: usize,
 }
 
-impl PatchOperation {
-    pub fn add(path: String, value: Value) -> Self {
-        Self {
-            op: "add",
-            path,
-            value,
+impl JsonPatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.operations == 0
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.operations
+    }
+
+    /// The patch as JSON text (`[]` when empty).
+    pub fn as_json(&self) -> &[u8] {
+        if self.json.is_empty() {
+            b"[]"
+        } else {
+            &self.json
+        }
+    }
+
+    /// Appends `{"op":"add","path":<path pieces joined>,"value":<what write_value writes>}`.
+    /// The path pieces are this crate's own (field names, indices, escaped pointer tokens),
+    /// which never need JSON escaping; `write_value` must write exactly one JSON value.
+    pub fn add(&mut self, path: &[&str], write_value: impl FnOnce(&mut Vec<u8>)) {
+        self.add_with_suffix(path, "", write_value);
+    }
+
+    fn add_with_suffix(
+        &mut self,
+        path: &[&str],
+        suffix: &str,
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) {
+        if self.json.is_empty() {
+            self.json.reserve(1024);
+            self.json.push(b'[');
+        } else {
+            // Reopen the array: drop its closing bracket.
+            self.json.pop();
+            self.json.push(b',');
+        }
+        self.json.extend_from_slice(br#"{"op":"add","path":""#);
+        for piece in path.iter().chain([&suffix]) {
+            debug_assert!(!piece.bytes().any(needs_escape), "{piece:?}");
+            self.json.extend_from_slice(piece.as_bytes());
+        }
+        self.json.extend_from_slice(br#"","value":"#);
+        write_value(&mut self.json);
+        self.json.extend_from_slice(b"}]");
+        self.operations += 1;
+    }
+}
+
+/// Adds `items` to the array at `path`: one `add` of the whole array when it is absent (or
+/// null), otherwise one `add` at `path/-` per item so existing elements stay untouched.
+pub fn append_to_array<T>(
+    patch: &mut JsonPatch,
+    path: &[&str],
+    array_present: bool,
+    items: &[T],
+    write_item: impl Fn(&mut Vec<u8>, &T),
+) {
+    if items.is_empty() {
+        return;
+    }
+    if array_present {
+        for item in items {
+            patch.add_with_suffix(path, "/-", |out| write_item(out, item));
+        }
+    } else {
+        patch.add(path, |out| {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_item(out, item);
+            }
+            out.push(b']');
+        });
+    }
+}
+
+/// Writes `s` as a JSON string, quoted and escaped as serde_json does.
+pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    push_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Writes `s` escaped for the inside of a JSON string.
+fn push_escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| needs_escape(b)) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(br#"\""#),
+            b'\\' => out.extend_from_slice(br"\\"),
+            b'\n' => out.extend_from_slice(br"\n"),
+            b'\r' => out.extend_from_slice(br"\r"),
+            b'\t' => out.extend_from_slice(br"\t"),
+            0x08 => out.extend_from_slice(br"\b"),
+            0x0c => out.extend_from_slice(br"\f"),
+            0..=0x1f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(br"\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+            _ => out.push(b),
         }
     }
 }
 
-/// An ordered list of operations; empty means "nothing to change".
-pub type JsonPatch = Vec<PatchOperation>;
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Writes a non-negative integer.
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Writes an integer.
+pub fn push_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    push_u64(out, n.unsigned_abs());
+}
 
 /// Escapes one reference token per RFC 6901 (`~` → `~0`, `/` → `~1`), e.g. for annotation keys.
 pub fn escape_pointer_token(token: &str) -> String {
@@ -35,33 +167,14 @@ pub fn escape_pointer_token(token: &str) -> String {
     token.replace('~', "~0").replace('/', "~1")
 }
 
-/// Adds `items` to the array at `array_path`: one `add` of the whole array when it is absent
-/// (or null), otherwise one `add` at `array_path/-` per item so existing elements stay untouched.
-pub fn append_to_array(
-    patch: &mut JsonPatch,
-    array_path: &str,
-    array_present: bool,
-    items: Vec<Value>,
-) {
-    if items.is_empty() {
-        return;
-    }
-    if array_present {
-        for item in items {
-            patch.push(PatchOperation::add(format!("{array_path}/-"), item));
-        }
-    } else {
-        patch.push(PatchOperation::add(
-            array_path.to_owned(),
-            Value::Array(items),
-        ));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn parsed(patch: &JsonPatch) -> Value {
+        serde_json::from_slice(patch.as_json()).unwrap()
+    }
 
     #[test]
     fn escapes_tilde_before_slash() {
@@ -74,44 +187,65 @@ mod tests {
     }
 
     #[test]
+    fn strings_and_numbers_are_written_as_serde_json_writes_them() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{1f}\u{8}\u{c}",
+            "ünï ☃",
+        ] {
+            let mut out = Vec::new();
+            push_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+        for n in [0i64, 7, 600, 86_400, -3, i64::MIN, i64::MAX] {
+            let mut out = Vec::new();
+            push_i64(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+
+    #[test]
     fn absent_array_is_created_whole_present_array_gets_per_element_adds() {
         let mut patch = JsonPatch::new();
-        append_to_array(&mut patch, "/spec/volumes", false, vec![json!(1), json!(2)]);
+        assert!(patch.is_empty());
+        assert_eq!(patch.as_json(), b"[]");
+        let write = |out: &mut Vec<u8>, n: &u64| push_u64(out, *n);
+        append_to_array(&mut patch, &["/spec/volumes"], false, &[1, 2], write);
         append_to_array(
             &mut patch,
-            "/spec/containers/0/env",
+            &["/spec/containers/", "0", "/env"],
             true,
-            vec![json!(3), json!(4)],
+            &[3, 4],
+            write,
         );
-        append_to_array(&mut patch, "/spec/x", true, vec![]);
-        let paths: Vec<_> = patch.iter().map(|op| op.path.as_str()).collect();
+        append_to_array(&mut patch, &["/spec/x"], true, &[], write);
+        assert_eq!(patch.len(), 3);
         assert_eq!(
-            paths,
-            [
-                "/spec/volumes",
-                "/spec/containers/0/env/-",
-                "/spec/containers/0/env/-"
-            ]
+            parsed(&patch),
+            json!([
+                {"op": "add", "path": "/spec/volumes", "value": [1, 2]},
+                {"op": "add", "path": "/spec/containers/0/env/-", "value": 3},
+                {"op": "add", "path": "/spec/containers/0/env/-", "value": 4},
+            ])
         );
-        assert_eq!(patch[0].value, json!([1, 2]));
     }
 
     #[test]
     fn patch_applies_with_json_patch_crate() {
         let mut doc = json!({"metadata": {"annotations": {"keep": "1"}}});
-        let patch = vec![PatchOperation::add(
-            format!(
-                "/metadata/annotations/{}",
-                escape_pointer_token("eks.amazonaws.com/role-arn")
-            ),
-            json!("arn"),
-        )];
-        let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::to_value(&patch).unwrap()).unwrap();
+        let mut patch = JsonPatch::new();
+        let key = escape_pointer_token("eks.amazonaws.com/role-arn");
+        patch.add(&["/metadata/annotations/", &key], |out| {
+            push_str(out, "arn\"x")
+        });
+        let patch: json_patch::Patch = serde_json::from_slice(patch.as_json()).unwrap();
         json_patch::patch(&mut doc, &patch).unwrap();
         assert_eq!(
             doc,
-            json!({"metadata": {"annotations": {"keep": "1", "eks.amazonaws.com/role-arn": "arn"}}})
+            json!({"metadata": {"annotations": {"keep": "1", "eks.amazonaws.com/role-arn": "arn\"x"}}})
         );
     }
 }

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -26,7 +26,6 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
@@ -43,7 +42,8 @@ use crate::metrics::{Metrics, Outcome};
 use crate::mutate::InjectionConfig;
 use crate::tls::{ReloadingCert, TlsError};
 
-/// How long a client may take to send a request body (and the TLS handshake, and headers).
+/// Default of `--client-timeout-seconds`: how long a client may take for the TLS handshake,
+/// to send a request head on a new connection, and to send a request body.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for changes.
 pub const CERT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -55,6 +55,8 @@ pub struct App {
     pub injection: InjectionConfig,
     pub metrics: Metrics,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive.
+    pub client_timeout: Duration,
     shutting_down: AtomicBool,
 }
 
@@ -65,11 +67,22 @@ impl App {
         metrics: Metrics,
         max_body_bytes: usize,
     ) -> Arc<Self> {
+        Self::with_client_timeout(cache, injection, metrics, max_body_bytes, CLIENT_TIMEOUT)
+    }
+
+    pub fn with_client_timeout(
+        cache: Arc<ClusterCache>,
+        injection: InjectionConfig,
+        metrics: Metrics,
+        max_body_bytes: usize,
+        client_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cache,
             injection,
             metrics,
             max_body_bytes,
+            client_timeout,
             shutting_down: AtomicBool::new(false),
         })
     }
@@ -168,12 +181,13 @@ async fn read_body(app: &App, request: Request) -> Result<bytes::Bytes, (Outcome
         return Err(too_large());
     }
     let body = Limited::new(request.into_body(), limit);
-    match tokio::time::timeout(CLIENT_TIMEOUT, body.collect()).await {
+    let deadline = app.client_timeout;
+    match tokio::time::timeout(deadline, body.collect()).await {
         Err(_) => Err((
             Outcome::timeout,
             plain_error(
                 StatusCode::REQUEST_TIMEOUT,
-                format!("request body not received within {CLIENT_TIMEOUT:?}"),
+                format!("request body not received within {deadline:?}"),
             ),
         )),
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
@@ -193,7 +207,7 @@ async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outco
         Ok(body) => body,
         Err(failed) => return failed,
     };
-    let req = match admission::parse_review(&body) {
+    let req = match admission::parse_review_for(endpoint, &body) {
         Ok(req) => req,
         Err(err) => {
             debug!(endpoint = endpoint.as_str(), error = %err, "bad request");
@@ -261,22 +275,110 @@ fn record_decision(
     }
 }
 
+/// Per-connection time bounds (`--client-timeout-seconds`, `--idle-timeout-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionTimeouts {
+    /// For the TLS handshake, for the first request head on a new connection, and for one
+    /// request's body: a client that takes longer is disconnected.
+    pub client: Duration,
+    /// How long a connection that has served requests may wait for the next one.
+    pub idle: Duration,
+}
+
+/// Longer than the API server's own idle-connection timeout (Go's 90 s), so it is the API
+/// server that closes a quiet keep-alive connection, never we while it sends a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        Self {
+            client: CLIENT_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// When a connection last started a request, read by its idle watchdog.
+struct Activity {
+    opened: Instant,
+    /// Nanoseconds from `opened` to the start of the latest request; `u64::MAX`: none yet.
+    last_request: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            last_request: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn touch(&self) {
+        let since = self.opened.elapsed().as_nanos();
+        self.last_request.store(
+            u64::try_from(since).unwrap_or(u64::MAX - 1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// When the connection counts as idle: `client` after it opened if it never sent a
+    /// request, else `idle` after its latest request started.
+    fn deadline(&self, timeouts: ConnectionTimeouts) -> Instant {
+        match self.last_request.load(Ordering::Relaxed) {
+            u64::MAX => later(self.opened, timeouts.client),
+            nanos => later(self.opened + Duration::from_nanos(nanos), timeouts.idle),
+        }
+    }
+}
+
+/// `at + after`, for any flag value: a timeout too large for an `Instant` means a year.
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .or_else(|| at.checked_add(Duration::from_secs(365 * 24 * 3600)))
+        .unwrap_or(at)
+}
+
+/// The router as a hyper service that records each request's start for the idle watchdog
+/// (in `call`, so the request's future is the router's own, not wrapped).
+#[derive(Clone)]
+struct Touching<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for Touching<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> Self::Future {
+        self.activity.touch();
+        self.inner.call(request)
+    }
+}
+
 /// Serves `router` over TLS on `listener` until `shutdown` resolves, then drains connections
-/// for at most `grace`.
+/// for at most `grace`. Connections are bounded by `timeouts`: a client that does not finish
+/// its handshake or send a request head in time, or a keep-alive connection left idle, is
+/// closed (gracefully: a request in flight is still answered; h2 gets a GOAWAY).
 pub async fn serve_tls(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
+    timeouts: ConnectionTimeouts,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = GracefulShutdown::new();
+    // Each connection task holds a receiver; `closed()` resolves once all have ended.
+    let (live, _) = watch::channel(());
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The watchdog bounds waiting for request heads; hyper's own header timer would also
+    // cut keep-alive connections at the client timeout.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_TIMEOUT);
+        .header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -297,12 +399,13 @@ pub async fn serve_tls(
             }
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
         let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let live = live.subscribe();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+            let tls = match tokio::time::timeout(timeouts.client, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
                     debug!(%peer, error = %err, "TLS handshake failed");
@@ -313,21 +416,67 @@ pub async fn serve_tls(
                     return;
                 }
             };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(err) = watcher.watch(conn).await {
-                debug!(%peer, error = %err, "connection ended with an error");
-            }
+            serve_connection(&builder, tls, router, peer, shutdown, timeouts).await;
+            drop(live);
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, live.closed()).await.is_err() {
         warn!(
             ?grace,
             "in-flight admission requests did not finish within the grace period"
         );
+    }
+}
+
+/// Serves one connection until the client closes it, it idles past its deadline, or the
+/// server shuts down.
+async fn serve_connection(
+    builder: &auto::Builder<TokioExecutor>,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    router: Router,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    timeouts: ConnectionTimeouts,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = Touching {
+        inner: TowerToHyperService::new(router),
+        activity: activity.clone(),
+    };
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    let mut conn = std::pin::pin!(conn);
+    // Set once a graceful close has started: the connection is dropped if it is still open
+    // then (a peer that never reads, or never answers h2's GOAWAY ping).
+    let mut hard_deadline: Option<Instant> = None;
+    let mut draining = false;
+    loop {
+        let wake = hard_deadline.unwrap_or_else(|| activity.deadline(timeouts));
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    debug!(%peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(wake.into()) => {
+                if hard_deadline.is_some() {
+                    debug!(%peer, "connection did not close in time; dropping it");
+                    return;
+                }
+                // A request may have started since the deadline was computed.
+                if activity.deadline(timeouts) <= Instant::now() {
+                    debug!(%peer, "closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    hard_deadline = Some(later(Instant::now(), timeouts.client));
+                }
+            }
+            _ = shutdown.wait_for(|stop| *stop), if !draining => {
+                // In-flight requests finish; the server bounds the wait by its grace period.
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }
 
@@ -443,11 +592,13 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), R
 
     let metrics = Metrics::new();
     let cache = ClusterCache::new(client, metrics.clone());
-    let app = App::new(
+    let timeouts = args.connection_timeouts();
+    let app = App::with_client_timeout(
         cache.clone(),
         args.injection_config(),
         metrics.clone(),
         args.max_body_bytes,
+        timeouts.client,
     );
 
     let tls_listener = bind("--listen", args.listen).await?;
@@ -468,6 +619,7 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), R
         admission_router(app.clone()),
         stop_rx.clone(),
         grace,
+        timeouts,
     ));
     let health_server = tokio::spawn(serve_health(
         health_listener,
@@ -486,4 +638,31 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), R
     cert_poller.abort();
     info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_deadlines_follow_the_latest_request_and_never_overflow() {
+        let timeouts = ConnectionTimeouts {
+            client: Duration::from_secs(1),
+            idle: Duration::from_secs(5),
+        };
+        let activity = Activity::new();
+        assert_eq!(
+            activity.deadline(timeouts),
+            activity.opened + timeouts.client
+        );
+        activity.touch();
+        let deadline = activity.deadline(timeouts);
+        assert!(deadline >= activity.opened + timeouts.idle);
+        assert!(deadline <= Instant::now() + timeouts.idle);
+        let huge = ConnectionTimeouts {
+            client: Duration::from_secs(u64::MAX),
+            idle: Duration::from_secs(u64::MAX),
+        };
+        assert!(activity.deadline(huge) > Instant::now());
+    }
 }

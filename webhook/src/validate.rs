@@ -108,32 +108,40 @@ pub fn decide(
             return Ok(denied);
         }
     };
-    let parsed = match kind {
-        WorkloadKind::Pod => crate::parse_object::<PodForValidation<'_>>(req)
-            .map(|pod| (pod.metadata, pod.spec.effective().to_owned())),
-        WorkloadKind::CronJob => crate::parse_object::<Workload<'_>>(req).map(|w| {
-            let sa = w
-                .spec
-                .job_template
-                .as_ref()
-                .map(|jt| jt.spec.template.spec.effective().to_owned())
-                .unwrap_or_else(|| "default".to_owned());
-            (w.metadata, sa)
-        }),
-        _ => crate::parse_object::<Workload<'_>>(req)
-            .map(|w| (w.metadata, w.spec.template.spec.effective().to_owned())),
-    };
-    let (metadata, service_account) = match parsed {
-        Ok(parsed) => parsed,
-        Err(message) => return Ok(crate::bad_object(uid, message)),
+    // Bound here so the metadata and ServiceAccount name can borrow from them.
+    let (pod, workload);
+    let (metadata, service_account): (&ObjectMeta<'_>, &str) = match kind {
+        WorkloadKind::Pod => {
+            pod = match crate::parse_object::<PodForValidation<'_>>(req) {
+                Ok(pod) => pod,
+                Err(message) => return Ok(crate::bad_object(uid, message)),
+            };
+            (&pod.metadata, pod.spec.effective())
+        }
+        _ => {
+            workload = match crate::parse_object::<Workload<'_>>(req) {
+                Ok(workload) => workload,
+                Err(message) => return Ok(crate::bad_object(uid, message)),
+            };
+            let service_account = if kind == WorkloadKind::CronJob {
+                workload
+                    .spec
+                    .job_template
+                    .as_ref()
+                    .map_or("default", |jt| jt.spec.template.spec.effective())
+            } else {
+                workload.spec.template.spec.effective()
+            };
+            (&workload.metadata, service_account)
+        }
     };
     // Never block an object on its way out (finalizer removal is an UPDATE), and allow
     // what the namespace allows.
-    if metadata.deletion_timestamp.is_some() || policy.allows(&service_account) {
+    if metadata.deletion_timestamp.is_some() || policy.allows(service_account) {
         return Ok(AdmissionResponse::allow(uid));
     }
-    let workload = workload_name(kind, namespace, &metadata, req.name.as_deref());
-    let message = violation_message(kind, &workload, &service_account, namespace, policy);
+    let workload = workload_name(kind, namespace, metadata, req.name.as_deref());
+    let message = violation_message(kind, &workload, service_account, namespace, policy);
     let mut response = match policy.enforcement {
         EnforcementMode::Enforce => {
             info!(%workload, service_account, "denied: ServiceAccount not allowed");

@@ -1,12 +1,14 @@
 //! Real TLS: certificate rotation through kubelet-style symlink swaps while a keep-alive
-//! connection and an in-flight request stay up; TLS 1.1 and plain HTTP refused.
+//! connection and an in-flight request stay up; TLS 1.1 and plain HTTP refused; connections
+//! that send nothing (or stop half-way through a handshake or request head) are closed within
+//! the client timeout, keep-alive connections within the idle timeout.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Pki, client_config, pod_review, served_leaf, tls_connect};
@@ -17,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use mlplatform_webhook::cache::ClusterCache;
 use mlplatform_webhook::metrics::Metrics;
 use mlplatform_webhook::mutate::InjectionConfig;
-use mlplatform_webhook::server::{App, admission_router, serve_tls};
+use mlplatform_webhook::server::{App, ConnectionTimeouts, admission_router, serve_tls};
 use mlplatform_webhook::tls::{ReloadingCert, server_config};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,6 +34,10 @@ struct Running {
 
 /// Serves /mutate over TLS from `cert`/`key`, polling them every 50 ms.
 async fn start(cert: &Path, key: &Path) -> Running {
+    start_with(cert, key, ConnectionTimeouts::default()).await
+}
+
+async fn start_with(cert: &Path, key: &Path, timeouts: ConnectionTimeouts) -> Running {
     let metrics = Metrics::new();
     let cache = ClusterCache::offline(metrics.clone());
     let app = App::new(cache, InjectionConfig::default(), metrics.clone(), 1 << 20);
@@ -47,6 +53,7 @@ async fn start(cert: &Path, key: &Path) -> Running {
         admission_router(app),
         stop_rx,
         Duration::from_secs(5),
+        timeouts,
     ));
     tokio::spawn(reloading.watch(Duration::from_millis(50), metrics.clone()));
     Running {
@@ -307,5 +314,160 @@ async fn refuses_tls_1_1_and_plain_http_but_speaks_tls_1_2_and_h2() {
         .unwrap();
     let response = h2.send_request(request).await.unwrap();
     assert_eq!(uid_of(response).await, "h2");
+    let _ = server.stop.send(true);
+}
+
+/// Reads until the server closes the connection (EOF or error); the time it took, or `None`
+/// if it stayed open for `limit`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
+    mut stream: S,
+    opened: Instant,
+    limit: Duration,
+) -> Option<Duration> {
+    let mut buf = [0u8; 256];
+    let closed = tokio::time::timeout(limit, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| opened.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_are_closed_and_keep_alive_clients_keep_working() {
+    const CLIENT: Duration = Duration::from_millis(300);
+    const IDLE: Duration = Duration::from_millis(1_000);
+    // Far above the bounds, far below "held for 60 s": only reached when nothing closes them.
+    const LIMIT: Duration = Duration::from_secs(5);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new("ca");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    pki.write(&cert, &key);
+    let timeouts = ConnectionTimeouts {
+        client: CLIENT,
+        idle: IDLE,
+    };
+    let server = start_with(&cert, &key, timeouts).await;
+    let cas = [&pki.ca_der];
+
+    // 30 handshaken connections that never send a request, over both ALPN protocols; 5 that
+    // stop half-way through a request head; 5 TCP connections that never send a ClientHello.
+    let mut silent = Vec::new();
+    for i in 0..30 {
+        let alpn: &[&[u8]] = if i % 2 == 0 { &[b"h2"] } else { &[b"http/1.1"] };
+        let config = client_config(&cas, rustls::DEFAULT_VERSIONS, alpn);
+        let stream = tls_connect(server.addr, config).await.unwrap();
+        silent.push(tokio::spawn(closed_within(stream, Instant::now(), LIMIT)));
+    }
+    for _ in 0..5 {
+        let config = client_config(&cas, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]);
+        let mut stream = tls_connect(server.addr, config).await.unwrap();
+        stream
+            .write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        silent.push(tokio::spawn(closed_within(stream, Instant::now(), LIMIT)));
+    }
+    for _ in 0..5 {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        silent.push(tokio::spawn(closed_within(tcp, Instant::now(), LIMIT)));
+    }
+
+    // Meanwhile keep-alive clients (HTTP/1.1 and h2) send requests with pauses longer than
+    // the client timeout but shorter than the idle timeout: every request is served on the
+    // same connection, which the server closes only after it idles for the idle timeout.
+    let h1 = async {
+        let stream = tls_connect(
+            server.addr,
+            client_config(&cas, rustls::DEFAULT_VERSIONS, &[b"http/1.1"]),
+        )
+        .await
+        .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..4 {
+            if i > 0 {
+                tokio::time::sleep(CLIENT + Duration::from_millis(150)).await;
+            }
+            let uid = format!("h1-{i}");
+            let body = Bytes::from(serde_json::to_vec(&pod_review(&uid, "ns", "sa")).unwrap());
+            let response = sender
+                .send_request(mutate_request(Full::new(body)))
+                .await
+                .unwrap_or_else(|e| panic!("keep-alive request {i} failed: {e}"));
+            assert_eq!(uid_of(response).await, uid);
+        }
+        let last = Instant::now();
+        let closed = tokio::time::timeout(LIMIT, conn).await;
+        closed.ok().map(|_| last.elapsed())
+    };
+    let h2 = async {
+        let stream = tls_connect(
+            server.addr,
+            client_config(&cas, rustls::DEFAULT_VERSIONS, &[b"h2"]),
+        )
+        .await
+        .unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for i in 0..4 {
+            if i > 0 {
+                tokio::time::sleep(CLIENT + Duration::from_millis(150)).await;
+            }
+            // Two concurrent streams per round on the one connection.
+            let requests = (0..2).map(|j| {
+                let mut sender = sender.clone();
+                let uid = format!("h2-{i}-{j}");
+                async move {
+                    let body =
+                        Bytes::from(serde_json::to_vec(&pod_review(&uid, "ns", "sa")).unwrap());
+                    let request = Request::post("https://localhost/mutate")
+                        .header("content-type", "application/json")
+                        .body(Full::new(body))
+                        .unwrap();
+                    let response = sender
+                        .send_request(request)
+                        .await
+                        .unwrap_or_else(|e| panic!("h2 request {uid} failed: {e}"));
+                    assert_eq!(uid_of(response).await, uid);
+                }
+            });
+            futures::future::join_all(requests).await;
+        }
+        let last = Instant::now();
+        let closed = tokio::time::timeout(LIMIT, conn).await;
+        closed.ok().map(|_| last.elapsed())
+    };
+    let (h1_idle, h2_idle) = tokio::join!(h1, h2);
+
+    for (i, conn) in silent.into_iter().enumerate() {
+        let closed = conn.await.unwrap();
+        let Some(after) = closed else {
+            panic!("silent connection {i} still open after {LIMIT:?}");
+        };
+        // Closed by the bound, not at once: a client that is merely slow to start gets its time.
+        assert!(
+            after >= CLIENT - Duration::from_millis(100),
+            "silent connection {i} closed after {after:?}, before the {CLIENT:?} bound"
+        );
+    }
+    for (protocol, idle) in [("HTTP/1.1", h1_idle), ("h2", h2_idle)] {
+        let Some(idle) = idle else {
+            panic!("idle {protocol} keep-alive connection still open after {LIMIT:?}");
+        };
+        assert!(
+            idle >= IDLE - Duration::from_millis(100),
+            "{protocol} keep-alive connection closed after {idle:?}, before the idle timeout {IDLE:?}"
+        );
+    }
     let _ = server.stop.send(true);
 }

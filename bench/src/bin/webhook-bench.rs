@@ -1,4 +1,5 @@
-//! `make bench`: the release webhook vs. the no-op ceiling. See `mlplatform_bench::webhook_bench`.
+//! `make bench`: the release webhook vs. the null server and the `serde_json::Value` no-op.
+//! See `mlplatform_bench::webhook_bench`.
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -6,9 +7,11 @@ use clap::Parser;
 use mlplatform_bench::webhook_bench::{self, Options};
 
 #[derive(Parser)]
-#[command(about = "Benchmark mlplatform-webhook against a no-op axum+rustls ceiling")]
+#[command(
+    about = "Benchmark mlplatform-webhook against a null server of its stack and a serde_json::Value no-op"
+)]
 struct Args {
-    /// Directory holding mlplatform-webhook, noop-ceiling and kube-double (default: this
+    /// Directory holding mlplatform-webhook, null-server, noop-ceiling and kube-double (default: this
     /// program's own directory, i.e. target/release).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -20,7 +23,7 @@ struct Args {
     no_pin: bool,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Throughput slices per server, alternating webhook and ceiling.
+    /// Throughput slices per server, alternating between the servers.
     #[arg(long, default_value_t = 4)]
     rounds: u32,
     #[arg(long, default_value_t = 2)]
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     };
     let options = Options {
         webhook_bin: bin_dir.join("mlplatform-webhook"),
+        null_bin: bin_dir.join("null-server"),
         noop_bin: bin_dir.join("noop-ceiling"),
         kube_double_bin: bin_dir.join("kube-double"),
         server_core: pin.then_some(args.server_core),
