@@ -9,7 +9,6 @@ use clap::{Parser, ValueEnum};
 use mlplatform_namespace_policy::eks;
 
 use crate::mutate::InjectionConfig;
-use crate::server::ConnectionTimeouts;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -222,5 +221,32 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("--log-level"), "{text}");
         assert!(!text.contains('\n'), "{text}");
+    }
+}
+
+/// Default of `--client-timeout-seconds`: how long a client may take for the TLS handshake,
+/// to send a request head on a new connection, and to send a request body.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per-connection time bounds (`--client-timeout-seconds`, `--idle-timeout-seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionTimeouts {
+    /// For the TLS handshake, for the first request head on a new connection, and for one
+    /// request's body: a client that takes longer is disconnected.
+    pub client: Duration,
+    /// How long a connection that has served requests may wait for the next one.
+    pub idle: Duration,
+}
+
+/// Longer than the API server's own idle-connection timeout (Go's 90 s), so it is the API
+/// server that closes a quiet keep-alive connection, never we while it sends a request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        Self {
+            client: CLIENT_TIMEOUT,
+            idle: IDLE_TIMEOUT,
+        }
     }
 }

@@ -38,13 +38,11 @@ use crate::admission::{self, AdmissionResponse, Violation};
 use crate::cache::ClusterCache;
 use crate::cluster::FinalView;
 use crate::config::Args;
+pub use crate::config::{CLIENT_TIMEOUT, ConnectionTimeouts, IDLE_TIMEOUT};
 use crate::metrics::{Metrics, Outcome};
 use crate::mutate::InjectionConfig;
 use crate::tls::{ReloadingCert, TlsError};
 
-/// Default of `--client-timeout-seconds`: how long a client may take for the TLS handshake,
-/// to send a request head on a new connection, and to send a request body.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the certificate files are checked for changes.
 pub const CERT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -272,29 +270,6 @@ fn record_decision(
         Outcome::allowed
     } else {
         Outcome::warned
-    }
-}
-
-/// Per-connection time bounds (`--client-timeout-seconds`, `--idle-timeout-seconds`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionTimeouts {
-    /// For the TLS handshake, for the first request head on a new connection, and for one
-    /// request's body: a client that takes longer is disconnected.
-    pub client: Duration,
-    /// How long a connection that has served requests may wait for the next one.
-    pub idle: Duration,
-}
-
-/// Longer than the API server's own idle-connection timeout (Go's 90 s), so it is the API
-/// server that closes a quiet keep-alive connection, never we while it sends a request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-
-impl Default for ConnectionTimeouts {
-    fn default() -> Self {
-        Self {
-            client: CLIENT_TIMEOUT,
-            idle: IDLE_TIMEOUT,
-        }
     }
 }
 
