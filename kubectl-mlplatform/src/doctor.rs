@@ -90,7 +90,7 @@ fn describe(row: &ChangeRow) -> String {
 /// would write is something that is not as it should be. `live_trust`: the role's current
 /// trust policy, to say what exactly is wrong with it.
 pub(crate) fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &str) -> Vec<Check> {
-    let wanted_trust = plan.iam.iter().find_map(|s| match &s.action {
+    let wanted_trust = plan.iam_steps().find_map(|s| match &s.action {
         IamAction::UpdateTrust { trust_policy, .. } => Some(trust_policy),
         _ => None,
     });

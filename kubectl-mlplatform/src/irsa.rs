@@ -20,7 +20,8 @@ mod names;
 mod trust;
 
 pub(crate) use error::IrsaError;
-pub(crate) use model::{IrsaAction, IrsaObserved, IrsaPlan, IrsaRequest, IrsaStep};
+pub(crate) use model::{IrsaObserved, IrsaOutputs, IrsaPlan, IrsaRequest};
+use model::{iam_step, sa_step};
 pub(crate) use names::{
     RoleName, check_policy_arn, default_role_name, is_service_account_name, parse_inline_policy,
     parse_role_name,
@@ -38,7 +39,7 @@ use serde_json::{Value, json};
 
 use crate::aws::{RoleFacts, policy_documents_equal};
 use crate::common::Change;
-use crate::steps::IamAction;
+use crate::steps::{Direction, IamAction, KubeAction, Step};
 use crate::vocabulary::{
     INLINE_POLICY_NAME, ROLE_KIND_IRSA, SA_CREATED_LABEL, SA_CREATED_VALUE, TAG_CLUSTER,
     TAG_MANAGED_BY, TAG_ROLE_KIND,
@@ -184,7 +185,7 @@ pub(crate) fn plan_irsa_create(
                     .iter()
                     .map(|arn| (attached_policy_tag(arn), arn.clone())),
             );
-            steps.push(IrsaStep::iam(
+            steps.push(iam_step(
                 "IAMRole",
                 &role,
                 Change::Created,
@@ -197,7 +198,7 @@ pub(crate) fn plan_irsa_create(
                 },
             ));
             if let Some(doc) = &req.inline_policy {
-                steps.push(IrsaStep::iam(
+                steps.push(iam_step(
                     "IAMInlinePolicy",
                     INLINE_POLICY_NAME,
                     Change::Created,
@@ -209,7 +210,7 @@ pub(crate) fn plan_irsa_create(
                 ));
             }
             for arn in &wanted_policies {
-                steps.push(IrsaStep::iam(
+                steps.push(iam_step(
                     "IAMPolicyAttachment",
                     arn,
                     Change::Created,
@@ -223,14 +224,14 @@ pub(crate) fn plan_irsa_create(
         Some(facts) => {
             // Trust.
             if policy_documents_equal(&facts.trust_policy, &trust) {
-                steps.push(IrsaStep::iam(
+                steps.push(iam_step(
                     "IAMRole",
                     &role,
                     Change::Unchanged,
                     IamAction::None,
                 ));
             } else {
-                steps.push(IrsaStep::iam(
+                steps.push(iam_step(
                     "IAMRole",
                     &role,
                     Change::Updated,
@@ -246,14 +247,14 @@ pub(crate) fn plan_irsa_create(
                 facts.inline_policies.get(INLINE_POLICY_NAME),
             ) {
                 (Some(doc), Some(live)) if policy_documents_equal(doc, live) => {
-                    steps.push(IrsaStep::iam(
+                    steps.push(iam_step(
                         "IAMInlinePolicy",
                         INLINE_POLICY_NAME,
                         Change::Unchanged,
                         IamAction::None,
                     ));
                 }
-                (Some(doc), live) => steps.push(IrsaStep::iam(
+                (Some(doc), live) => steps.push(iam_step(
                     "IAMInlinePolicy",
                     INLINE_POLICY_NAME,
                     if live.is_some() {
@@ -267,7 +268,7 @@ pub(crate) fn plan_irsa_create(
                         document: doc.clone(),
                     },
                 )),
-                (None, Some(_)) => steps.push(IrsaStep::iam(
+                (None, Some(_)) => steps.push(iam_step(
                     "IAMInlinePolicy",
                     INLINE_POLICY_NAME,
                     Change::Deleted,
@@ -293,16 +294,15 @@ pub(crate) fn plan_irsa_create(
                 .collect();
             // Tag before attaching: a failure in between leaves a tag a re-run reconciles.
             if !new_tags.is_empty() {
-                steps.push(IrsaStep {
-                    kind: "IAMRoleTags",
-                    name: role.clone(),
-                    namespace: None,
-                    change: Change::Updated,
-                    action: IrsaAction::TagRole {
+                steps.push(iam_step(
+                    "IAMRoleTags",
+                    role.clone(),
+                    Change::Updated,
+                    IamAction::TagRole {
                         role: role.clone(),
                         tags: new_tags,
                     },
-                });
+                ));
             }
             for arn in &wanted_policies {
                 let (change, iam) = if attached.contains(arn) {
@@ -316,7 +316,7 @@ pub(crate) fn plan_irsa_create(
                         },
                     )
                 };
-                steps.push(IrsaStep::iam("IAMPolicyAttachment", arn, change, iam));
+                steps.push(iam_step("IAMPolicyAttachment", arn, change, iam));
             }
             let mut stale_keys = Vec::new();
             for (arn, key) in &tracked {
@@ -324,7 +324,7 @@ pub(crate) fn plan_irsa_create(
                     continue;
                 }
                 if attached.contains(arn) {
-                    steps.push(IrsaStep::iam(
+                    steps.push(iam_step(
                         "IAMPolicyAttachment",
                         arn,
                         Change::Deleted,
@@ -338,16 +338,15 @@ pub(crate) fn plan_irsa_create(
             }
             // Untag after detaching, for the same reason.
             if !stale_keys.is_empty() {
-                steps.push(IrsaStep {
-                    kind: "IAMRoleTags",
-                    name: role.clone(),
-                    namespace: None,
-                    change: Change::Updated,
-                    action: IrsaAction::UntagRole {
+                steps.push(iam_step(
+                    "IAMRoleTags",
+                    role.clone(),
+                    Change::Updated,
+                    IamAction::UntagRole {
                         role: role.clone(),
                         keys: stale_keys,
                     },
-                });
+                ));
             }
             for arn in facts
                 .attached_policy_arns
@@ -383,7 +382,7 @@ pub(crate) fn plan_irsa_create(
         }
     }
 
-    Ok(IrsaPlan {
+    let outputs = IrsaOutputs {
         role_name: role,
         role_arn,
         namespace: req.namespace.clone(),
@@ -391,9 +390,10 @@ pub(crate) fn plan_irsa_create(
         trust_policy: trust,
         inline_policy: req.inline_policy.clone(),
         attached_policy_arns: wanted_policies.into_iter().collect(),
-        steps,
-        warnings,
-    })
+    };
+    let mut plan = IrsaPlan::new(outputs, steps, Direction::Create);
+    plan.warnings = warnings;
+    Ok(plan)
 }
 
 fn plan_annotate(
@@ -402,7 +402,7 @@ fn plan_annotate(
     sa: &str,
     role_arn: &str,
     warnings: &mut Vec<String>,
-) -> IrsaStep {
+) -> Step {
     let live = observed
         .service_accounts
         .get(&sa_key(&req.namespace, sa))
@@ -411,12 +411,10 @@ fn plan_annotate(
     let (change, action) = match live {
         None => (
             Change::Created,
-            IrsaAction::CreateServiceAccount {
-                body: new_service_account(&req.namespace, sa, role_arn),
-            },
+            KubeAction::Create(new_service_account(&req.namespace, sa, role_arn)),
         ),
         Some(live) => match role_annotation(&live) {
-            Some(current) if current == role_arn => (Change::Unchanged, IrsaAction::None),
+            Some(current) if current == role_arn => (Change::Unchanged, KubeAction::None),
             other => {
                 if let Some(current) = other {
                     warnings.push(format!(
@@ -427,22 +425,14 @@ fn plan_annotate(
                 }
                 (
                     Change::Updated,
-                    IrsaAction::PatchServiceAccount {
-                        namespace: req.namespace.clone(),
-                        name: sa.to_owned(),
-                        patch: json!({"metadata": {"annotations": {eks::ROLE_ARN: role_arn}}}),
-                    },
+                    KubeAction::MergePatch(
+                        json!({"metadata": {"annotations": {eks::ROLE_ARN: role_arn}}}),
+                    ),
                 )
             }
         },
     };
-    IrsaStep {
-        kind: "ServiceAccount",
-        name: sa.to_owned(),
-        namespace: Some(req.namespace.clone()),
-        change,
-        action,
-    }
+    sa_step(&req.namespace, sa, change, action)
 }
 
 /// Removes our annotation from a ServiceAccount (deletes the SA when `delete_created` and we
@@ -452,34 +442,18 @@ fn plan_unannotate(
     key: &(String, String),
     role_arn: &str,
     delete_created: bool,
-) -> Option<IrsaStep> {
+) -> Option<Step> {
     let (namespace, name) = key;
-    let step = |change, action| IrsaStep {
-        kind: "ServiceAccount",
-        name: name.clone(),
-        namespace: Some(namespace.clone()),
-        change,
-        action,
-    };
+    let step = |change, action| sa_step(namespace, name, change, action);
     let live = observed.service_accounts.get(key)?.as_ref()?;
     let points_here = role_annotation(live).is_some_and(|a| same_role_arn(a, role_arn));
     if delete_created && created_by_us(live) && (points_here || role_annotation(live).is_none()) {
-        return Some(step(
-            Change::Deleted,
-            IrsaAction::DeleteServiceAccount {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            },
-        ));
+        return Some(step(Change::Deleted, KubeAction::Delete));
     }
     points_here.then(|| {
         step(
             Change::Updated,
-            IrsaAction::PatchServiceAccount {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                patch: json!({"metadata": {"annotations": {eks::ROLE_ARN: null}}}),
-            },
+            KubeAction::MergePatch(json!({"metadata": {"annotations": {eks::ROLE_ARN: null}}})),
         )
     })
 }
@@ -519,11 +493,8 @@ pub(crate) fn plan_irsa_delete(
         for key in service_accounts_to_read(req, existing) {
             match plan_unannotate(observed, &key, &role_arn, true) {
                 Some(step) => steps.push(step),
-                None => steps.push(IrsaStep {
-                    kind: "ServiceAccount",
-                    name: key.1.clone(),
-                    namespace: Some(key.0.clone()),
-                    change: if observed
+                None => {
+                    let change = if observed
                         .service_accounts
                         .get(&key)
                         .is_some_and(Option::is_some)
@@ -531,27 +502,22 @@ pub(crate) fn plan_irsa_delete(
                         Change::Unchanged
                     } else {
                         Change::Absent
-                    },
-                    action: IrsaAction::None,
-                }),
+                    };
+                    steps.push(sa_step(&key.0, &key.1, change, KubeAction::None));
+                }
             }
         }
     }
     match existing {
-        Some(_) => steps.push(IrsaStep::iam(
+        Some(_) => steps.push(iam_step(
             "IAMRole",
             &role,
             Change::Deleted,
             IamAction::DeleteRole { role: role.clone() },
         )),
-        None => steps.push(IrsaStep::iam(
-            "IAMRole",
-            &role,
-            Change::Absent,
-            IamAction::None,
-        )),
+        None => steps.push(iam_step("IAMRole", &role, Change::Absent, IamAction::None)),
     }
-    Ok(IrsaPlan {
+    let outputs = IrsaOutputs {
         role_name: role,
         role_arn,
         namespace: req.namespace.clone(),
@@ -563,9 +529,8 @@ pub(crate) fn plan_irsa_delete(
         attached_policy_arns: existing
             .map(|r| r.attached_policy_arns.clone())
             .unwrap_or_default(),
-        steps,
-        warnings: Vec::new(),
-    })
+    };
+    Ok(IrsaPlan::new(outputs, steps, Direction::Teardown))
 }
 
 #[cfg(test)]

@@ -352,6 +352,23 @@ pub(crate) async fn merge_patch_object(
         .map_err(|e| kube_error("updating", key, e))
 }
 
+/// Server-side apply of a whole object with the plugin's field manager (forced: the objects
+/// applied this way are wholly the plugin's).
+pub(crate) async fn apply_object(
+    client: &kube::Client,
+    key: &ObjectKey,
+    body: &Value,
+    dry_run: DryRun,
+) -> Result<(), KubeIoError> {
+    let mut pp = PatchParams::apply(FIELD_MANAGER).force();
+    pp.dry_run = dry_run == DryRun::Server;
+    api_for(client, key)
+        .patch(&key.name, &pp, &Patch::Apply(body))
+        .await
+        .map(drop)
+        .map_err(|e| kube_error("applying", key, e))
+}
+
 pub(crate) async fn delete_object(
     client: &kube::Client,
     key: &ObjectKey,

@@ -2,10 +2,10 @@
 //!
 //! Logic lives here; `main.rs` only parses flags and maps the outcome to an exit code.
 //! Shape of every command: resolve inputs (no I/O) → preflight reads (parallel, no writes) →
-//! pure plan (`plan`) → apply exactly the plan's writes (`apply`) → report (`output`).
+//! pure plan (`plan`, steps in `steps`) → one executor runs exactly the plan's steps
+//! (`execute`, in the order `schedule` gives) → one report (`output`).
 
 pub mod access_entry;
-pub mod apply;
 mod arn;
 pub mod aws;
 pub mod aws_auth;
@@ -14,6 +14,7 @@ pub mod cli;
 pub mod commands;
 pub mod common;
 mod doctor;
+pub mod execute;
 mod irsa;
 mod kube_io;
 pub mod logging;
@@ -22,6 +23,7 @@ pub mod oidc;
 pub mod output;
 pub mod plan;
 pub mod profile;
+mod schedule;
 pub mod steps;
 mod vocabulary;
 pub mod webhook_install;

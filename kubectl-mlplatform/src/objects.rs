@@ -23,7 +23,47 @@ pub enum Kind {
     StorageClass,
     CSIDriver,
     CustomResourceDefinition,
+    ConfigMap,
+    Secret,
+    Service,
+    Deployment,
+    PodDisruptionBudget,
+    MutatingWebhookConfiguration,
+    ValidatingWebhookConfiguration,
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+    MutatingAdmissionPolicy,
+    MutatingAdmissionPolicyBinding,
+    /// cert-manager's (webhook install `--cert-manager`).
+    Issuer,
+    Certificate,
 }
+
+/// Every kind, for looking one up by apiVersion and kind.
+const ALL_KINDS: [Kind; 22] = [
+    Kind::Namespace,
+    Kind::ServiceAccount,
+    Kind::ClusterRole,
+    Kind::Role,
+    Kind::RoleBinding,
+    Kind::ClusterRoleBinding,
+    Kind::StorageClass,
+    Kind::CSIDriver,
+    Kind::CustomResourceDefinition,
+    Kind::ConfigMap,
+    Kind::Secret,
+    Kind::Service,
+    Kind::Deployment,
+    Kind::PodDisruptionBudget,
+    Kind::MutatingWebhookConfiguration,
+    Kind::ValidatingWebhookConfiguration,
+    Kind::ValidatingAdmissionPolicy,
+    Kind::ValidatingAdmissionPolicyBinding,
+    Kind::MutatingAdmissionPolicy,
+    Kind::MutatingAdmissionPolicyBinding,
+    Kind::Issuer,
+    Kind::Certificate,
+];
 
 impl Kind {
     pub(crate) const fn as_str(self) -> &'static str {
@@ -37,10 +77,32 @@ impl Kind {
             Self::StorageClass => "StorageClass",
             Self::CSIDriver => "CSIDriver",
             Self::CustomResourceDefinition => "CustomResourceDefinition",
+            Self::ConfigMap => "ConfigMap",
+            Self::Secret => "Secret",
+            Self::Service => "Service",
+            Self::Deployment => "Deployment",
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
+            Self::MutatingWebhookConfiguration => "MutatingWebhookConfiguration",
+            Self::ValidatingWebhookConfiguration => "ValidatingWebhookConfiguration",
+            Self::ValidatingAdmissionPolicy => "ValidatingAdmissionPolicy",
+            Self::ValidatingAdmissionPolicyBinding => "ValidatingAdmissionPolicyBinding",
+            Self::MutatingAdmissionPolicy => "MutatingAdmissionPolicy",
+            Self::MutatingAdmissionPolicyBinding => "MutatingAdmissionPolicyBinding",
+            Self::Issuer => "Issuer",
+            Self::Certificate => "Certificate",
         }
+    }
+    /// The kind of an object body (its `apiVersion` and `kind`), if the plugin knows it.
+    pub(crate) fn of(object: &Value) -> Option<Self> {
+        let api_version = object["apiVersion"].as_str()?;
+        let kind = object["kind"].as_str()?;
+        ALL_KINDS
+            .into_iter()
+            .find(|k| k.as_str() == kind && k.api_version() == api_version)
     }
     const fn group_version_plural(self) -> (&'static str, &'static str, &'static str) {
         const RBAC: &str = "rbac.authorization.k8s.io";
+        const ADMISSION: &str = "admissionregistration.k8s.io";
         match self {
             Self::Namespace => ("", "v1", "namespaces"),
             Self::ServiceAccount => ("", "v1", "serviceaccounts"),
@@ -53,6 +115,27 @@ impl Kind {
             Self::CustomResourceDefinition => {
                 ("apiextensions.k8s.io", "v1", "customresourcedefinitions")
             }
+            Self::ConfigMap => ("", "v1", "configmaps"),
+            Self::Secret => ("", "v1", "secrets"),
+            Self::Service => ("", "v1", "services"),
+            Self::Deployment => ("apps", "v1", "deployments"),
+            Self::PodDisruptionBudget => ("policy", "v1", "poddisruptionbudgets"),
+            Self::MutatingWebhookConfiguration => {
+                (ADMISSION, "v1", "mutatingwebhookconfigurations")
+            }
+            Self::ValidatingWebhookConfiguration => {
+                (ADMISSION, "v1", "validatingwebhookconfigurations")
+            }
+            Self::ValidatingAdmissionPolicy => (ADMISSION, "v1", "validatingadmissionpolicies"),
+            Self::ValidatingAdmissionPolicyBinding => {
+                (ADMISSION, "v1", "validatingadmissionpolicybindings")
+            }
+            Self::MutatingAdmissionPolicy => (ADMISSION, "v1", "mutatingadmissionpolicies"),
+            Self::MutatingAdmissionPolicyBinding => {
+                (ADMISSION, "v1", "mutatingadmissionpolicybindings")
+            }
+            Self::Issuer => ("cert-manager.io", "v1", "issuers"),
+            Self::Certificate => ("cert-manager.io", "v1", "certificates"),
         }
     }
     pub(crate) fn api_version(self) -> String {
@@ -62,7 +145,19 @@ impl Kind {
         }
     }
     pub(crate) fn namespaced(self) -> bool {
-        matches!(self, Self::ServiceAccount | Self::Role | Self::RoleBinding)
+        matches!(
+            self,
+            Self::ServiceAccount
+                | Self::Role
+                | Self::RoleBinding
+                | Self::ConfigMap
+                | Self::Secret
+                | Self::Service
+                | Self::Deployment
+                | Self::PodDisruptionBudget
+                | Self::Issuer
+                | Self::Certificate
+        )
     }
     pub(crate) fn api_resource(self) -> ApiResource {
         let (group, version, plural) = self.group_version_plural();

@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::{Change, DryRun, OutputFormat};
-use crate::plan::{Outputs, Plan};
-use crate::steps::{ChangeRow, ManualStepOut};
+use crate::plan::Outputs;
+use crate::steps::{ChangeRow, ManualStepOut, Plan};
 
 /// Per-step progress lines on stderr, only when stderr is a terminal.
 #[derive(Debug, Clone, Copy)]
@@ -49,11 +49,46 @@ pub(crate) fn shows_rendered(dry_run: DryRun, format: OutputFormat) -> bool {
     dry_run == DryRun::Client && format != OutputFormat::Table || format == OutputFormat::Yaml
 }
 
+/// What a command prints besides the change rows: its own fields (flattened into JSON/YAML,
+/// `key: value` lines under the table) and the documents a dry run shows.
+pub(crate) trait Summary: Serialize + Clone {
+    /// The `key: value` lines under the table, in order (empty values left out).
+    fn fields(&self) -> Vec<(&'static str, String)>;
+    /// Rendered objects and documents (client dry runs with `-o json|yaml`, every `-o yaml`).
+    fn rendered(plan: &Plan<Self>) -> Value;
+}
+
+impl Summary for Outputs {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields: Vec<(&str, String)> = Vec::new();
+        if let Some(arn) = &self.role_arn {
+            fields.push(("roleArn", arn.clone()));
+        }
+        if let Some(id) = &self.external_id {
+            fields.push(("externalId", id.clone()));
+        }
+        if !self.namespace.is_empty() {
+            fields.push(("namespace", self.namespace.clone()));
+        }
+        if !self.user_service_account.is_empty() {
+            fields.push(("userServiceAccount", self.user_service_account.clone()));
+        }
+        if let Some(sa) = &self.system_service_account {
+            fields.push(("systemServiceAccount", sa.clone()));
+        }
+        fields
+    }
+    fn rendered(plan: &Plan<Self>) -> Value {
+        plan.rendered()
+    }
+}
+
+/// Every command's report: its summary, then the change rows, manual steps and documents.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Report {
+pub(crate) struct Report<O> {
     #[serde(flatten)]
-    pub(crate) outputs: Outputs,
+    pub(crate) outputs: O,
     pub(crate) dry_run: DryRun,
     pub(crate) changes: Vec<ChangeRow>,
     /// What the user must still do by hand (the exact commands).
@@ -64,14 +99,14 @@ pub(crate) struct Report {
     pub(crate) rendered: Option<Value>,
 }
 
-impl Report {
-    pub(crate) fn from_plan(plan: &Plan, dry_run: DryRun, format: OutputFormat) -> Self {
+impl<O: Summary> Report<O> {
+    pub(crate) fn from_plan(plan: &Plan<O>, dry_run: DryRun, format: OutputFormat) -> Self {
         Self {
             outputs: plan.outputs.clone(),
             dry_run,
             changes: plan.changes(),
             manual_steps: plan.manual_steps.clone(),
-            rendered: shows_rendered(dry_run, format).then(|| plan.rendered()),
+            rendered: shows_rendered(dry_run, format).then(|| O::rendered(plan)),
         }
     }
 }
@@ -134,7 +169,7 @@ pub(crate) fn changes_table(changes: &[ChangeRow]) -> String {
 }
 
 /// The human report: one row per object, then the values the vendor asks for.
-pub(crate) fn report_table(report: &Report, verb: &str) -> String {
+pub(crate) fn report_table<O: Summary>(report: &Report<O>, verb: &str) -> String {
     let mut out = changes_table(&report.changes);
     let writes = report
         .changes
@@ -163,23 +198,7 @@ pub(crate) fn report_table(report: &Report, verb: &str) -> String {
         DryRun::None => {}
     }
     out.push('\n');
-    let o = &report.outputs;
-    let mut fields: Vec<(&str, String)> = Vec::new();
-    if let Some(arn) = &o.role_arn {
-        fields.push(("roleArn", arn.clone()));
-    }
-    if let Some(id) = &o.external_id {
-        fields.push(("externalId", id.clone()));
-    }
-    if !o.namespace.is_empty() {
-        fields.push(("namespace", o.namespace.clone()));
-    }
-    if !o.user_service_account.is_empty() {
-        fields.push(("userServiceAccount", o.user_service_account.clone()));
-    }
-    if let Some(sa) = &o.system_service_account {
-        fields.push(("systemServiceAccount", sa.clone()));
-    }
+    let fields = report.outputs.fields();
     if !fields.is_empty() {
         out.push('\n');
         let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
@@ -198,8 +217,8 @@ pub(crate) fn report_table(report: &Report, verb: &str) -> String {
 }
 
 /// Prints the report in the chosen format to stdout.
-pub(crate) fn print_report(
-    plan: &Plan,
+pub(crate) fn print_report<O: Summary>(
+    plan: &Plan<O>,
     dry_run: DryRun,
     format: OutputFormat,
     verb: &str,

@@ -31,13 +31,13 @@ pub(crate) use storage::default_storage_classes;
 use access::{access_role_arn, plan_access_apply, plan_access_remove};
 use iam::{plan_vendor_role, role_is_ours};
 use kube_steps::{bundle_for, plan_bundle_apply, plan_bundle_remove, profile_of_namespace};
-use model::others_remaining;
+use model::{Sections, others_remaining};
 
 use crate::aws::ClusterFacts;
 use crate::bundle::Bundle;
 use crate::common::Change;
 use crate::profile::{Profile, Vars};
-use crate::steps::{IamAction, IamStep, shorten_role_name};
+use crate::steps::{Direction, IamAction, IamStep, shorten_role_name};
 
 fn check_account(cluster: &ClusterFacts, observed: &Observed) -> Result<(), PlanError> {
     if !cluster.account.is_empty() && cluster.account != observed.caller.account {
@@ -78,10 +78,10 @@ pub fn plan_connect(
         return Err(PlanError::BadExternalId(id.clone()));
     }
     let vars = vars_for(profile, cluster, &inputs.params, &inputs.namespace);
-    let mut plan = Plan {
+    let mut plan = Sections {
         iam: profile_steps::plan_existing_roles_apply(profile, observed, &vars)?,
         oidc: profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?,
-        ..Plan::default()
+        ..Sections::default()
     };
     let vendor = plan_vendor_role(profile, inputs, cluster, observed, &vars)?;
     let vendor_arn = vendor.as_ref().map(|v| v.role_arn.clone());
@@ -139,7 +139,7 @@ pub fn plan_connect(
     {
         plan.outputs.user_service_account = r.role.service_accounts.join(",");
     }
-    Ok(plan)
+    Ok(plan.finish(Direction::Create))
 }
 
 /// disconnect: the bundle of this namespace and IRSA roles of this namespace; and when no
@@ -157,7 +157,7 @@ pub fn plan_disconnect(
     let vars = vars_for(profile, cluster, &inputs.params, &inputs.namespace);
     let others = others_remaining(observed, &inputs.namespace);
     let last = others.is_empty();
-    let mut plan = Plan::default();
+    let mut plan = Sections::default();
     let mut warnings = Vec::new();
 
     let mut vendor_arn = None;
@@ -259,7 +259,7 @@ pub fn plan_disconnect(
     plan.outputs.cluster = cluster.name.clone();
     plan.outputs.namespace = inputs.namespace.clone();
     plan.outputs.role_arn = vendor_arn;
-    Ok(plan)
+    Ok(plan.finish(Direction::Teardown))
 }
 
 /// What `namespace add|remove` report: the namespace and its ServiceAccounts.
@@ -282,11 +282,12 @@ pub(crate) fn plan_namespace_add(
 ) -> Result<Plan, PlanError> {
     let bundle = bundle_for(profile, vars, namespace)?
         .ok_or_else(|| PlanError::NoNamespaceBundle(profile.name().to_owned()))?;
-    Ok(Plan {
+    Ok(Sections {
         kube: plan_bundle_apply(profile, &bundle, observed)?,
         outputs: bundle_outputs(profile, namespace, bundle),
-        ..Plan::default()
-    })
+        ..Sections::default()
+    }
+    .finish(Direction::Create))
 }
 
 /// namespace remove: the bundle alone; the shared ClusterRole goes with the last namespace.
@@ -320,10 +321,11 @@ pub fn plan_namespace_remove(
         last,
         &mut warnings,
     )?;
-    Ok(Plan {
+    Ok(Sections {
         kube,
         warnings,
         outputs: bundle_outputs(profile, namespace, bundle),
-        ..Plan::default()
-    })
+        ..Sections::default()
+    }
+    .finish(Direction::Teardown))
 }

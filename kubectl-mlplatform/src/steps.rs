@@ -8,7 +8,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::access_entry::AccessEntryAction;
-use crate::aws_auth::Mapping;
+use crate::aws_auth::{Mapping, MappingKind};
 use crate::common::Change;
 use crate::objects::ObjectKey;
 
@@ -76,6 +76,17 @@ pub enum IamAction {
     DeleteRole {
         role: String,
     },
+    #[serde(rename_all = "camelCase")]
+    TagRole {
+        role: String,
+        #[serde(serialize_with = "tags_as_map")]
+        tags: Vec<(String, String)>,
+    },
+    #[serde(rename_all = "camelCase")]
+    UntagRole {
+        role: String,
+        keys: Vec<String>,
+    },
 }
 
 fn tags_as_map<S: serde::Serializer>(tags: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -94,8 +105,17 @@ pub struct IamStep {
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum AwsAuthAction {
     None,
-    Upsert { mapping: Mapping },
-    Remove { arn: String },
+    Upsert {
+        /// Role for everything connect maps; `aws-auth add` also maps users.
+        #[serde(skip)]
+        kind: MappingKind,
+        mapping: Mapping,
+    },
+    Remove {
+        #[serde(skip)]
+        kind: MappingKind,
+        arn: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -108,11 +128,18 @@ pub struct AwsAuthStep {
     pub wanted: Option<Mapping>,
 }
 
+/// How a Kubernetes object is written. The plugin's objects are created whole and patched
+/// with a JSON merge patch of only the fields it owns (the live object was read and compared
+/// first, so the patch is exactly the difference and never clears others' fields); the
+/// webhook install's objects are server-side applied with one field manager, as they are
+/// wholly ours and re-rendered each release (fields dropped from the manifests must go).
 #[derive(Debug, Clone, PartialEq)]
 pub enum KubeAction {
     None,
     Create(Value),
     MergePatch(Value),
+    /// Server-side apply of the whole object with the plugin's field manager.
+    Apply(Value),
     Delete,
 }
 
@@ -123,6 +150,69 @@ pub struct KubeStep {
     pub desired: Value,
     pub change: Change,
     pub action: KubeAction,
+}
+
+/// Waits until a Deployment has its replicas ready (webhook install registers the webhook
+/// configurations only after, so a broken rollout never blocks the cluster).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaitStep {
+    pub(crate) namespace: String,
+    pub(crate) deployment: String,
+    pub(crate) timeout: std::time::Duration,
+}
+
+/// One step of a plan. Every command's plan is an ordered list of these; one executor
+/// (`crate::execute`) carries them out and one report (`crate::output`) shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Oidc(OidcStep),
+    Iam(IamStep),
+    AwsAuth(AwsAuthStep),
+    AccessEntry(AccessEntryStep),
+    Kube(KubeStep),
+    Wait(WaitStep),
+}
+
+impl Step {
+    /// The report row (none for waits, which change nothing).
+    pub fn row(&self) -> Option<ChangeRow> {
+        let row = |kind: &str, name: &str, namespace: Option<&String>, change| ChangeRow {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: namespace.cloned(),
+            change,
+        };
+        Some(match self {
+            Self::Oidc(s) => row("IAMOIDCProvider", &s.issuer, None, s.change),
+            Self::Iam(s) => row(s.kind, &s.name, None, s.change),
+            Self::AwsAuth(s) => row("AwsAuthMapping", &s.arn, None, s.change),
+            Self::AccessEntry(s) => row("AccessEntry", &s.principal_arn, None, s.change),
+            Self::Kube(s) => row(
+                s.key.kind.as_str(),
+                &s.key.name,
+                s.key.namespace.as_ref(),
+                s.change,
+            ),
+            Self::Wait(_) => return None,
+        })
+    }
+
+    /// Whether executing the step sends anything.
+    pub(crate) fn sends(&self) -> bool {
+        match self {
+            Self::Oidc(s) => s.action != OidcAction::None,
+            Self::Iam(s) => s.action != IamAction::None,
+            Self::AwsAuth(s) => s.action != AwsAuthAction::None,
+            Self::AccessEntry(s) => !s.actions.is_empty(),
+            Self::Kube(s) => s.action != KubeAction::None,
+            Self::Wait(_) => true,
+        }
+    }
+
+    /// Whether the step goes to AWS (IAM, EKS, EC2), which has no server-side dry run.
+    pub(crate) fn is_aws(&self) -> bool {
+        matches!(self, Self::Oidc(_) | Self::Iam(_) | Self::AccessEntry(_))
+    }
 }
 
 /// One row of the change report.
@@ -139,6 +229,9 @@ pub struct ChangeRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessEntryStep {
+    /// The EKS cluster the entry belongs to.
+    #[serde(skip)]
+    pub(crate) cluster: String,
     pub(crate) principal_arn: String,
     pub username: String,
     pub(crate) groups: Vec<String>,
@@ -181,4 +274,95 @@ pub struct OidcStep {
     pub provider_arn: String,
     pub change: Change,
     pub action: OidcAction,
+}
+
+/// Create (AWS first, then the cluster) or teardown (the cluster first, then AWS): the order
+/// the executor runs a plan's steps in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    #[default]
+    Create,
+    Teardown,
+}
+
+/// Every command's plan: its steps in report order, the batches the executor runs them in,
+/// and what the command prints besides the change rows (`O`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan<O> {
+    pub outputs: O,
+    pub steps: Vec<Step>,
+    /// Indices into `steps`, batch by batch; the steps of one batch go out concurrently.
+    pub(crate) schedule: Vec<Vec<usize>>,
+    pub manual_steps: Vec<ManualStepOut>,
+    /// For stderr: risky choices (system:masters), things kept on purpose.
+    pub warnings: Vec<String>,
+}
+
+impl<O> Plan<O> {
+    /// A plan whose steps run in the order given by `direction` (see `crate::schedule`).
+    pub(crate) fn new(outputs: O, steps: Vec<Step>, direction: Direction) -> Self {
+        let schedule = crate::schedule::schedule(&steps, direction);
+        Self {
+            outputs,
+            steps,
+            schedule,
+            manual_steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A plan whose steps run one at a time, in the order listed.
+    pub(crate) fn in_order(outputs: O, steps: Vec<Step>) -> Self {
+        let schedule = (0..steps.len()).map(|i| vec![i]).collect();
+        Self {
+            outputs,
+            steps,
+            schedule,
+            manual_steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn changes(&self) -> Vec<ChangeRow> {
+        self.steps.iter().filter_map(Step::row).collect()
+    }
+
+    pub fn has_writes(&self) -> bool {
+        self.changes().iter().any(|c| c.change.is_write())
+    }
+
+    pub fn iam_steps(&self) -> impl Iterator<Item = &IamStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Iam(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn kube_steps(&self) -> impl Iterator<Item = &KubeStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Kube(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn oidc_step(&self) -> Option<&OidcStep> {
+        self.steps.iter().find_map(|s| match s {
+            Step::Oidc(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn aws_auth_step(&self) -> Option<&AwsAuthStep> {
+        self.steps.iter().find_map(|s| match s {
+            Step::AwsAuth(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn access_entry_step(&self) -> Option<&AccessEntryStep> {
+        self.steps.iter().find_map(|s| match s {
+            Step::AccessEntry(s) => Some(s),
+            _ => None,
+        })
+    }
 }

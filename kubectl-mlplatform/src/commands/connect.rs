@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use super::error::CommandError;
 use super::preflight::{Purpose, Session, params_for, read_state, session};
-use crate::apply::{Direction, apply};
 use crate::cli::{ConnectArgs, ConnectCommandArgs, DisconnectArgs};
 use crate::common::{DryRun, GlobalArgs};
+use crate::execute::{Clients, execute};
 use crate::kube_io::get_object;
 use crate::objects::{Kind, ObjectKey, is_terminating};
 use crate::output::{Progress, print_report, warn};
@@ -22,7 +22,6 @@ async fn apply_plan(
     plan: &Plan,
     session: &Session,
     dry_run: DryRun,
-    direction: Direction,
     phase: &str,
     progress: &Progress,
 ) -> Result<(), CommandError> {
@@ -32,15 +31,11 @@ async fn apply_plan(
     if plan.has_writes() {
         progress.phase(phase);
     }
-    apply(
-        plan,
-        Some(&session.aws),
-        &session.kube,
-        dry_run,
-        direction,
-        progress,
-    )
-    .await?;
+    let clients = Clients {
+        aws: Some(&session.aws),
+        kube: Some(&session.kube),
+    };
+    execute(plan, clients, dry_run, progress).await?;
     Ok(())
 }
 
@@ -114,15 +109,7 @@ pub(crate) async fn connect(
     }
     let (cluster, observed) = state;
     let plan = plan_connect(&profile, &inputs, &cluster, &observed)?;
-    apply_plan(
-        &plan,
-        &session,
-        global.dry_run,
-        Direction::Create,
-        "applying",
-        &progress,
-    )
-    .await?;
+    apply_plan(&plan, &session, global.dry_run, "applying", &progress).await?;
     if args.with_webhook {
         super::webhook_cmd::install_for_connect(global, &session.kube, &progress).await?;
     }
@@ -221,15 +208,7 @@ pub(crate) async fn disconnect(
     )
     .await?;
     let plan = plan_disconnect(&profile, &inputs, &cluster, &observed)?;
-    apply_plan(
-        &plan,
-        &session,
-        global.dry_run,
-        Direction::Teardown,
-        "removing",
-        &progress,
-    )
-    .await?;
+    apply_plan(&plan, &session, global.dry_run, "removing", &progress).await?;
     print_report(&plan, global.dry_run, global.output, "disconnect")
         .map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)

@@ -251,11 +251,11 @@ fn checks_table(checks: &[Check]) -> String {
 
 async fn rbac_checks(kube: &kube::Client, profile: &Profile, plan: &Plan, fix: &str) -> Vec<Check> {
     // The vendor as the authorizer sees it through the mapping: its username and named group.
-    let wanted = plan.aws_auth.as_ref().and_then(|step| step.wanted.as_ref());
+    let wanted = plan.aws_auth_step().and_then(|step| step.wanted.as_ref());
     let vendor_pair = wanted
         .and_then(|m| Some((m.username.as_str(), m.groups.first()?.as_str())))
         .or_else(|| {
-            let entry = plan.access_entry.as_ref()?;
+            let entry = plan.access_entry_step()?;
             Some((entry.username.as_str(), entry.groups.first()?.as_str()))
         });
     let expectations = rbac_expectations(

@@ -1,8 +1,8 @@
 //! Every command's failure: one line for the user, and its exit code.
 
-use crate::apply::ApplyError;
 use crate::aws::AwsError;
 use crate::aws_auth::AwsAuthError;
+use crate::execute::ApplyError;
 use crate::kube_io::{KubeIoError, one_line};
 use crate::plan::PlanError;
 use crate::profile::ProfileError;

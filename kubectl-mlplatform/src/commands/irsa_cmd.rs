@@ -5,26 +5,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
 use futures::future::try_join_all;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::error::CommandError;
 use super::oidc_cmd::resolve_cluster;
-use crate::apply::ApplyError;
 use crate::arn::parse_eks_cluster_arn;
 use crate::aws::{Aws, ClusterFacts, issuer_host_path};
 use crate::cli::irsa::{IrsaCommand, IrsaCreateArgs, IrsaTargetArgs};
-use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::common::GlobalArgs;
+use crate::execute::{Clients, execute};
 use crate::irsa::{
-    IrsaAction, IrsaError, IrsaObserved, IrsaPlan, IrsaRequest, check_policy_arn,
-    default_role_name, parse_inline_policy, parse_role_name, plan_irsa_create, plan_irsa_delete,
+    IrsaError, IrsaObserved, IrsaRequest, check_policy_arn, default_role_name, parse_inline_policy,
+    parse_role_name, plan_irsa_create, plan_irsa_delete,
 };
-use crate::kube_io::{
-    KubeIoError, create_object, delete_object, get_object, load_target, merge_patch_object,
-};
+use crate::kube_io::{KubeIoError, get_object, load_target};
 use crate::objects::{Kind, ObjectKey};
-use crate::output::{Progress, changes_table, render_data, shows_rendered, warn};
-use crate::steps::ChangeRow;
+use crate::output::{Progress, print_report, warn};
 
 /// Everything known before any I/O: flags checked, files read.
 struct Inputs {
@@ -218,189 +214,6 @@ pub(crate) async fn read_irsa_state(
     ))
 }
 
-/// A plan with ServiceAccount writes but no client: `--role-only` plans have none, so a bug.
-fn no_kube(step: &crate::irsa::IrsaStep, done: usize, total: usize) -> ApplyError {
-    ApplyError::Kube {
-        source: KubeIoError::Api {
-            action: "writing",
-            object: format!("ServiceAccount {}", step.name),
-            message: "no Kubernetes client (a bug: please report it)".to_owned(),
-        },
-        done,
-        total,
-    }
-}
-
-/// Carries out the plan's writes in order. `--dry-run=server`: IAM only read, Kubernetes
-/// writes sent with dryRun=All; `--dry-run=client`: nothing at all.
-pub(crate) async fn apply_irsa(
-    plan: &IrsaPlan,
-    aws: &Aws,
-    kube: Option<&kube::Client>,
-    dry_run: DryRun,
-    progress: &Progress,
-) -> Result<(), ApplyError> {
-    if dry_run == DryRun::Client {
-        return Ok(());
-    }
-    let writes: Vec<_> = plan
-        .steps
-        .iter()
-        .filter(|s| s.action != IrsaAction::None)
-        .collect();
-    let total = writes.len();
-    for (done, step) in writes.into_iter().enumerate() {
-        let aws_failed = |source| ApplyError::Aws {
-            source,
-            done,
-            total,
-        };
-        let kube_failed = |source| ApplyError::Kube {
-            source,
-            done,
-            total,
-        };
-        let iam_dry = dry_run == DryRun::Server;
-        match &step.action {
-            IrsaAction::None => {}
-            IrsaAction::Iam(_) | IrsaAction::TagRole { .. } | IrsaAction::UntagRole { .. }
-                if iam_dry => {}
-            IrsaAction::Iam(action) => crate::apply::apply_iam_action(aws, action)
-                .await
-                .map_err(aws_failed)?,
-            IrsaAction::TagRole { role, tags } => {
-                aws.tag_role(role, tags).await.map_err(aws_failed)?
-            }
-            IrsaAction::UntagRole { role, keys } => {
-                aws.untag_role(role, keys).await.map_err(aws_failed)?
-            }
-            IrsaAction::CreateServiceAccount { body } => {
-                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
-                let key = sa_object_key(
-                    body["metadata"]["namespace"].as_str().unwrap_or_default(),
-                    body["metadata"]["name"].as_str().unwrap_or_default(),
-                );
-                create_object(kube, &key, body, dry_run)
-                    .await
-                    .map_err(kube_failed)?
-            }
-            IrsaAction::PatchServiceAccount {
-                namespace,
-                name,
-                patch,
-            } => {
-                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
-                merge_patch_object(kube, &sa_object_key(namespace, name), patch, dry_run)
-                    .await
-                    .map_err(kube_failed)?
-            }
-            IrsaAction::DeleteServiceAccount { namespace, name } => {
-                let kube = kube.ok_or_else(|| no_kube(step, done, total))?;
-                delete_object(kube, &sa_object_key(namespace, name), dry_run)
-                    .await
-                    .map_err(kube_failed)?
-            }
-        }
-        let name = match &step.namespace {
-            Some(ns) => format!("{ns}/{}", step.name),
-            None => step.name.clone(),
-        };
-        progress.step(step.change, step.kind, &name);
-    }
-    Ok(())
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct IrsaReport {
-    pub(crate) role_arn: String,
-    pub(crate) role_name: String,
-    pub(crate) namespace: String,
-    pub(crate) service_accounts: Vec<String>,
-    pub(crate) dry_run: DryRun,
-    pub(crate) changes: Vec<ChangeRow>,
-    /// Trust and policy documents and the writes (client dry runs with -o json|yaml; -o yaml).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) rendered: Option<Value>,
-}
-
-impl IrsaReport {
-    pub(crate) fn from_plan(plan: &IrsaPlan, dry_run: DryRun, format: OutputFormat) -> Self {
-        Self {
-            role_arn: plan.role_arn.clone(),
-            role_name: plan.role_name.clone(),
-            namespace: plan.namespace.clone(),
-            service_accounts: plan.service_accounts.clone(),
-            dry_run,
-            changes: plan.changes(),
-            rendered: shows_rendered(dry_run, format).then(|| {
-                let writes: Vec<&crate::irsa::IrsaStep> = plan
-                    .steps
-                    .iter()
-                    .filter(|s| s.action != IrsaAction::None)
-                    .collect();
-                json!({
-                    "trustPolicy": plan.trust_policy,
-                    "inlinePolicy": plan.inline_policy,
-                    "attachedPolicyArns": plan.attached_policy_arns,
-                    "writes": writes,
-                })
-            }),
-        }
-    }
-}
-
-fn render_table(report: &IrsaReport, verb: &str) -> String {
-    let mut out = changes_table(&report.changes);
-    let writes = report
-        .changes
-        .iter()
-        .filter(|c| c.change.is_write())
-        .count();
-    out.push('\n');
-    if writes == 0 {
-        out.push_str(&format!(
-            "{verb}: nothing to change, everything is already as wanted"
-        ));
-    } else {
-        let count = |k: Change| report.changes.iter().filter(|c| c.change == k).count();
-        out.push_str(&format!(
-            "{verb}: {} created, {} updated, {} deleted, {} unchanged",
-            count(Change::Created),
-            count(Change::Updated),
-            count(Change::Deleted),
-            count(Change::Unchanged)
-        ));
-    }
-    match report.dry_run {
-        DryRun::Client => out.push_str(" (dry run: nothing was written)"),
-        DryRun::Server => {
-            out.push_str(" (server dry run: Kubernetes writes sent with dryRun=All, IAM only read)")
-        }
-        DryRun::None => {}
-    }
-    out.push_str(&format!(
-        "\n\nroleArn:         {}\nserviceAccounts: {}\n",
-        report.role_arn,
-        report
-            .service_accounts
-            .iter()
-            .map(|sa| format!("{}/{sa}", report.namespace))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    out
-}
-
-fn print(report: &IrsaReport, format: OutputFormat, verb: &str) -> Result<(), CommandError> {
-    let text = match format {
-        OutputFormat::Table => render_table(report, verb),
-        other => render_data(report, other).map_err(CommandError::Output)?,
-    };
-    print!("{text}");
-    Ok(())
-}
-
 pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCode, CommandError> {
     let (target, create) = match cmd {
         IrsaCommand::Create(args) => (&args.target, Some(args)),
@@ -454,19 +267,23 @@ pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCo
     if plan.has_writes() {
         progress.phase("applying");
     }
-    apply_irsa(&plan, &aws, kube.as_ref(), global.dry_run, &progress).await?;
-    print(
-        &IrsaReport::from_plan(&plan, global.dry_run, global.output),
-        global.output,
-        verb,
-    )?;
+    let clients = Clients {
+        aws: Some(&aws),
+        kube: kube.as_ref(),
+    };
+    execute(&plan, clients, global.dry_run, &progress).await?;
+    print_report(&plan, global.dry_run, global.output, verb).map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::irsa::IrsaStep;
+    use crate::common::{Change, DryRun, OutputFormat};
+    use crate::irsa::IrsaPlan;
+    use crate::output::{Report, report_table};
+    use crate::steps::{Direction, IamAction, IamStep, Step};
+    use serde_json::json;
 
     fn cluster(issuer: Option<&str>) -> ClusterFacts {
         ClusterFacts {
@@ -523,42 +340,40 @@ mod tests {
 
     #[test]
     fn reports_show_documents_only_when_asked_and_say_what_changes() {
-        let plan = IrsaPlan {
+        let outputs = crate::irsa::IrsaOutputs {
             role_name: "r".into(),
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             namespace: "ml".into(),
             service_accounts: vec!["sa".into()],
             trust_policy: json!({"Statement": []}),
-            steps: vec![IrsaStep {
-                kind: "IAMRole",
-                name: "r".into(),
-                namespace: None,
-                change: Change::Created,
-                action: IrsaAction::Iam(crate::steps::IamAction::DeleteRole { role: "r".into() }),
-            }],
-            ..IrsaPlan::default()
+            ..Default::default()
         };
-        let table_report = IrsaReport::from_plan(&plan, DryRun::Client, OutputFormat::Table);
+        let step = Step::Iam(IamStep {
+            kind: "IAMRole",
+            name: "r".into(),
+            change: Change::Created,
+            action: IamAction::DeleteRole { role: "r".into() },
+        });
+        let plan = IrsaPlan::new(outputs, vec![step], Direction::Create);
+        let table_report = Report::from_plan(&plan, DryRun::Client, OutputFormat::Table);
         assert!(table_report.rendered.is_none());
-        let text = render_table(&table_report, "irsa create");
+        let text = report_table(&table_report, "irsa create");
         assert!(text.contains("irsa create: 1 created, 0 updated, 0 deleted, 0 unchanged (dry run: nothing was written)"), "{text}");
         assert!(
             text.contains("roleArn:         arn:aws:iam::123456789012:role/r"),
             "{text}"
         );
         assert!(text.contains("serviceAccounts: ml/sa"), "{text}");
-        let json = serde_json::to_value(IrsaReport::from_plan(
-            &plan,
-            DryRun::Client,
-            OutputFormat::Json,
-        ))
-        .unwrap();
+        let json =
+            serde_json::to_value(Report::from_plan(&plan, DryRun::Client, OutputFormat::Json))
+                .unwrap();
         assert_eq!(json["rendered"]["trustPolicy"], json!({"Statement": []}));
         assert_eq!(
             json["rendered"]["writes"][0]["action"]["action"],
             "deleteRole"
         );
-        let applied = IrsaReport::from_plan(&plan, DryRun::None, OutputFormat::Json);
+        assert_eq!(json["rendered"]["writes"][0]["kind"], "IAMRole");
+        let applied = Report::from_plan(&plan, DryRun::None, OutputFormat::Json);
         assert!(applied.rendered.is_none());
     }
 }

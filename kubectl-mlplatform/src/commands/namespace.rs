@@ -9,9 +9,9 @@ use serde::Serialize;
 
 use super::error::CommandError;
 use super::preflight::{read_bundle_state, resolve_namespace};
-use crate::apply::{Direction, apply};
 use crate::cli::{NamespaceArgs, NamespaceCommand};
 use crate::common::{GlobalArgs, OutputFormat};
+use crate::execute::{Clients, execute};
 use crate::kube_io::{KubeTarget, list_managed_namespaces, load_target};
 use crate::output::{Progress, print_report, render_data, table, warn};
 use crate::plan::{plan_namespace_add, plan_namespace_remove, resolve_params};
@@ -66,22 +66,24 @@ async fn add_or_remove(
     let progress = Progress::for_stderr();
     let kube = target.client().await?;
     let observed = read_bundle_state(&kube, &profile, &vars, &namespace).await?;
-    let (plan, direction, verb) = match remove {
+    let (plan, verb) = match remove {
         None => (
             plan_namespace_add(&profile, &vars, &namespace, &observed)?,
-            Direction::Create,
             "namespace add",
         ),
         Some(delete_namespace) => (
             plan_namespace_remove(&profile, &vars, &namespace, delete_namespace, &observed)?,
-            Direction::Teardown,
             "namespace remove",
         ),
     };
     for w in &plan.warnings {
         warn(w);
     }
-    apply(&plan, None, &kube, global.dry_run, direction, &progress).await?;
+    let clients = Clients {
+        aws: None,
+        kube: Some(&kube),
+    };
+    execute(&plan, clients, global.dry_run, &progress).await?;
     print_report(&plan, global.dry_run, global.output, verb).map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)
 }

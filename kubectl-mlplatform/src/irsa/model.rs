@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::names::RoleName;
 use super::trust::subject;
 use crate::aws::RoleFacts;
 use crate::common::Change;
-use crate::steps::{ChangeRow, IamAction};
+use crate::objects::{Kind, ObjectKey};
+use crate::output::Summary;
+use crate::steps::{IamAction, IamStep, KubeAction, KubeStep, Plan, Step};
 
 /// Everything `irsa create|delete` was asked for, resolved (cluster facts included), before I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,107 +60,115 @@ pub(crate) struct IrsaObserved {
     pub(crate) service_accounts: BTreeMap<(String, String), Option<Value>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
-pub(crate) enum IrsaAction {
-    None,
-    #[serde(rename_all = "camelCase")]
-    TagRole {
-        role: String,
-        #[serde(serialize_with = "pairs_as_map")]
-        tags: Vec<(String, String)>,
-    },
-    #[serde(rename_all = "camelCase")]
-    UntagRole {
-        role: String,
-        keys: Vec<String>,
-    },
-    #[serde(rename_all = "camelCase")]
-    CreateServiceAccount {
-        body: Value,
-    },
-    #[serde(rename_all = "camelCase")]
-    PatchServiceAccount {
-        namespace: String,
-        name: String,
-        patch: Value,
-    },
-    #[serde(rename_all = "camelCase")]
-    DeleteServiceAccount {
-        namespace: String,
-        name: String,
-    },
-    /// An IAM write, rendered as `steps::IamAction` renders it (it carries its own `action`).
-    #[serde(untagged)]
-    Iam(IamAction),
-}
-
-fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct IrsaStep {
-    pub(crate) kind: &'static str,
-    pub(crate) name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) namespace: Option<String>,
-    pub(crate) change: Change,
-    pub(crate) action: IrsaAction,
-}
-
-impl IrsaStep {
-    pub(super) fn iam(
-        kind: &'static str,
-        name: impl Into<String>,
-        change: Change,
-        iam: IamAction,
-    ) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-            namespace: None,
-            change,
-            action: if iam == IamAction::None {
-                IrsaAction::None
-            } else {
-                IrsaAction::Iam(iam)
-            },
-        }
-    }
-}
-
-/// The ordered writes (IAM first on create, ServiceAccounts first on delete) and what to print.
+/// What `irsa create|delete` print besides the change rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct IrsaPlan {
-    pub(crate) role_name: String,
+pub(crate) struct IrsaOutputs {
     pub(crate) role_arn: String,
+    pub(crate) role_name: String,
     pub(crate) namespace: String,
     pub(crate) service_accounts: Vec<String>,
     /// The trust policy as wanted (create) or found (delete).
-    pub(crate) trust_policy: Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) inline_policy: Option<Value>,
-    pub(crate) attached_policy_arns: Vec<String>,
-    pub(crate) steps: Vec<IrsaStep>,
     #[serde(skip)]
-    pub(crate) warnings: Vec<String>,
+    pub(crate) trust_policy: Value,
+    #[serde(skip)]
+    pub(crate) inline_policy: Option<Value>,
+    #[serde(skip)]
+    pub(crate) attached_policy_arns: Vec<String>,
 }
 
-impl IrsaPlan {
-    pub(crate) fn changes(&self) -> Vec<ChangeRow> {
-        self.steps
-            .iter()
-            .map(|s| ChangeRow {
-                kind: s.kind.to_owned(),
-                name: s.name.clone(),
-                namespace: s.namespace.clone(),
-                change: s.change,
-            })
-            .collect()
+/// The ordered writes (IAM first on create, ServiceAccounts first on delete) and what to print.
+pub(crate) type IrsaPlan = Plan<IrsaOutputs>;
+
+pub(super) fn iam_step(
+    kind: &'static str,
+    name: impl Into<String>,
+    change: Change,
+    action: IamAction,
+) -> Step {
+    Step::Iam(IamStep {
+        kind,
+        name: name.into(),
+        change,
+        action,
+    })
+}
+
+pub(super) fn sa_object_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::ServiceAccount,
+        namespace: Some(namespace.to_owned()),
+        name: name.to_owned(),
     }
-    pub(crate) fn has_writes(&self) -> bool {
-        self.steps.iter().any(|s| s.action != IrsaAction::None)
+}
+
+/// A ServiceAccount step; `shown` is what a dry run shows (the body, the patch, or nothing).
+pub(super) fn sa_step(namespace: &str, name: &str, change: Change, action: KubeAction) -> Step {
+    let desired = match &action {
+        KubeAction::Create(body) | KubeAction::MergePatch(body) | KubeAction::Apply(body) => {
+            body.clone()
+        }
+        KubeAction::None | KubeAction::Delete => Value::Null,
+    };
+    Step::Kube(KubeStep {
+        key: sa_object_key(namespace, name),
+        desired,
+        change,
+        action,
+    })
+}
+
+/// One write as `-o yaml` has always shown it: the row, and the action with its documents.
+fn rendered_write(step: &Step) -> Option<Value> {
+    let row = step.row()?;
+    let action = match step {
+        Step::Iam(s) => serde_json::to_value(&s.action).unwrap_or(Value::Null),
+        Step::Kube(s) => {
+            let (namespace, name) = (s.key.namespace.clone().unwrap_or_default(), &s.key.name);
+            match &s.action {
+                KubeAction::Create(body) => json!({"action": "createServiceAccount", "body": body}),
+                KubeAction::MergePatch(patch) | KubeAction::Apply(patch) => json!({
+                    "action": "patchServiceAccount", "namespace": namespace, "name": name, "patch": patch,
+                }),
+                KubeAction::Delete => json!({
+                    "action": "deleteServiceAccount", "namespace": namespace, "name": name,
+                }),
+                KubeAction::None => return None,
+            }
+        }
+        _ => return None,
+    };
+    let mut out = serde_json::to_value(row).ok()?;
+    out["action"] = action;
+    Some(out)
+}
+
+impl Summary for IrsaOutputs {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("roleArn", self.role_arn.clone()),
+            (
+                "serviceAccounts",
+                self.service_accounts
+                    .iter()
+                    .map(|sa| format!("{}/{sa}", self.namespace))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ]
+    }
+    fn rendered(plan: &Plan<Self>) -> Value {
+        let writes: Vec<Value> = plan
+            .steps
+            .iter()
+            .filter(|s| s.sends())
+            .filter_map(rendered_write)
+            .collect();
+        json!({
+            "trustPolicy": plan.outputs.trust_policy,
+            "inlinePolicy": plan.outputs.inline_policy,
+            "attachedPolicyArns": plan.outputs.attached_policy_arns,
+            "writes": writes,
+        })
     }
 }

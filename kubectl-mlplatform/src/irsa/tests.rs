@@ -47,7 +47,7 @@ fn role_after(req: &IrsaRequest) -> RoleFacts {
         name: req.role.name.clone(),
         arn: req.role_arn(),
         path: req.role.path.clone(),
-        trust_policy: plan.trust_policy,
+        trust_policy: plan.outputs.trust_policy,
         inline_policies: req
             .inline_policy
             .iter()
@@ -73,10 +73,24 @@ fn sa(namespace: &str, name: &str, annotation: Option<&str>, ours: bool) -> Valu
 }
 
 fn rows(plan: &IrsaPlan) -> Vec<(String, String, Change)> {
-    plan.steps
-        .iter()
-        .map(|s| (s.kind.to_owned(), s.name.clone(), s.change))
+    plan.changes()
+        .into_iter()
+        .map(|r| (r.kind, r.name, r.change))
         .collect()
+}
+
+fn iam_action(step: &Step) -> &IamAction {
+    match step {
+        Step::Iam(s) => &s.action,
+        other => panic!("not an IAM step: {other:?}"),
+    }
+}
+
+fn kube_action(step: &Step) -> &KubeAction {
+    match step {
+        Step::Kube(s) => &s.action,
+        other => panic!("not a Kubernetes step: {other:?}"),
+    }
 }
 
 #[test]
@@ -229,10 +243,13 @@ fn create_from_nothing_makes_role_policies_and_service_account() {
             ("ServiceAccount".into(), "sa".into(), Change::Created),
         ]
     );
-    assert_eq!(plan.role_arn, "arn:aws:iam::123456789012:role/ml-role");
-    let IrsaAction::Iam(IamAction::CreateRole {
+    assert_eq!(
+        plan.outputs.role_arn,
+        "arn:aws:iam::123456789012:role/ml-role"
+    );
+    let IamAction::CreateRole {
         tags, trust_policy, ..
-    }) = &plan.steps[0].action
+    } = iam_action(&plan.steps[0])
     else {
         panic!("{:?}", plan.steps[0]);
     };
@@ -242,17 +259,26 @@ fn create_from_nothing_makes_role_policies_and_service_account() {
         trust_policy["Statement"][0]["Condition"]["StringEquals"][format!("{ISSUER}:sub")],
         "system:serviceaccount:ml:sa"
     );
-    let IrsaAction::CreateServiceAccount { body } = &plan.steps[3].action else {
+    let KubeAction::Create(body) = kube_action(&plan.steps[3]) else {
         panic!()
     };
     assert_eq!(
         body["metadata"]["annotations"][eks::ROLE_ARN],
-        plan.role_arn
+        plan.outputs.role_arn
     );
     assert_eq!(body["metadata"]["labels"][SA_CREATED_LABEL], "true");
-    // Rendered IAM actions keep steps::IamAction's shape.
-    let rendered = serde_json::to_value(&plan.steps[0]).unwrap();
-    assert_eq!(rendered["action"]["action"], "createRole", "{rendered}");
+    // Rendered writes keep their shape: the row, and the action with its documents.
+    let rendered = <IrsaOutputs as crate::output::Summary>::rendered(&plan);
+    assert_eq!(rendered["writes"][0]["kind"], "IAMRole", "{rendered}");
+    assert_eq!(
+        rendered["writes"][0]["action"]["action"], "createRole",
+        "{rendered}"
+    );
+    assert_eq!(
+        rendered["writes"][3]["action"]["action"], "createServiceAccount",
+        "{rendered}"
+    );
+    assert_eq!(rendered["writes"][3]["namespace"], "ml", "{rendered}");
 }
 
 #[test]
@@ -266,7 +292,7 @@ fn re_running_the_same_request_writes_nothing() {
     );
     let plan = plan_irsa_create(&req, &obs).unwrap();
     assert!(!plan.has_writes(), "{:#?}", plan.steps);
-    assert!(plan.steps.iter().all(|s| s.change == Change::Unchanged));
+    assert!(plan.changes().iter().all(|r| r.change == Change::Unchanged));
 }
 
 #[test]
@@ -322,7 +348,7 @@ fn different_inputs_reconcile_trust_policies_and_annotations() {
             ("ServiceAccount".into(), "old-sa".into(), Change::Updated),
         ]
     );
-    let IrsaAction::PatchServiceAccount { patch, .. } = &plan.steps[7].action else {
+    let KubeAction::MergePatch(patch) = kube_action(&plan.steps[7]) else {
         panic!()
     };
     assert_eq!(
@@ -339,7 +365,7 @@ fn different_inputs_reconcile_trust_policies_and_annotations() {
         "{:?}",
         plan.warnings
     );
-    let IrsaAction::UntagRole { keys, .. } = &plan.steps[5].action else {
+    let IamAction::UntagRole { keys, .. } = iam_action(&plan.steps[5]) else {
         panic!()
     };
     assert_eq!(keys, &vec![attached_policy_tag(S3_RO)]);
@@ -357,7 +383,7 @@ fn an_already_attached_policy_not_ours_is_not_tracked() {
         !plan
             .steps
             .iter()
-            .any(|s| matches!(s.action, IrsaAction::TagRole { .. })),
+            .any(|s| matches!(s, Step::Iam(i) if matches!(i.action, IamAction::TagRole { .. }))),
         "{:#?}",
         plan.steps
     );
@@ -422,7 +448,7 @@ fn role_only_leaves_service_accounts_alone() {
         ..observed()
     };
     let plan = plan_irsa_create(&req, &obs).unwrap();
-    assert!(plan.steps.iter().all(|s| s.kind != "ServiceAccount"));
+    assert!(plan.changes().iter().all(|r| r.kind != "ServiceAccount"));
     let del = plan_irsa_delete(&req, &obs).unwrap();
     assert_eq!(
         rows(&del),
@@ -464,8 +490,8 @@ fn delete_removes_what_we_made_and_only_our_annotation() {
         )),
     );
     let plan = plan_irsa_delete(&req, &obs).unwrap();
-    assert_eq!(plan.steps[1].change, Change::Unchanged);
-    assert_eq!(plan.steps[1].action, IrsaAction::None);
+    assert_eq!(plan.changes()[1].change, Change::Unchanged);
+    assert!(!plan.steps[1].sends());
 }
 
 mod properties {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::error::PlanError;
-use super::model::{ConnectInputs, Observed, Plan, others_remaining};
+use super::model::{ConnectInputs, Observed, Sections, others_remaining};
 use crate::access_entry::{
     AccessRequest, DEFAULT_ACCESS_POLICY, Mechanism, choose_mechanism, plan_access_entry,
     plan_access_entry_removal,
@@ -56,6 +56,7 @@ fn plan_mapping(observed: &Observed, wanted: Mapping) -> Result<AwsAuthStep, Pla
             AwsAuthAction::None
         } else {
             AwsAuthAction::Upsert {
+                kind: MappingKind::Role,
                 mapping: wanted.clone(),
             }
         },
@@ -133,7 +134,7 @@ pub(super) fn plan_access_apply(
     observed: &Observed,
     vars: &Vars,
     arn: &str,
-    plan: &mut Plan,
+    plan: &mut Sections,
 ) -> Result<(), PlanError> {
     let Some(mapping) = desired_mapping(profile, vars, arn, inputs.cluster_admin)? else {
         return Ok(());
@@ -166,6 +167,7 @@ pub(super) fn plan_access_apply(
             let (change, actions) = plan_access_entry(&req, observed.access_entry.as_ref())
                 .map_err(|e| PlanError::ClusterAccess(e.to_string()))?;
             plan.access_entry = Some(AccessEntryStep {
+                cluster: cluster.name.clone(),
                 principal_arn: mapping.arn,
                 username: mapping.username,
                 groups: mapping.groups,
@@ -185,7 +187,7 @@ pub(super) fn plan_access_remove(
     observed: &Observed,
     vars: &Vars,
     arn: &str,
-    plan: &mut Plan,
+    plan: &mut Sections,
 ) -> Result<(), PlanError> {
     let last = others_remaining(observed, &inputs.namespace).is_empty();
     let arn = parse_iam_arn(arn)
@@ -200,7 +202,10 @@ pub(super) fn plan_access_remove(
                         .preview_remove(MappingKind::Role, &arn)
                         .map_err(|e| PlanError::AwsAuth(e.to_string()))?;
                     let action = if change == Change::Deleted {
-                        AwsAuthAction::Remove { arn: arn.clone() }
+                        AwsAuthAction::Remove {
+                            kind: MappingKind::Role,
+                            arn: arn.clone(),
+                        }
                     } else {
                         AwsAuthAction::None
                     };
@@ -242,6 +247,7 @@ pub(super) fn plan_access_remove(
             }
             .map_err(|e| PlanError::ClusterAccess(e.to_string()))?;
             plan.access_entry = Some(AccessEntryStep {
+                cluster: cluster.name.clone(),
                 principal_arn: arn,
                 username: String::new(),
                 groups: Vec::new(),

@@ -12,7 +12,8 @@ use crate::aws::{CallerIdentity, ClusterNetwork, RoleFacts};
 use crate::aws_auth::AwsAuth;
 use crate::objects::ObjectKey;
 use crate::steps::{
-    AccessEntryStep, AwsAuthStep, ChangeRow, IamAction, IamStep, KubeStep, ManualStepOut, OidcStep,
+    AccessEntryStep, AwsAuthStep, Direction, IamAction, IamStep, KubeStep, ManualStepOut, OidcStep,
+    Step,
 };
 use crate::vocabulary::{TAG_MANAGED_BY, TAG_OIDC_CREATED_BY};
 
@@ -89,78 +90,57 @@ pub struct Outputs {
     pub system_service_account: Option<String>,
 }
 
+/// The plan of connect, disconnect and `namespace add|remove`.
+pub type Plan = crate::steps::Plan<Outputs>;
+
+/// A connect-style plan while it is being built, by section; [`Sections::finish`] lays the
+/// sections out as one step list (report order: OIDC provider, IAM, cluster access, objects).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
-    pub outputs: Outputs,
-    pub iam: Vec<IamStep>,
+pub(super) struct Sections {
+    pub(super) outputs: Outputs,
+    pub(super) iam: Vec<IamStep>,
     /// The cluster's IAM OIDC provider (created before, deleted after the IAM roles).
-    pub oidc: Option<OidcStep>,
-    pub aws_auth: Option<AwsAuthStep>,
-    pub access_entry: Option<AccessEntryStep>,
-    pub kube: Vec<KubeStep>,
-    pub manual_steps: Vec<ManualStepOut>,
-    /// For stderr: risky choices (system:masters), things kept on purpose.
-    pub warnings: Vec<String>,
+    pub(super) oidc: Option<OidcStep>,
+    pub(super) aws_auth: Option<AwsAuthStep>,
+    pub(super) access_entry: Option<AccessEntryStep>,
+    pub(super) kube: Vec<KubeStep>,
+    pub(super) manual_steps: Vec<ManualStepOut>,
+    pub(super) warnings: Vec<String>,
+}
+
+impl Sections {
+    pub(super) fn finish(self, direction: Direction) -> Plan {
+        let steps = (self.oidc.into_iter().map(Step::Oidc))
+            .chain(self.iam.into_iter().map(Step::Iam))
+            .chain(self.aws_auth.into_iter().map(Step::AwsAuth))
+            .chain(self.access_entry.into_iter().map(Step::AccessEntry))
+            .chain(self.kube.into_iter().map(Step::Kube))
+            .collect();
+        let mut plan = Plan::new(self.outputs, steps, direction);
+        plan.manual_steps = self.manual_steps;
+        plan.warnings = self.warnings;
+        plan
+    }
 }
 
 impl Plan {
-    pub fn changes(&self) -> Vec<ChangeRow> {
-        let oidc = self.oidc.iter().map(|s| ChangeRow {
-            kind: "IAMOIDCProvider".to_owned(),
-            name: s.issuer.clone(),
-            namespace: None,
-            change: s.change,
-        });
-        let iam = self.iam.iter().map(|s| ChangeRow {
-            kind: s.kind.to_owned(),
-            name: s.name.clone(),
-            namespace: None,
-            change: s.change,
-        });
-        let auth = self.aws_auth.iter().map(|s| ChangeRow {
-            kind: "AwsAuthMapping".to_owned(),
-            name: s.arn.clone(),
-            namespace: None,
-            change: s.change,
-        });
-        let entry = self.access_entry.iter().map(|s| ChangeRow {
-            kind: "AccessEntry".to_owned(),
-            name: s.principal_arn.clone(),
-            namespace: None,
-            change: s.change,
-        });
-        let auth = auth.chain(entry);
-        let kube = self.kube.iter().map(|s| ChangeRow {
-            kind: s.key.kind.as_str().to_owned(),
-            name: s.key.name.clone(),
-            namespace: s.key.namespace.clone(),
-            change: s.change,
-        });
-        oidc.chain(iam).chain(auth).chain(kube).collect()
-    }
-
-    pub fn has_writes(&self) -> bool {
-        self.changes().iter().any(|c| c.change.is_write())
-    }
-
     /// The rendered objects and IAM documents (`--dry-run=client -o yaml`).
     pub fn rendered(&self) -> Value {
         let iam: Vec<Value> = self
-            .iam
-            .iter()
+            .iam_steps()
             .filter(|s| s.action != IamAction::None)
             .map(|s| serde_json::to_value(&s.action).unwrap_or(Value::Null))
             .collect();
-        let objects: Vec<Value> = self.kube.iter().map(|s| s.desired.clone()).collect();
+        let objects: Vec<Value> = self.kube_steps().map(|s| s.desired.clone()).collect();
         let mut out = json!({
             "iam": iam,
-            "awsAuth": self.aws_auth,
+            "awsAuth": self.aws_auth_step(),
             "objects": objects,
         });
-        if let Some(oidc) = &self.oidc {
+        if let Some(oidc) = self.oidc_step() {
             out["oidcProvider"] = serde_json::to_value(oidc).unwrap_or(Value::Null);
         }
-        if let Some(entry) = &self.access_entry {
+        if let Some(entry) = self.access_entry_step() {
             out["accessEntry"] = serde_json::to_value(entry).unwrap_or(Value::Null);
         }
         if !self.manual_steps.is_empty() {

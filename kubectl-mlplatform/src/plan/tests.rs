@@ -112,7 +112,7 @@ fn only_a_namespace_created_for_the_profile_is_deleted() {
             ..Observed::default()
         };
         let plan = plan_namespace_remove(&profile, &vars, "team", true, &observed).unwrap();
-        let step = plan.kube.iter().find(|s| s.key == key).unwrap().clone();
+        let step = plan.kube_steps().find(|s| s.key == key).unwrap().clone();
         (step, plan.warnings)
     };
     let created = managed(json!({"metadata": {"annotations": {

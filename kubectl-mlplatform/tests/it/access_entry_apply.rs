@@ -12,9 +12,9 @@ use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http
 use kubectl_mlplatform::access_entry::{
     AccessEntryAction, AuthMode, DEFAULT_ACCESS_POLICY, ObservedEntry, Scope,
 };
-use kubectl_mlplatform::apply::{Direction, apply};
 use kubectl_mlplatform::aws::{Aws, ClusterFacts};
 use kubectl_mlplatform::common::{Change, DryRun};
+use kubectl_mlplatform::execute::{Clients, execute};
 use kubectl_mlplatform::output::Progress;
 use kubectl_mlplatform::plan::{ConnectInputs, Observed, plan_connect, plan_disconnect};
 use kubectl_mlplatform::profile::load_profile;
@@ -113,13 +113,14 @@ async fn hopsworks_on_an_api_cluster_creates_and_deletes_an_access_entry() {
         ..Observed::default()
     };
     let plan = plan_connect(&profile, &inputs, &cluster, &observed).unwrap();
-    assert!(plan.aws_auth.is_none());
-    apply(
+    assert!(plan.aws_auth_step().is_none());
+    execute(
         &plan,
-        Some(&aws),
-        &kube,
+        Clients {
+            aws: Some(&aws),
+            kube: Some(&kube),
+        },
         DryRun::None,
-        Direction::Create,
         &Progress::disabled(),
     )
     .await
@@ -171,15 +172,16 @@ async fn hopsworks_on_an_api_cluster_creates_and_deletes_an_access_entry() {
         ..Observed::default()
     };
     let down = plan_disconnect(&profile, &inputs, &cluster, &observed).unwrap();
-    let step = down.access_entry.as_ref().unwrap();
+    let step = down.access_entry_step().unwrap();
     assert_eq!(step.change, Change::Deleted);
     assert_eq!(step.actions, [AccessEntryAction::DeleteEntry]);
-    apply(
+    execute(
         &down,
-        Some(&aws),
-        &kube,
+        Clients {
+            aws: Some(&aws),
+            kube: Some(&kube),
+        },
         DryRun::None,
-        Direction::Teardown,
         &Progress::disabled(),
     )
     .await

@@ -88,7 +88,7 @@ fn golden(name: &str, docs: &[Value]) {
 /// (with server fields added), the role as IAM would describe it, the mapping in aws-auth.
 fn observed_after(plan: &Plan) -> Observed {
     let mut observed = empty_observed();
-    for step in &plan.kube {
+    for step in plan.kube_steps() {
         let mut live = step.desired.clone();
         live["metadata"]["uid"] = json!("uid-1");
         live["metadata"]["resourceVersion"] = json!("7");
@@ -100,7 +100,7 @@ fn observed_after(plan: &Plan) -> Observed {
     let mut inline = BTreeMap::new();
     let mut trust = Value::Null;
     let mut tags = BTreeMap::new();
-    for step in &plan.iam {
+    for step in plan.iam_steps() {
         match &step.action {
             IamAction::CreateRole {
                 trust_policy,
@@ -131,7 +131,7 @@ fn observed_after(plan: &Plan) -> Observed {
         tags,
         description: None,
     });
-    let AwsAuthAction::Upsert { mapping } = &plan.aws_auth.as_ref().unwrap().action else {
+    let AwsAuthAction::Upsert { mapping, .. } = &plan.aws_auth_step().unwrap().action else {
         panic!("connect should map the role");
     };
     let map_roles = format!(
@@ -166,7 +166,7 @@ fn connect_on_an_empty_cluster_creates_everything_as_in_the_golden_files() {
         plan.outputs.system_service_account.as_deref(),
         Some("k8s-serviceaccount-for-parallels-parallelsns")
     );
-    let objects: Vec<Value> = plan.kube.iter().map(|s| s.desired.clone()).collect();
+    let objects: Vec<Value> = plan.kube_steps().map(|s| s.desired.clone()).collect();
     golden("objects.yaml", &objects);
     let rendered = plan.rendered();
     golden(
@@ -241,7 +241,7 @@ fn drift_is_repaired_by_update_and_a_new_external_id_updates_the_trust() {
             ),
         ])
     );
-    let role_step = plan.kube.iter().find(|s| s.key == user_role).unwrap();
+    let role_step = plan.kube_steps().find(|s| s.key == user_role).unwrap();
     let KubeAction::MergePatch(patch) = &role_step.action else {
         panic!("{:?}", role_step.action)
     };
@@ -289,7 +289,7 @@ fn cluster_admin_adds_system_masters_with_a_warning() {
         ..inputs()
     };
     let plan = plan_connect(&profile, &admin, &cluster(), &empty_observed()).unwrap();
-    let AwsAuthAction::Upsert { mapping } = &plan.aws_auth.as_ref().unwrap().action else {
+    let AwsAuthAction::Upsert { mapping, .. } = &plan.aws_auth_step().unwrap().action else {
         panic!()
     };
     assert_eq!(mapping.groups, ["mlplatform:concurrent", "system:masters"]);
@@ -310,7 +310,7 @@ fn disconnect_removes_exactly_what_connect_made_and_only_our_namespace_keys() {
     ns["metadata"]["labels"]["team"] = json!("ml");
     ns["metadata"]["annotations"]["owner"] = json!("alice");
     let plan = plan_disconnect(&profile, &inputs(), &cluster(), &observed).unwrap();
-    let ns_step = plan.kube.iter().find(|s| s.key == ns_key).unwrap();
+    let ns_step = plan.kube_steps().find(|s| s.key == ns_key).unwrap();
     let KubeAction::MergePatch(patch) = &ns_step.action else {
         panic!("{:?}", ns_step.action)
     };
@@ -362,7 +362,7 @@ fn shared_objects_stay_while_another_namespace_of_the_profile_remains() {
 
     let vars = vars_for(&profile, &cluster(), &inputs().params, NS);
     let remove = plan_namespace_remove(&profile, &vars, NS, false, &observed).unwrap();
-    assert!(remove.iam.is_empty() && remove.aws_auth.is_none());
+    assert!(remove.iam_steps().next().is_none() && remove.aws_auth_step().is_none());
     let err = plan_namespace_remove(&profile, &vars, "elsewhere", false, &observed).unwrap_err();
     assert!(
         matches!(err, PlanError::NamespaceNotManaged { .. }),
@@ -403,8 +403,8 @@ fn clusters_that_ignore_aws_auth_are_refused() {
     );
     // auto on an API cluster: an access entry instead of aws-auth.
     let plan = plan_connect(&profile, &inputs(), &api_only, &empty_observed()).unwrap();
-    assert!(plan.aws_auth.is_none());
-    let entry = plan.access_entry.as_ref().unwrap();
+    assert!(plan.aws_auth_step().is_none());
+    let entry = plan.access_entry_step().unwrap();
     assert_eq!(entry.change, Change::Created);
     assert_eq!(entry.namespaces, [NS]);
     let both = ClusterFacts {
@@ -414,7 +414,7 @@ fn clusters_that_ignore_aws_auth_are_refused() {
     assert!(
         plan_connect(&profile, &configmap, &both, &empty_observed())
             .unwrap()
-            .aws_auth
+            .aws_auth_step()
             .is_some()
     );
 }

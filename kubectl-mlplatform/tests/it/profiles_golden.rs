@@ -98,7 +98,7 @@ fn golden(profile: &str, plan: &Plan) {
 /// The live state after a connect that did `plan`.
 fn observed_after(base: &Observed, plan: &Plan) -> Observed {
     let mut observed = base.clone();
-    for step in &plan.kube {
+    for step in plan.kube_steps() {
         if step.action == KubeAction::None && observed.objects.contains_key(&step.key) {
             continue;
         }
@@ -112,7 +112,7 @@ fn observed_after(base: &Observed, plan: &Plan) -> Observed {
         }
         observed.objects.insert(step.key.clone(), live);
     }
-    if let Some(oidc) = &plan.oidc
+    if let Some(oidc) = plan.oidc_step()
         && let OidcAction::Create { tags, .. } = &oidc.action
     {
         observed.oidc_provider = Some(OidcProviderFacts {
@@ -120,7 +120,7 @@ fn observed_after(base: &Observed, plan: &Plan) -> Observed {
             tags: tags.iter().cloned().collect(),
         });
     }
-    for step in &plan.iam {
+    for step in plan.iam_steps() {
         match &step.action {
             IamAction::CreateRole {
                 role: name,
@@ -157,7 +157,7 @@ fn observed_after(base: &Observed, plan: &Plan) -> Observed {
             _ => {}
         }
     }
-    if let Some(step) = &plan.aws_auth
+    if let Some(step) = plan.aws_auth_step()
         && let Some(m) = &step.wanted
     {
         let map_roles = format!(
@@ -190,8 +190,9 @@ fn sagemaker_operator_plan_matches_the_golden_file_and_is_idempotent() {
         Some("arn:aws:iam::678901234557:role/mlplatform-sagemaker-operator-kubetest32")
     );
     // The trust is the seed's trust.json, for this cluster.
-    let IamAction::CreateRole { trust_policy, .. } = &plan.iam[0].action else {
-        panic!("{:?}", plan.iam[0])
+    let IamAction::CreateRole { trust_policy, .. } = &plan.iam_steps().next().unwrap().action
+    else {
+        panic!("{:?}", plan.iam_steps().next().unwrap())
     };
     let seed: Value = serde_json::from_str(
         &include_str!("../fixtures/irsa/sagemaker-operator-trust.json")
@@ -250,8 +251,7 @@ fn arthur_plan_matches_the_golden_file_demotes_and_restores_exactly() {
     last.profile_namespaces = vec!["arthur".into()];
     let down = plan_disconnect(&profile, &inputs("arthur", &params), &cluster(), &last).unwrap();
     let gp2_step = down
-        .kube
-        .iter()
+        .kube_steps()
         .find(|s| s.key.name == "gp2")
         .expect("gp2 restored");
     assert_eq!(
@@ -261,7 +261,7 @@ fn arthur_plan_matches_the_golden_file_demotes_and_restores_exactly() {
         )
     );
     assert!(
-        down.kube.iter().all(|s| s.key.name != "sc1"),
+        down.kube_steps().all(|s| s.key.name != "sc1"),
         "sc1 was never default and is not touched"
     );
     assert!(
@@ -335,7 +335,7 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
     );
     // The mapping strips the role path, as aws-auth needs.
     assert_eq!(
-        plan.aws_auth.as_ref().unwrap().arn,
+        plan.aws_auth_step().unwrap().arn,
         format!("arn:aws:iam::{ACCOUNT}:role/instance")
     );
     let observed = observed_after(&base, &plan);
@@ -357,7 +357,10 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
         &base,
     )
     .unwrap();
-    assert!(plan.iam.iter().all(|s| !s.name.contains("hopsworks-cross")));
+    assert!(
+        plan.iam_steps()
+            .all(|s| !s.name.contains("hopsworks-cross"))
+    );
     assert!(
         plan.manual_steps[0]
             .command
@@ -371,8 +374,7 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
     admin.cluster_admin = true;
     let plan = plan_connect(&profile, &admin, &cluster(), &base).unwrap();
     assert_eq!(
-        plan.aws_auth
-            .as_ref()
+        plan.aws_auth_step()
             .unwrap()
             .wanted
             .as_ref()
@@ -408,8 +410,8 @@ fn hopsworks_on_an_api_cluster_gets_an_access_entry_scoped_to_its_namespaces() {
         ..cluster()
     };
     let plan = plan_connect(&profile, &auto, &api, &base).unwrap();
-    assert!(plan.aws_auth.is_none());
-    let entry = plan.access_entry.as_ref().unwrap();
+    assert!(plan.aws_auth_step().is_none());
+    let entry = plan.access_entry_step().unwrap();
     assert_eq!(entry.namespaces, ["hopsworks", "team-a"]);
     assert_eq!(entry.username, "hopsworks");
     assert!(matches!(
@@ -437,18 +439,18 @@ fn the_oidc_provider_is_deleted_only_when_we_made_it_and_nobody_else_trusts_it()
     trusted_by_us_only.roles_trusting_provider = vec![role_name.clone()];
     let down =
         plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &trusted_by_us_only).unwrap();
-    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Deleted);
+    assert_eq!(down.oidc_step().unwrap().change, Change::Deleted);
 
     let mut shared = ours.clone();
     shared.roles_trusting_provider = vec![role_name, "someone-elses".into()];
     let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &shared).unwrap();
-    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Unchanged);
+    assert_eq!(down.oidc_step().unwrap().change, Change::Unchanged);
     assert!(down.warnings.iter().any(|w| w.contains("someone-elses")));
 
     let mut theirs = ours.clone();
     theirs.oidc_provider.as_mut().unwrap().tags.clear();
     let down = plan_disconnect(&profile, &inputs(ns, &[]), &cluster(), &theirs).unwrap();
-    assert_eq!(down.oidc.as_ref().unwrap().change, Change::Unchanged);
+    assert_eq!(down.oidc_step().unwrap().change, Change::Unchanged);
     assert!(down.warnings.iter().any(|w| w.contains("existed before")));
 
     // A cluster without an issuer cannot have IRSA: one clear error.
@@ -503,7 +505,7 @@ fn a_gp3_class_that_existed_before_is_made_default_and_given_back_not_deleted() 
                "provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"}}),
     ];
     let plan = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &base).unwrap();
-    let gp3 = plan.kube.iter().find(|s| s.key.name == "gp3").unwrap();
+    let gp3 = plan.kube_steps().find(|s| s.key.name == "gp3").unwrap();
     assert_eq!(
         gp3.action,
         KubeAction::MergePatch(json!({"metadata": {"annotations": {
@@ -515,25 +517,22 @@ fn a_gp3_class_that_existed_before_is_made_default_and_given_back_not_deleted() 
     // After connect: gp3 default (with the record), gp2 demoted.
     let mut after = base.clone();
     after.storage_classes = plan
-        .kube
-        .iter()
+        .kube_steps()
         .filter(|s| s.key.kind == Kind::StorageClass)
         .map(|s| s.desired.clone())
         .collect();
     let again = plan_connect(&profile, &inputs("arthur", &params), &cluster(), &after).unwrap();
     assert!(
         again
-            .kube
-            .iter()
+            .kube_steps()
             .filter(|s| s.key.kind == Kind::StorageClass)
             .all(|s| s.change == Change::Unchanged),
         "{:?}",
-        again.kube
+        again.kube_steps().collect::<Vec<_>>()
     );
     let down = plan_disconnect(&profile, &inputs("arthur", &params), &cluster(), &after).unwrap();
     let sc: BTreeMap<&str, &KubeAction> = down
-        .kube
-        .iter()
+        .kube_steps()
         .filter(|s| s.key.kind == Kind::StorageClass)
         .map(|s| (s.key.name.as_str(), &s.action))
         .collect();

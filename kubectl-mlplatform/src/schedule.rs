@@ -1,0 +1,167 @@
+//! Pure: the order a plan's steps are carried out in, as batches of step indices (the steps of
+//! one batch go out concurrently). Steps that send nothing are left out.
+//!
+//! Create: the OIDC provider, then IAM (one at a time, in plan order: a role before its
+//! policies), then cluster access (aws-auth, access entry), then Kubernetes objects in waves.
+//! Teardown is the mirror image, so nothing ever trusts or maps a role that no longer exists.
+//! Kubernetes waves: namespaces before what lives in them (after, on teardown); creates of
+//! cluster-scoped objects before patches of others' (a default StorageClass is created, with its
+//! record of what it demotes, before anything is demoted); restoring others' objects before
+//! deleting ours on teardown.
+
+use crate::objects::Kind;
+use crate::steps::{Direction, KubeAction, Step};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum KubeWave {
+    Namespaces,
+    ClusterCreates,
+    ClusterPatches,
+    ClusterDeletes,
+    Namespaced,
+}
+
+fn kube_wave(step: &crate::steps::KubeStep) -> KubeWave {
+    if step.key.kind == Kind::Namespace {
+        KubeWave::Namespaces
+    } else if step.key.namespace.is_some() {
+        KubeWave::Namespaced
+    } else {
+        match step.action {
+            KubeAction::Create(_) => KubeWave::ClusterCreates,
+            KubeAction::Delete => KubeWave::ClusterDeletes,
+            _ => KubeWave::ClusterPatches,
+        }
+    }
+}
+
+/// Where a step goes: its stage, and whether it may share a batch with its stage-mates.
+fn stage(step: &Step, direction: Direction) -> (u8, bool) {
+    let kube = |wave: KubeWave| -> u8 {
+        let order = match direction {
+            Direction::Create => [
+                KubeWave::Namespaces,
+                KubeWave::ClusterCreates,
+                KubeWave::ClusterPatches,
+                KubeWave::ClusterDeletes,
+                KubeWave::Namespaced,
+            ],
+            Direction::Teardown => [
+                KubeWave::Namespaced,
+                KubeWave::ClusterPatches,
+                KubeWave::ClusterCreates,
+                KubeWave::ClusterDeletes,
+                KubeWave::Namespaces,
+            ],
+        };
+        order.iter().position(|w| *w == wave).unwrap_or(0) as u8
+    };
+    // Stages: 0 OIDC, 1 IAM, 2 aws-auth, 3 access entry, 10.. Kubernetes, 20 waits (create).
+    let (create, parallel) = match step {
+        Step::Oidc(_) => (0, false),
+        Step::Iam(_) => (1, false),
+        Step::AwsAuth(_) => (2, false),
+        Step::AccessEntry(_) => (3, false),
+        Step::Kube(s) => (10 + kube(kube_wave(s)), true),
+        Step::Wait(_) => (20, false),
+    };
+    let ordered = match (direction, step) {
+        (Direction::Create, _) | (Direction::Teardown, Step::Wait(_)) => create,
+        (Direction::Teardown, Step::Kube(_)) => create - 10,
+        // AWS after the cluster, mirrored: access entry, aws-auth, IAM, OIDC.
+        (Direction::Teardown, _) => 16 - create,
+    };
+    (ordered, parallel)
+}
+
+pub(crate) fn schedule(steps: &[Step], direction: Direction) -> Vec<Vec<usize>> {
+    let mut sending: Vec<(u8, bool, usize)> = steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.sends())
+        .map(|(i, s)| {
+            let (stage, parallel) = stage(s, direction);
+            (stage, parallel, i)
+        })
+        .collect();
+    // Stable: plan order within a stage.
+    sending.sort_by_key(|(stage, _, _)| *stage);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut last: Option<(u8, bool)> = None;
+    for (stage, parallel, i) in sending {
+        match batches.last_mut() {
+            Some(batch) if parallel && last == Some((stage, true)) => batch.push(i),
+            _ => batches.push(vec![i]),
+        }
+        last = Some((stage, parallel));
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::common::Change;
+    use crate::objects::ObjectKey;
+    use crate::steps::{AwsAuthAction, AwsAuthStep, IamAction, IamStep, KubeStep};
+
+    fn kube(kind: Kind, namespace: Option<&str>, name: &str, action: KubeAction) -> Step {
+        Step::Kube(KubeStep {
+            key: ObjectKey {
+                kind,
+                namespace: namespace.map(str::to_owned),
+                name: name.to_owned(),
+            },
+            desired: json!({}),
+            change: Change::Created,
+            action,
+        })
+    }
+
+    fn iam(name: &str, action: IamAction) -> Step {
+        Step::Iam(IamStep {
+            kind: "IAMRole",
+            name: name.to_owned(),
+            change: Change::Created,
+            action,
+        })
+    }
+
+    fn steps() -> Vec<Step> {
+        vec![
+            iam("r", IamAction::DeleteRole { role: "r".into() }),
+            iam("unchanged", IamAction::None),
+            Step::AwsAuth(AwsAuthStep {
+                arn: "a".into(),
+                change: Change::Created,
+                action: AwsAuthAction::Remove {
+                    kind: crate::aws_auth::MappingKind::Role,
+                    arn: "a".into(),
+                },
+                wanted: None,
+            }),
+            kube(Kind::Role, Some("ns"), "r1", KubeAction::Delete),
+            kube(Kind::Namespace, None, "ns", KubeAction::Delete),
+            kube(Kind::ClusterRole, None, "cr", KubeAction::Delete),
+            kube(Kind::RoleBinding, Some("ns"), "b1", KubeAction::Delete),
+        ]
+    }
+
+    #[test]
+    fn create_runs_aws_first_and_namespaces_before_their_contents() {
+        assert_eq!(
+            schedule(&steps(), Direction::Create),
+            vec![vec![0], vec![2], vec![4], vec![5], vec![3, 6]]
+        );
+    }
+
+    #[test]
+    fn teardown_is_the_mirror_image_and_skips_steps_that_send_nothing() {
+        assert_eq!(
+            schedule(&steps(), Direction::Teardown),
+            vec![vec![3, 6], vec![5], vec![4], vec![2], vec![0]]
+        );
+    }
+}
