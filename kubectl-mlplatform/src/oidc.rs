@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 
 use crate::arn::parse_eks_cluster_arn;
 use crate::aws::{Aws, AwsError, ClusterFacts, issuer_host_path};
-use crate::common::{Change, DryRun};
+use crate::common::Change;
+use crate::steps::{Direction, OidcAction, OidcStep, Plan, Step};
 use crate::irsa::oidc_provider_arn;
 
 /// How long the thumbprint fetch may take in all (connect + handshake).
@@ -56,10 +57,10 @@ pub enum ThumbprintError {
     NoCertificate { host: String },
 }
 
-/// What `oidc associate` found or will do.
+/// What `oidc associate` prints: what it found or will do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OidcPlan {
+pub struct OidcOutputs {
     pub(crate) cluster: String,
     pub(crate) issuer: String,
     pub provider_arn: String,
@@ -92,12 +93,45 @@ impl Default for ThumbprintOptions {
     }
 }
 
+/// `oidc associate`'s plan: one step, the provider.
+pub type OidcPlan = Plan<OidcOutputs>;
+
+/// The plan's one step: create the provider when missing (untagged: a provider made by
+/// `oidc associate` is the user's, and disconnect never deletes it).
+fn provider_step(outputs: &OidcOutputs) -> Step {
+    Step::Oidc(OidcStep {
+        issuer: issuer_host_path(&outputs.issuer),
+        provider_arn: outputs.provider_arn.clone(),
+        change: outputs.change,
+        action: if outputs.change == Change::Created {
+            OidcAction::Create {
+                url: outputs.issuer.clone(),
+                client_ids: outputs.client_ids.clone(),
+                thumbprints: outputs.thumbprints.clone(),
+                tags: Vec::new(),
+            }
+        } else {
+            OidcAction::None
+        },
+    })
+}
+
 /// Pure: the provider the cluster needs, given what IAM holds and the thumbprint (if any).
-pub(crate) fn plan_oidc(
+pub fn plan_oidc(
     cluster: &ClusterFacts,
     existing: Option<String>,
     thumbprint: Result<Option<String>, String>,
 ) -> Result<OidcPlan, OidcError> {
+    let outputs = oidc_outputs(cluster, existing, thumbprint)?;
+    let step = provider_step(&outputs);
+    Ok(Plan::new(outputs, vec![step], Direction::Create))
+}
+
+fn oidc_outputs(
+    cluster: &ClusterFacts,
+    existing: Option<String>,
+    thumbprint: Result<Option<String>, String>,
+) -> Result<OidcOutputs, OidcError> {
     let issuer = cluster
         .oidc_issuer
         .clone()
@@ -111,7 +145,7 @@ pub(crate) fn plan_oidc(
     })?;
     let client_ids = vec![eks::DEFAULT_AUDIENCE.to_owned()];
     Ok(match existing {
-        Some(arn) => OidcPlan {
+        Some(arn) => OidcOutputs {
             cluster: cluster.name.clone(),
             issuer,
             provider_arn: arn,
@@ -129,7 +163,7 @@ pub(crate) fn plan_oidc(
                 ),
                 Err(why) => (Vec::new(), Some(why)),
             };
-            OidcPlan {
+            OidcOutputs {
                 provider_arn: oidc_provider_arn(
                     &parsed.partition,
                     &parsed.account,
@@ -263,14 +297,20 @@ pub async fn fetch_thumbprint(
         })?
 }
 
-/// Reads the cluster and IAM, then creates the provider when missing (unless `dry_run`).
-/// Idempotent: a second run finds the provider and writes nothing.
-pub async fn associate(
+/// What `oidc associate` plans from: the cluster, the provider IAM holds for its issuer (if
+/// any), and the issuer's thumbprint when the provider is missing (an error says why not).
+pub struct OidcFacts {
+    pub cluster: ClusterFacts,
+    pub existing: Option<String>,
+    pub thumbprint: Result<Option<String>, String>,
+}
+
+/// Reads the cluster, IAM and (only when the provider is missing) the issuer. Writes nothing.
+pub async fn read_oidc_facts(
     aws: &Aws,
     cluster_name: &str,
     options: &ThumbprintOptions,
-    dry_run: DryRun,
-) -> Result<OidcPlan, OidcError> {
+) -> Result<OidcFacts, OidcError> {
     let cluster = aws.describe_cluster(cluster_name).await?;
     let issuer = cluster
         .oidc_issuer
@@ -294,33 +334,11 @@ pub async fn associate(
             }
         }
     };
-    let plan = plan_oidc(&cluster, existing, thumbprint)?;
-    if plan.change == Change::Created && dry_run == DryRun::None {
-        return match aws
-            .create_oidc_provider(&plan.issuer, &plan.client_ids, &plan.thumbprints)
-            .await
-        {
-            Ok(arn) => Ok(OidcPlan {
-                provider_arn: arn,
-                ..plan
-            }),
-            // Someone else created it between our read and our write: the goal holds.
-            Err(e) if e.code() == Some("EntityAlreadyExists") => {
-                match aws.find_oidc_provider(&plan.issuer).await? {
-                    Some(arn) => Ok(OidcPlan {
-                        provider_arn: arn,
-                        change: Change::Unchanged,
-                        thumbprints: Vec::new(),
-                        thumbprint_skipped: None,
-                        ..plan
-                    }),
-                    None => Err(e.into()),
-                }
-            }
-            Err(e) => Err(e.into()),
-        };
-    }
-    Ok(plan)
+    Ok(OidcFacts {
+        cluster,
+        existing,
+        thumbprint,
+    })
 }
 
 #[cfg(test)]
@@ -345,23 +363,31 @@ mod tests {
     #[test]
     fn missing_provider_is_planned_with_the_sts_client_id() {
         let plan = plan_oidc(&cluster(Some(ISSUER)), None, Ok(Some("ab".repeat(20)))).unwrap();
-        assert_eq!(plan.change, Change::Created);
+        assert_eq!(plan.outputs.change, Change::Created);
         assert_eq!(
-            plan.provider_arn,
+            plan.outputs.provider_arn,
             "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
         );
-        assert_eq!(plan.client_ids, vec!["sts.amazonaws.com".to_owned()]);
-        assert_eq!(plan.thumbprints, vec!["ab".repeat(20)]);
+        assert_eq!(plan.outputs.client_ids, vec!["sts.amazonaws.com".to_owned()]);
+        assert_eq!(plan.outputs.thumbprints, vec!["ab".repeat(20)]);
+        let Some(OidcStep {
+            action: OidcAction::Create { url, tags, .. },
+            ..
+        }) = plan.oidc_step()
+        else {
+            panic!("{:?}", plan.steps)
+        };
+        assert_eq!((url.as_str(), tags.len()), (ISSUER, 0));
     }
 
     #[test]
     fn existing_provider_is_kept_and_unreachable_issuers_omit_the_thumbprint() {
         let arn = "arn:aws:iam::123456789012:oidc-provider/x".to_owned();
         let plan = plan_oidc(&cluster(Some(ISSUER)), Some(arn.clone()), Ok(None)).unwrap();
-        assert_eq!((plan.change, plan.provider_arn), (Change::Unchanged, arn));
+        assert_eq!((plan.outputs.change, plan.outputs.provider_arn), (Change::Unchanged, arn));
         let plan = plan_oidc(&cluster(Some(ISSUER)), None, Err("down".into())).unwrap();
-        assert!(plan.thumbprints.is_empty());
-        assert_eq!(plan.thumbprint_skipped.as_deref(), Some("down"));
+        assert!(plan.outputs.thumbprints.is_empty());
+        assert_eq!(plan.outputs.thumbprint_skipped.as_deref(), Some("down"));
         assert_eq!(
             plan_oidc(&cluster(None), None, Ok(None)).unwrap_err(),
             OidcError::NoIssuer {

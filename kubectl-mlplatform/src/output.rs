@@ -56,6 +56,10 @@ pub(crate) trait Summary: Serialize + Clone {
     fn fields(&self) -> Vec<(&'static str, String)>;
     /// Rendered objects and documents (client dry runs with `-o json|yaml`, every `-o yaml`).
     fn rendered(plan: &Plan<Self>) -> Value;
+    /// The human report; the change table unless a command shows something else.
+    fn table(report: &Report<Self>, verb: &str) -> String {
+        report_table(report, verb)
+    }
 }
 
 impl Summary for Outputs {
@@ -224,12 +228,20 @@ pub(crate) fn print_report<O: Summary>(
     verb: &str,
 ) -> Result<(), String> {
     let report = Report::from_plan(plan, dry_run, format);
-    let text = match format {
-        OutputFormat::Table => report_table(&report, verb),
-        other => render_data(&report, other)?,
-    };
-    print!("{text}");
+    print!("{}", render_report(&report, format, verb)?);
     Ok(())
+}
+
+/// The report as text in the chosen format.
+pub(crate) fn render_report<O: Summary>(
+    report: &Report<O>,
+    format: OutputFormat,
+    verb: &str,
+) -> Result<String, String> {
+    match format {
+        OutputFormat::Table => Ok(O::table(report, verb)),
+        other => render_data(report, other),
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,11 @@ pub const ENFORCEMENT_ANNOTATION: &str = "mlplatform.io/enforcement";
 pub const ENFORCEMENT_LABEL: &str = "mlplatform.io/enforcement";
 /// Which profile (vendor) the plugin connected this namespace for.
 pub const PROFILE_ANNOTATION: &str = "mlplatform.io/profile";
+/// Opt-in, on a namespace or on a pod (the pod's wins): the group ID the webhook sets as
+/// `spec.securityContext.fsGroup` on a pod it gives the IRSA token volume to and that sets
+/// none, so that non-root containers can read the token. Read by the webhook only; not part
+/// of [`POLICY_ANNOTATIONS`] (the plugin does not write it).
+pub const FS_GROUP_ANNOTATION: &str = "mlplatform.io/fs-group";
 
 /// Every annotation the plugin writes on a managed namespace; `disconnect` removes exactly these.
 pub const POLICY_ANNOTATIONS: [&str; 5] = [

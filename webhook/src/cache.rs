@@ -2,7 +2,12 @@
 //! (`kube::runtime::watcher` over `Api<PartialObjectMeta<K>>`, kube 5's replacement for the
 //! deprecated `metadata_watcher`), each stored as the small parsed entry the decisions need
 //! (no managedFields, labels or unrelated annotations are kept). A request that misses the
-//! cache triggers one bounded GET whose result (found or not found) is cached.
+//! cache triggers one bounded GET whose result (found or not found) is cached: a pod created
+//! right after its ServiceAccount (before the watch delivered it, the Go webhook's #174)
+//! still gets the ServiceAccount's role. The ServiceAccount GET's bound is
+//! `--service-account-lookup-timeout-ms` (0: no GET); when it fails the decision takes the
+//! same fallback as for an API server it cannot reach (a pod is admitted without IRSA, with
+//! a warning).
 //!
 //! Requests read without locking: the state is an immutable [`Snapshot`], replaced (copy on
 //! write, one namespace's ServiceAccounts at a time) on every change, with a generation
@@ -26,15 +31,20 @@ use tracing::{debug, info, warn};
 use crate::cluster::{ClusterView, Lookup, Missing, NamespaceEntry, ServiceAccountEntry};
 use crate::metrics::{CacheMetrics, Metrics};
 
-/// How long a cache-miss GET may take before the request is decided without it.
+/// How long a cache-miss GET may take before the request is decided without it (namespaces;
+/// the default for ServiceAccounts).
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("no Kubernetes client configured")]
     NoClient,
-    #[error("GET {what} timed out after {FETCH_TIMEOUT:?}")]
-    Timeout { what: String },
+    #[error(
+        "{what} is not cached and live lookups are off (--service-account-lookup-timeout-ms 0)"
+    )]
+    LookupDisabled { what: String },
+    #[error("GET {what} timed out after {after:?}")]
+    Timeout { what: String, after: Duration },
     #[error("GET {what} failed: {source}")]
     Api {
         what: String,
@@ -102,6 +112,8 @@ pub struct ClusterCache {
     /// Fetches in progress: concurrent misses on one key (a Deployment scaling up right
     /// after its ServiceAccount was created) share one GET.
     in_flight: Mutex<HashMap<Missing, Arc<SharedFetch>>>,
+    /// Bound of a ServiceAccount GET on a miss; zero: no GET.
+    service_account_lookup_timeout: Duration,
     metrics: Metrics,
 }
 
@@ -140,15 +152,19 @@ impl ClusterView for ClusterCache {
 }
 
 /// Shared by every unmanaged namespace (most of a cluster).
-static UNMANAGED: LazyLock<Arc<NamespaceEntry>> =
-    LazyLock::new(|| Arc::new(NamespaceEntry { policy: Ok(None) }));
+static UNMANAGED: LazyLock<Arc<NamespaceEntry>> = LazyLock::new(|| {
+    Arc::new(NamespaceEntry {
+        policy: Ok(None),
+        fs_group: None,
+    })
+});
 
 fn namespace_entry(meta: &PartialObjectMeta<Namespace>) -> Arc<NamespaceEntry> {
     let entry = NamespaceEntry::from_metadata(
         meta.metadata.labels.as_ref(),
         meta.metadata.annotations.as_ref(),
     );
-    if entry.policy == Ok(None) {
+    if entry == **UNMANAGED {
         UNMANAGED.clone()
     } else {
         Arc::new(entry)
@@ -162,7 +178,19 @@ fn service_account_entry(meta: &PartialObjectMeta<ServiceAccount>) -> Arc<Servic
 impl ClusterCache {
     /// A cache that watches the cluster through `client` once [`Self::run_watchers`] runs.
     pub fn new(client: kube::Client, metrics: Metrics) -> Arc<Self> {
-        Arc::new(Self::build(Some(client), metrics))
+        Self::with_service_account_lookup_timeout(client, metrics, FETCH_TIMEOUT)
+    }
+
+    /// [`Self::new`] with the bound of the live GET of a ServiceAccount the cache has not seen
+    /// (`--service-account-lookup-timeout-ms`); zero turns that GET off.
+    pub fn with_service_account_lookup_timeout(
+        client: kube::Client,
+        metrics: Metrics,
+        timeout: Duration,
+    ) -> Arc<Self> {
+        let mut cache = Self::build(Some(client), metrics);
+        cache.service_account_lookup_timeout = timeout;
+        Arc::new(cache)
     }
 
     /// A cache with no cluster behind it (tests): filled with the `insert_*` methods, reports
@@ -183,6 +211,7 @@ impl ClusterCache {
             namespaces_synced: AtomicBool::new(false),
             service_accounts_synced: AtomicBool::new(false),
             in_flight: Mutex::default(),
+            service_account_lookup_timeout: FETCH_TIMEOUT,
             metrics,
         }
     }
@@ -365,6 +394,13 @@ impl ClusterCache {
     /// entry, unless the watch has meanwhile delivered the object). Concurrent callers for
     /// the same key wait for the first one's GET instead of making their own.
     pub async fn fetch(&self, missing: &Missing) -> Result<(), FetchError> {
+        if let Missing::ServiceAccount { namespace, name } = missing
+            && self.service_account_lookup_timeout.is_zero()
+        {
+            return Err(FetchError::LookupDisabled {
+                what: format!("serviceaccount {namespace}/{name}"),
+            });
+        }
         let cell = self
             .in_flight
             .lock()
@@ -412,7 +448,7 @@ impl ClusterCache {
         let metrics = &self.metrics.namespaces;
         let client = self.client.clone().ok_or(FetchError::NoClient)?;
         let api = Api::<Namespace>::all(client);
-        let result = bounded_get(&api, name, &what, metrics).await?;
+        let result = bounded_get(&api, name, &what, FETCH_TIMEOUT, metrics).await?;
         self.update(|state| match result {
             Some(meta) => state.set_namespace(name, Some(namespace_entry(&meta))),
             // A negative entry, unless the watch has meanwhile delivered the namespace.
@@ -427,7 +463,8 @@ impl ClusterCache {
         let metrics = &self.metrics.service_accounts;
         let client = self.client.clone().ok_or(FetchError::NoClient)?;
         let api = Api::<ServiceAccount>::namespaced(client, namespace);
-        let result = bounded_get(&api, name, &what, metrics).await?;
+        let timeout = self.service_account_lookup_timeout;
+        let result = bounded_get(&api, name, &what, timeout, metrics).await?;
         self.update(|state| match result {
             Some(meta) => {
                 state.set_service_account(namespace, name, Some(service_account_entry(&meta)));
@@ -453,15 +490,17 @@ async fn bounded_get<K>(
     api: &Api<K>,
     name: &str,
     what: &str,
+    timeout: Duration,
     metrics: &CacheMetrics,
 ) -> Result<Option<PartialObjectMeta<K>>, FetchError>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     debug!(what, "cache miss; fetching");
-    let result = match tokio::time::timeout(FETCH_TIMEOUT, api.get_metadata_opt(name)).await {
+    let result = match tokio::time::timeout(timeout, api.get_metadata_opt(name)).await {
         Err(_) => Err(FetchError::Timeout {
             what: what.to_owned(),
+            after: timeout,
         }),
         Ok(Err(source)) => Err(FetchError::Api {
             what: what.to_owned(),
@@ -497,7 +536,13 @@ mod tests {
         assert_eq!(a.namespace("x"), Lookup::NotFound);
         // This thread now holds a's snapshot; b must not answer from it.
         assert_eq!(b.namespace("x"), Lookup::Missing);
-        a.insert_namespace("x", Some(NamespaceEntry { policy: Ok(None) }));
+        a.insert_namespace(
+            "x",
+            Some(NamespaceEntry {
+                policy: Ok(None),
+                fs_group: None,
+            }),
+        );
         assert!(found(&a.namespace("x")));
         a.insert_service_account("x", "sa", Some(ServiceAccountEntry::from_annotations(None)));
         assert!(found(&a.service_account("x", "sa")));

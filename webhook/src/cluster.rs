@@ -4,14 +4,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
-use mlplatform_namespace_policy::{NamespacePolicy, PolicyError, eks};
+use mlplatform_namespace_policy::{FS_GROUP_ANNOTATION, NamespacePolicy, PolicyError, eks};
 use serde::Deserialize as _;
 
-/// A namespace as the webhook keeps it: only its parsed policy.
+/// A namespace as the webhook keeps it: its parsed policy and fsGroup opt-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceEntry {
     /// `Ok(None)`: not managed. `Err`: managed but its annotations do not parse (fail closed).
     pub policy: Result<Option<NamespacePolicy>, PolicyError>,
+    /// `mlplatform.io/fs-group`: `None` when absent; `Err` holds a value that is not a group
+    /// ID (its first 64 bytes), for the warning.
+    pub fs_group: Option<Result<i64, String>>,
 }
 
 impl NamespaceEntry {
@@ -19,10 +22,37 @@ impl NamespaceEntry {
         labels: Option<&BTreeMap<String, String>>,
         annotations: Option<&BTreeMap<String, String>>,
     ) -> Self {
+        let fs_group = annotations
+            .and_then(|a| a.get(FS_GROUP_ANNOTATION))
+            .map(|value| {
+                parse_fs_group(value).ok_or_else(|| shorten(value, MAX_QUOTED_VALUE).to_owned())
+            });
         Self {
             policy: NamespacePolicy::from_metadata(labels, annotations),
+            fs_group,
         }
     }
+}
+
+/// A group ID as Kubernetes accepts it for `fsGroup` (0 to 2^31-1).
+pub fn parse_fs_group(value: &str) -> Option<i64> {
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|gid| (0..=i64::from(i32::MAX)).contains(gid))
+}
+
+/// Longest annotation value quoted in a warning.
+pub(crate) const MAX_QUOTED_VALUE: usize = 64;
+
+/// At most `max` bytes of `value` (whole characters), for messages quoting input.
+pub(crate) fn shorten(value: &str, max: usize) -> &str {
+    let mut end = value.len().min(max);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
 }
 
 /// A ServiceAccount as the webhook keeps it: the `eks.amazonaws.com/*` annotations, parsed.
@@ -256,6 +286,30 @@ mod tests {
         assert!(Arc::ptr_eq(&e, &NO_IRSA));
         let none = ServiceAccountEntry::from_annotations(None);
         assert!(Arc::ptr_eq(&none, &NO_IRSA));
+    }
+
+    #[test]
+    fn fs_group_is_a_group_id_and_invalid_values_are_kept_for_the_warning() {
+        for (value, expected) in [
+            ("65534", Some(65534)),
+            (" 0 ", Some(0)),
+            ("2147483647", Some(2_147_483_647)),
+            ("2147483648", None),
+            ("-1", None),
+            ("1.5", None),
+            ("nobody", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_fs_group(value), expected, "{value:?}");
+        }
+        let entry = |value: &str| {
+            NamespaceEntry::from_metadata(None, Some(&map(&[(FS_GROUP_ANNOTATION, value)])))
+                .fs_group
+        };
+        assert_eq!(entry("2000"), Some(Ok(2000)));
+        assert_eq!(entry("staff"), Some(Err("staff".to_owned())));
+        assert_eq!(entry(&"é".repeat(40)).unwrap().unwrap_err(), "é".repeat(32));
+        assert_eq!(NamespaceEntry::from_metadata(None, None).fs_group, None);
     }
 
     #[test]

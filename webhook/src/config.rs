@@ -105,6 +105,18 @@ pub struct Args {
     )]
     pub idle_timeout_seconds: u64,
 
+    /// How long a pod's review may wait for a live GET of its ServiceAccount when the cache
+    /// has not seen it (created just before the pod); the result is cached. 0 turns the GET
+    /// off. Without the ServiceAccount the pod is admitted without IRSA, with a warning.
+    #[arg(
+        long,
+        env = "MLPLATFORM_WEBHOOK_SERVICE_ACCOUNT_LOOKUP_TIMEOUT_MS",
+        default_value_t = 2000,
+        // The API server waits at most 30 s for a webhook.
+        value_parser = clap::value_parser!(u64).range(0..=30_000)
+    )]
+    pub service_account_lookup_timeout_ms: u64,
+
     /// How long SIGTERM waits for in-flight requests before exiting.
     #[arg(
         long,
@@ -122,6 +134,10 @@ impl Args {
             token_audience: self.token_audience.clone(),
             token_expiration: self.token_expiration,
         }
+    }
+
+    pub fn service_account_lookup_timeout(&self) -> Duration {
+        Duration::from_millis(self.service_account_lookup_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -183,6 +199,45 @@ mod tests {
         assert_eq!(cfg, InjectionConfig::default());
         assert_eq!(args.connection_timeouts(), ConnectionTimeouts::default());
         assert_eq!(args.connection_timeouts().client, Duration::from_secs(10));
+        assert_eq!(
+            args.service_account_lookup_timeout(),
+            crate::cache::FETCH_TIMEOUT
+        );
+    }
+
+    #[test]
+    fn every_flag_is_also_an_environment_variable() {
+        use clap::CommandFactory as _;
+        let command = Args::command();
+        let mut flags = 0;
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            flags += 1;
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            let expected = format!("MLPLATFORM_WEBHOOK_{}", id.to_uppercase());
+            assert_eq!(env, expected, "--{id}");
+        }
+        assert!(flags >= 16, "{flags}");
+    }
+
+    #[test]
+    fn service_account_lookup_timeout_is_milliseconds_and_can_be_off() {
+        let parse = |value: &str| {
+            Args::try_parse_from([
+                "mlplatform-webhook",
+                "--tls-cert-file=c",
+                "--tls-key-file=k",
+                &format!("--service-account-lookup-timeout-ms={value}"),
+            ])
+        };
+        let timeout = |value| parse(value).unwrap().service_account_lookup_timeout();
+        assert_eq!(timeout("250"), Duration::from_millis(250));
+        assert_eq!(timeout("0"), Duration::ZERO);
+        assert!(parse("30001").is_err());
+        assert!(parse("-1").is_err());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - [`mutate`]: IRSA injection into pods (amazon-eks-pod-identity-webhook parity) and the
 //!   role annotation on a managed namespace's user ServiceAccount.
 //! - [`validate`]: managed namespaces' workloads must run as the allowed ServiceAccounts.
+//! - [`review`]: the AdmissionReview request the readers ([`admission`], `scan`) produce and
+//!   the decisions read; [`admission`]: reading and writing the wire format.
 //! - [`cache`]: namespaces and ServiceAccounts from metadata-only watches, stripped.
 //! - [`server`]: axum router, HTTPS with certificate hot reload ([`tls`]), health and metrics.
 //!
@@ -16,14 +18,16 @@ pub mod metrics;
 pub mod mutate;
 pub mod objects;
 pub mod patch;
+pub mod review;
 mod scan;
 pub mod server;
 pub mod tls;
 pub mod validate;
 
-use admission::{AdmissionRequest, AdmissionResponse, Held, Object, ObjectView};
+use admission::AdmissionResponse;
 use cluster::{ClusterView, Missing};
 use mutate::InjectionConfig;
+use review::{AdmissionRequest, Held, Object, ObjectView};
 
 /// The two admission endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,11 +58,19 @@ pub fn decide(
     }
 }
 
-/// A valid response for a kind the endpoint does not handle: denied with 400 and the reason,
-/// so a misconfigured webhook rule is visible instead of silently ignored.
-pub(crate) fn unsupported_kind(
+/// Longest group/kind shown in a message: the API server only sends registered kinds, but
+/// anyone who reaches the port can send a review.
+const MAX_SHOWN_KIND: usize = 100;
+
+/// A valid response for a kind the endpoint does not handle (a rule in the webhook
+/// configuration that should not be there), marked so the server counts it and logs it once.
+///
+/// `/mutate` admits it unchanged with a warning: it is not the gate, and denying there would
+/// make one mis-registered rule block every object of that kind in the cluster. `/validate`
+/// denies it with 400 and the reason (SPEC §7: the wrong kind gets a denied review).
+pub(crate) fn unhandled_kind(
     uid: &str,
-    endpoint: &str,
+    endpoint: Endpoint,
     group: &str,
     kind: &str,
 ) -> AdmissionResponse {
@@ -67,14 +79,22 @@ pub(crate) fn unsupported_kind(
     } else {
         format!("{kind}.{group}")
     };
-    AdmissionResponse::deny(
-        uid,
-        400,
-        "BadRequest",
-        format!(
-            "mlplatform-webhook {endpoint} does not handle kind {gk:?}; remove it from the webhook configuration's rules"
+    let gk = cluster::shorten(&gk, MAX_SHOWN_KIND);
+    let mut response = match endpoint {
+        Endpoint::Mutate => AdmissionResponse::allow(uid).with_warning(format!(
+            "mlplatform-webhook /mutate does not handle kind {gk:?} and admitted it unchanged; remove it from the MutatingWebhookConfiguration's rules"
+        )),
+        Endpoint::Validate => AdmissionResponse::deny(
+            uid,
+            400,
+            "BadRequest",
+            format!(
+                "mlplatform-webhook /validate does not handle kind {gk:?}; remove it from the webhook configuration's rules"
+            ),
         ),
-    )
+    };
+    response.unhandled_kind = true;
+    response
 }
 
 /// `request.object` as the view `T` a decision reads: the one the reader already produced, or

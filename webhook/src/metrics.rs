@@ -1,8 +1,9 @@
 //! Prometheus metrics. Label children are resolved once at start and kept as handles (they
 //! share state with the registered family), so the request path does no label hashing.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::{
@@ -84,6 +85,73 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    endpoint: &'static str,
+    group: String,
+    kind: String,
+}
+
+/// Distinct (endpoint, group, kind) label sets `unhandled_kind_total` gets; later ones are
+/// counted as kind [`OTHER_KIND`]. The kind comes from the request, and anyone who reaches
+/// the port can send one, so the series (and the log-once set) must stay bounded.
+pub const MAX_UNHANDLED_KINDS: usize = 64;
+/// The `kind` label of unhandled kinds beyond [`MAX_UNHANDLED_KINDS`].
+pub const OTHER_KIND: &str = "_other";
+/// Longest group or kind label value (Kubernetes kinds and groups are shorter).
+const MAX_LABEL_LEN: usize = 63;
+
+/// Kinds an endpoint was sent but does not handle: counted by kind, and remembered so each is
+/// logged once. Only reached for a mis-registered rule, so a lock is fine here.
+#[derive(Debug, Clone)]
+pub struct UnhandledKinds {
+    counters: Family<KindLabels, Counter>,
+    seen: Arc<Mutex<HashSet<(Endpoint, String, String)>>>,
+}
+
+impl UnhandledKinds {
+    /// Counts one review of `group`/`kind` on `endpoint`; true the first time this kind is
+    /// seen on this endpoint (the caller logs it then).
+    pub fn record(&self, endpoint: Endpoint, group: &str, kind: &str) -> bool {
+        let (group, kind) = (label_value(group), label_value(kind));
+        let key = (endpoint, group, kind);
+        let (first, (_, group, kind)) = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if seen.contains(&key) {
+                (false, key)
+            } else if seen.len() < MAX_UNHANDLED_KINDS {
+                seen.insert(key.clone());
+                (true, key)
+            } else {
+                (false, (endpoint, String::new(), OTHER_KIND.to_owned()))
+            }
+        };
+        self.counters
+            .get_or_create(&KindLabels {
+                endpoint: endpoint.as_str(),
+                group,
+                kind,
+            })
+            .inc();
+        first
+    }
+}
+
+/// `s` as a label value prometheus-client can write as it is (it does not escape): at most
+/// [`MAX_LABEL_LEN`] bytes of `[A-Za-z0-9._-]`, anything else as `_`.
+fn label_value(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_LABEL_LEN)
+        .collect()
+}
+
 /// Handles for one endpoint.
 #[derive(Debug, Clone)]
 pub struct EndpointMetrics {
@@ -122,6 +190,7 @@ pub struct Metrics {
     pub service_accounts: CacheMetrics,
     pub tls_reload_ok: Counter,
     pub tls_reload_failed: Counter,
+    pub unhandled_kinds: UnhandledKinds,
 }
 
 /// Latency buckets from 50µs to 1s: admission decisions take tens of microseconds.
@@ -242,6 +311,12 @@ impl Metrics {
             "Certificate reloads after the files changed, by result",
             tls.clone(),
         );
+        let unhandled = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "unhandled_kind",
+            "Reviews of a kind the endpoint does not handle (/mutate admits them unchanged, /validate denies them): remove the kind from the webhook configuration's rules",
+            unhandled.clone(),
+        );
 
         let endpoint = |e: Endpoint| EndpointMetrics {
             outcomes: OUTCOMES.map(|outcome| {
@@ -290,6 +365,10 @@ impl Metrics {
             service_accounts: cache("serviceaccounts"),
             tls_reload_ok: tls.get_or_create_owned(&ResultLabels { result: "ok" }),
             tls_reload_failed: tls.get_or_create_owned(&ResultLabels { result: "failed" }),
+            unhandled_kinds: UnhandledKinds {
+                counters: unhandled,
+                seen: Arc::default(),
+            },
             registry: Arc::new(registry),
         }
     }
@@ -362,5 +441,41 @@ mod tests {
             text.contains(r#"mlplatform_webhook_service_account_violations_total{mode="warn"} 1"#)
         );
         assert!(text.contains(r#"mlplatform_webhook_cache_objects{cache="namespaces"} 3"#));
+    }
+
+    #[test]
+    fn unhandled_kinds_are_counted_first_seen_once_and_bounded() {
+        let metrics = Metrics::new();
+        let kinds = &metrics.unhandled_kinds;
+        assert!(kinds.record(Endpoint::Mutate, "", "ConfigMap"));
+        assert!(!kinds.record(Endpoint::Mutate, "", "ConfigMap"));
+        assert!(kinds.record(Endpoint::Validate, "", "ConfigMap"));
+        // Label values are written unescaped: whatever a client sends must not break the text.
+        assert!(kinds.record(Endpoint::Mutate, "x\"}\n", &"K".repeat(200)));
+        let text = metrics.encode();
+        for line in [
+            r#"mlplatform_webhook_unhandled_kind_total{endpoint="mutate",group="",kind="ConfigMap"} 2"#,
+            r#"mlplatform_webhook_unhandled_kind_total{endpoint="validate",group="",kind="ConfigMap"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        let long = format!(
+            r#"{{endpoint="mutate",group="x___",kind="{}"}} 1"#,
+            "K".repeat(63)
+        );
+        assert!(text.contains(&long), "{text}");
+        for i in 0..2 * MAX_UNHANDLED_KINDS {
+            kinds.record(Endpoint::Mutate, "g", &format!("Kind{i}"));
+        }
+        let text = metrics.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("mlplatform_webhook_unhandled_kind_total{"))
+            .count();
+        assert_eq!(series, MAX_UNHANDLED_KINDS + 1, "{text}");
+        assert!(
+            text.contains(r#"{endpoint="mutate",group="",kind="_other"}"#),
+            "{text}"
+        );
     }
 }

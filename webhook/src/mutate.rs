@@ -4,16 +4,18 @@
 //! Pure: request and cached cluster state in, response out. A cache miss is returned as
 //! [`Missing`] so the caller can fetch it and decide again.
 
-use mlplatform_namespace_policy::eks;
+use mlplatform_namespace_policy::{FS_GROUP_ANNOTATION, eks};
 use tracing::debug;
 
-use crate::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use crate::Endpoint;
+use crate::admission::AdmissionResponse;
 use crate::cluster::{
-    ClusterView, Lookup, Missing, floor_token_expiration, parse_token_expiration,
+    ClusterView, Lookup, MAX_QUOTED_VALUE, Missing, floor_token_expiration, parse_fs_group,
+    parse_token_expiration, shorten,
 };
 use crate::objects::{Container, EnvNames, Pod, ServiceAccount, TOKEN_MOUNT_PATH, TOKEN_VOLUME};
 use crate::patch::{JsonPatch, append_to_array, push_i64, push_str};
-use crate::validate::WorkloadKind;
+use crate::review::{AdmissionRequest, Operation, WorkloadKind};
 
 pub const VOLUME_NAME: &str = TOKEN_VOLUME;
 pub const MOUNT_PATH: &str = TOKEN_MOUNT_PATH;
@@ -65,7 +67,7 @@ pub fn decide(
         (group, kind) if WorkloadKind::from_group_kind(group, kind).is_some() => {
             Ok(AdmissionResponse::allow(uid))
         }
-        (group, kind) => Ok(crate::unsupported_kind(uid, "/mutate", group, kind)),
+        (group, kind) => Ok(crate::unhandled_kind(uid, Endpoint::Mutate, group, kind)),
     }
 }
 
@@ -109,6 +111,9 @@ fn mutate_pod(
         .and_then(parse_token_expiration)
         .or(sa.token_expiration)
         .unwrap_or_else(|| floor_token_expiration(cfg.token_expiration));
+    let windows = is_windows(&pod);
+    // Empty (no allocation) unless something about the fsGroup opt-in needs saying.
+    let mut warnings = Vec::new();
     let injection = Injection {
         role_arn,
         audience: sa.audience.as_deref().unwrap_or(&cfg.token_audience),
@@ -116,12 +121,13 @@ fn mutate_pod(
             .sts_regional_endpoints
             .unwrap_or(cfg.sts_regional_endpoints),
         region: cfg.aws_region.as_deref(),
-        token_file: if is_windows(&pod) {
+        token_file: if windows {
             WINDOWS_TOKEN_FILE
         } else {
             TOKEN_FILE
         },
         expiration,
+        fs_group: fs_group(namespace, &pod, windows, view, &mut warnings)?,
     };
     let patch = pod_patch(&pod, &injection);
     debug!(
@@ -132,6 +138,7 @@ fn mutate_pod(
     );
     let mut response = AdmissionResponse::allow(uid);
     response.patch = patch;
+    response.warnings = warnings;
     Ok(response)
 }
 
@@ -142,6 +149,60 @@ struct Injection<'a> {
     region: Option<&'a str>,
     token_file: &'a str,
     expiration: i64,
+    /// `spec.securityContext.fsGroup` to add along with the token volume.
+    fs_group: Option<i64>,
+}
+
+/// The fsGroup to set from `mlplatform.io/fs-group` (the pod's annotation, else its
+/// namespace's), so non-root containers can read the token (the Go webhook's #8). Only when
+/// this patch gives the pod the token volume and the pod sets no fsGroup itself (never
+/// overridden), and not for Windows pods, which cannot have one. A value that is not a
+/// group ID is reported in a warning; the pod still gets IRSA.
+fn fs_group(
+    namespace: &str,
+    pod: &Pod<'_>,
+    windows: bool,
+    view: &impl ClusterView,
+    warnings: &mut Vec<String>,
+) -> Result<Option<i64>, Missing> {
+    let gets_token_volume = !pod.spec.volumes.is_some_and(|v| v.0.0);
+    let has_fs_group = pod
+        .spec
+        .security_context
+        .is_some_and(|sc| sc.fs_group.is_some());
+    if windows || !gets_token_volume || has_fs_group {
+        return Ok(None);
+    }
+    if let Some(value) = pod.metadata.annotation(FS_GROUP_ANNOTATION) {
+        match parse_fs_group(value) {
+            Some(gid) => return Ok(Some(gid)),
+            None => warnings.push(format!(
+                "pod annotation {FS_GROUP_ANNOTATION}={:?} is not a group ID (0 to 2147483647) and was ignored",
+                shorten(value, MAX_QUOTED_VALUE)
+            )),
+        }
+    }
+    let entry = match view.namespace(namespace) {
+        Lookup::Found(entry) => entry,
+        Lookup::NotFound => return Ok(None),
+        Lookup::Missing => return Err(Missing::Namespace(namespace.to_owned())),
+        Lookup::Unavailable => {
+            warnings.push(format!(
+                "mlplatform-webhook could not read namespace {namespace}; its {FS_GROUP_ANNOTATION} annotation, if any, was not applied"
+            ));
+            return Ok(None);
+        }
+    };
+    match &entry.fs_group {
+        None => Ok(None),
+        Some(Ok(gid)) => Ok(Some(*gid)),
+        Some(Err(value)) => {
+            warnings.push(format!(
+                "namespace {namespace} annotation {FS_GROUP_ANNOTATION}={value:?} is not a group ID (0 to 2147483647); spec.securityContext.fsGroup was not set"
+            ));
+            Ok(None)
+        }
+    }
 }
 
 fn is_windows(pod: &Pod<'_>) -> bool {
@@ -172,6 +233,18 @@ fn pod_patch(pod: &Pod<'_>, injection: &Injection<'_>) -> JsonPatch {
             &[injection],
             |out, injection| write_token_volume(out, injection),
         );
+    }
+    if let Some(gid) = injection.fs_group {
+        // Absent or null: add the object (a member add needs its parent).
+        if pod.spec.security_context.is_some() {
+            patch.add(&["/spec/securityContext/fsGroup"], |out| push_i64(out, gid));
+        } else {
+            patch.add(&["/spec/securityContext"], |out| {
+                out.extend_from_slice(br#"{"fsGroup":"#);
+                push_i64(out, gid);
+                out.push(b'}');
+            });
+        }
     }
     let skip = pod.metadata.annotation(eks::SKIP_CONTAINERS);
     for (field, containers) in [
@@ -380,6 +453,95 @@ mod tests {
         assert_eq!(decimal(7, &mut buf), "7");
         assert_eq!(decimal(1234, &mut buf), "1234");
         assert_eq!(decimal(usize::MAX, &mut buf), usize::MAX.to_string());
+    }
+
+    fn pod_review(annotations: serde_json::Value, security_context: serde_json::Value) -> String {
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "namespace": "ns", "operation": "CREATE",
+                "object": {
+                    "metadata": {"name": "p", "annotations": annotations},
+                    "spec": {"serviceAccountName": "sa", "securityContext": security_context,
+                             "containers": [{"name": "c"}]}
+                }
+            }
+        })
+        .to_string()
+    }
+
+    /// A cluster whose namespaces are not cached yet (and whose ServiceAccount is).
+    struct NamespacesMissing(crate::cluster::StaticClusterView);
+
+    impl ClusterView for NamespacesMissing {
+        fn namespace(&self, _: &str) -> Lookup<crate::cluster::NamespaceEntry> {
+            Lookup::Missing
+        }
+        fn service_account(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Lookup<crate::cluster::ServiceAccountEntry> {
+            self.0.service_account(namespace, name)
+        }
+    }
+
+    fn patch_ops(response: &AdmissionResponse) -> Vec<serde_json::Value> {
+        serde_json::from_slice(response.patch.as_json()).unwrap()
+    }
+
+    #[test]
+    fn fs_group_from_the_namespace_waits_for_it_and_falls_back_with_a_warning() {
+        let role: std::collections::BTreeMap<String, String> =
+            [(eks::ROLE_ARN.to_owned(), "arn:aws:iam::1:role/r".to_owned())].into();
+        let mut cached = crate::cluster::StaticClusterView::new();
+        cached.add_service_account("ns", "sa", Some(&role));
+        let view = NamespacesMissing(cached);
+        let cfg = InjectionConfig::default();
+
+        // No pod annotation: the namespace decides, so a namespace miss is fetched first.
+        let body = pod_review(serde_json::json!({}), serde_json::json!({}));
+        let req = crate::admission::parse_review(body.as_bytes()).unwrap();
+        assert_eq!(
+            decide(&req, &view, &cfg),
+            Err(Missing::Namespace("ns".to_owned()))
+        );
+        // Fetch failed: IRSA still injected, no fsGroup, and the warning says why.
+        let out = decide(&req, &crate::cluster::FinalView(&view), &cfg).unwrap();
+        assert!(out.allowed);
+        assert_eq!(out.patch.len(), 3, "{:?}", patch_ops(&out));
+        assert!(
+            out.warnings[0].contains("could not read namespace ns"),
+            "{:?}",
+            out.warnings
+        );
+
+        // The pod's own annotation needs no namespace; the value is written as a number.
+        let body = pod_review(
+            serde_json::json!({FS_GROUP_ANNOTATION: "4242"}),
+            serde_json::json!({"runAsUser": 1000}),
+        );
+        let req = crate::admission::parse_review(body.as_bytes()).unwrap();
+        let out = decide(&req, &view, &cfg).unwrap();
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(
+            patch_ops(&out)[1],
+            serde_json::json!({"op": "add", "path": "/spec/securityContext/fsGroup", "value": 4242})
+        );
+
+        // An fsGroup the pod sets is never overridden, and no namespace is needed to know.
+        let body = pod_review(
+            serde_json::json!({FS_GROUP_ANNOTATION: "4242"}),
+            serde_json::json!({"fsGroup": 0}),
+        );
+        let req = crate::admission::parse_review(body.as_bytes()).unwrap();
+        let out = decide(&req, &view, &cfg).unwrap();
+        assert!(
+            patch_ops(&out)
+                .iter()
+                .all(|op| !op["path"].as_str().unwrap().contains("securityContext"))
+        );
     }
 
     #[test]

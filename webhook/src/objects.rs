@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
+use mlplatform_namespace_policy::FS_GROUP_ANNOTATION;
 use serde::de::{MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -80,13 +81,13 @@ pub trait KeepKeys {
     fn keep(key: &str) -> bool;
 }
 
-/// Annotations: only `eks.amazonaws.com/*` are read.
+/// Annotations: only `eks.amazonaws.com/*` and `mlplatform.io/fs-group` are read.
 #[derive(Debug)]
-pub struct EksKeys;
+pub struct AnnotationKeys;
 
-impl KeepKeys for EksKeys {
+impl KeepKeys for AnnotationKeys {
     fn keep(key: &str) -> bool {
-        key.starts_with("eks.amazonaws.com/")
+        key.starts_with("eks.amazonaws.com/") || key == FS_GROUP_ANNOTATION
     }
 }
 
@@ -291,16 +292,16 @@ pub struct ObjectMeta<'a> {
     #[serde(borrow, default)]
     pub generate_name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    pub annotations: Option<StrMap<'a, EksKeys>>,
+    pub annotations: Option<StrMap<'a, AnnotationKeys>>,
     /// Set once deletion has started (finalizers pending).
     #[serde(borrow, default)]
     pub deletion_timestamp: Option<Str<'a>>,
 }
 
 impl ObjectMeta<'_> {
-    /// An `eks.amazonaws.com/*` annotation (the only ones kept).
+    /// An annotation [`AnnotationKeys`] keeps (the only ones read).
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        debug_assert!(EksKeys::keep(key), "annotation {key} is not kept");
+        debug_assert!(AnnotationKeys::keep(key), "annotation {key} is not kept");
         self.annotations.as_ref()?.get(key)
     }
 }
@@ -364,6 +365,17 @@ pub struct PodSpec<'a> {
     pub init_containers: Option<Vec<Container<'a>>>,
     #[serde(default)]
     pub volumes: Option<Volumes>,
+    /// `None` when absent or null: an fsGroup patch then adds the whole object.
+    #[serde(default)]
+    pub security_context: Option<PodSecurityContext>,
+}
+
+/// `spec.securityContext`: only `fsGroup`, which the webhook never overrides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    #[serde(default)]
+    pub fs_group: Option<i64>,
 }
 
 impl PodSpec<'_> {
@@ -503,8 +515,9 @@ mod tests {
             eks::STS_REGIONAL_ENDPOINTS,
             eks::TOKEN_EXPIRATION,
             eks::SKIP_CONTAINERS,
+            FS_GROUP_ANNOTATION,
         ] {
-            assert!(EksKeys::keep(key), "{key}");
+            assert!(AnnotationKeys::keep(key), "{key}");
         }
     }
 

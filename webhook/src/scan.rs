@@ -14,12 +14,12 @@
 use std::borrow::Cow;
 
 use crate::Endpoint;
-use crate::admission::{AdmissionRequest, GroupVersionKind, Object, Operation, View, object_view};
 use crate::objects::{
-    Container, EksKeys, EnvNames, HasToken, JobTemplate, KeepKeys, ObjectMeta, OsKeys, Pod,
-    PodForValidation, PodServiceAccount, PodSpec, PodTemplate, ServiceAccount, StrMap,
-    TOKEN_MOUNT_PATH, TOKEN_VOLUME, Text, VolumeMounts, Volumes, Workload, WorkloadSpec,
+    AnnotationKeys, Container, EnvNames, HasToken, JobTemplate, KeepKeys, ObjectMeta, OsKeys, Pod,
+    PodForValidation, PodSecurityContext, PodServiceAccount, PodSpec, PodTemplate, ServiceAccount,
+    StrMap, TOKEN_MOUNT_PATH, TOKEN_VOLUME, Text, VolumeMounts, Volumes, Workload, WorkloadSpec,
 };
+use crate::review::{AdmissionRequest, GroupVersionKind, Object, Operation, View, object_view};
 
 /// Nesting a skipped value may have before the serde reader takes over.
 const MAX_SKIP_DEPTH: usize = 128;
@@ -45,10 +45,8 @@ pub(crate) fn read_review(endpoint: Endpoint, body: &[u8]) -> Option<AdmissionRe
     }
     let valid = api_version
         .flatten()
-        .is_some_and(|v| *v == *crate::admission::API_VERSION)
-        && kind
-            .flatten()
-            .is_some_and(|k| *k == *crate::admission::KIND);
+        .is_some_and(|v| *v == *crate::review::API_VERSION)
+        && kind.flatten().is_some_and(|k| *k == *crate::review::KIND);
     let request = request?;
     (valid && !request.uid.is_empty()).then_some(request)
 }
@@ -499,7 +497,7 @@ impl<'a> Json<'a> {
         self.object(|j, key| match key {
             b"name" => once(&mut name, j.opt_text()?),
             b"generateName" => once(&mut generate_name, j.opt_text()?),
-            b"annotations" => once(&mut annotations, j.opt_str_map::<EksKeys>()?),
+            b"annotations" => once(&mut annotations, j.opt_str_map::<AnnotationKeys>()?),
             b"deletionTimestamp" => once(&mut deletion_timestamp, j.opt_text()?),
             _ => j.skip(),
         })?;
@@ -527,6 +525,7 @@ impl<'a> Json<'a> {
     fn pod_spec(&mut self) -> Option<PodSpec<'a>> {
         let (mut service_account_name, mut service_account, mut node_selector) = (None, None, None);
         let (mut containers, mut init_containers, mut volumes) = (None, None, None);
+        let mut security_context = None;
         self.object(|j, key| match key {
             b"serviceAccountName" => once(&mut service_account_name, j.opt_text()?),
             b"serviceAccount" => once(&mut service_account, j.opt_text()?),
@@ -534,6 +533,7 @@ impl<'a> Json<'a> {
             b"containers" => once(&mut containers, j.containers()?),
             b"initContainers" => once(&mut init_containers, j.containers()?),
             b"volumes" => once(&mut volumes, j.volumes()?),
+            b"securityContext" => once(&mut security_context, j.security_context()?),
             _ => j.skip(),
         })?;
         Some(PodSpec {
@@ -543,7 +543,39 @@ impl<'a> Json<'a> {
             containers: containers.flatten(),
             init_containers: init_containers.flatten(),
             volumes: volumes.flatten(),
+            security_context: security_context.flatten(),
         })
+    }
+
+    fn security_context(&mut self) -> Option<Option<PodSecurityContext>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut fs_group = None;
+        self.object(|j, key| match key {
+            b"fsGroup" => once(&mut fs_group, j.opt_i64()?),
+            _ => j.skip(),
+        })?;
+        Some(Some(PodSecurityContext {
+            fs_group: fs_group.flatten(),
+        }))
+    }
+
+    /// `Option<i64>`: an integer literal that fits; a fraction, an exponent or an overflow
+    /// is left to serde (which rejects them).
+    fn opt_i64(&mut self) -> Option<Option<i64>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.peek()?;
+        let start = self.pos;
+        self.number()?;
+        let literal = std::str::from_utf8(self.bytes.get(start..self.pos)?).ok()?;
+        // serde_json reads `-0` as a float.
+        if literal.contains(['.', 'e', 'E']) || literal == "-0" {
+            return None;
+        }
+        literal.parse().ok().map(Some)
     }
 
     fn containers(&mut self) -> Option<Option<Vec<Container<'a>>>> {

@@ -34,8 +34,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, error, info, warn};
 
 use crate::Endpoint;
-use crate::admission::{self, AdmissionResponse, Violation};
-use crate::cache::ClusterCache;
+use crate::admission::{self, AdmissionResponse, GroupVersionKind, Violation};
+use crate::cache::{ClusterCache, FetchError};
 use crate::cluster::FinalView;
 use crate::config::Args;
 pub use crate::config::{CLIENT_TIMEOUT, ConnectionTimeouts, IDLE_TIMEOUT};
@@ -219,8 +219,13 @@ async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outco
     let decided = match crate::decide(endpoint, &req, cache, &app.injection) {
         Ok(decided) => decided,
         Err(missing) => {
-            if let Err(err) = app.cache.fetch(&missing).await {
-                warn!(error = %err, "cache miss not resolved; deciding without it");
+            match app.cache.fetch(&missing).await {
+                Ok(()) => {}
+                // Chosen by the operator: not worth a line per request.
+                Err(err @ FetchError::LookupDisabled { .. }) => {
+                    debug!(error = %err, "cache miss; deciding without it");
+                }
+                Err(err) => warn!(error = %err, "cache miss not resolved; deciding without it"),
             }
             crate::decide(endpoint, &req, &FinalView(cache), &app.injection).unwrap_or_else(
                 // FinalView never reports a miss; kept total rather than panicking.
@@ -235,7 +240,7 @@ async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outco
             )
         }
     };
-    let outcome = record_decision(app, endpoint, &req.kind.kind, &decided);
+    let outcome = record_decision(app, endpoint, &req.kind, &decided);
     let encoded = admission::encode_review(&decided);
     (
         outcome,
@@ -246,7 +251,7 @@ async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outco
 fn record_decision(
     app: &App,
     endpoint: Endpoint,
-    kind: &str,
+    kind: &GroupVersionKind<'_>,
     decided: &AdmissionResponse,
 ) -> Outcome {
     let m = &app.metrics;
@@ -255,6 +260,16 @@ fn record_decision(
         Some(Violation::InvalidPolicy) => m.denials_policy_invalid.inc(),
         None => 0,
     };
+    if decided.unhandled_kind && m.unhandled_kinds.record(endpoint, &kind.group, &kind.kind) {
+        // Once per kind: a mis-registered rule sends every object of that kind here.
+        warn!(
+            endpoint = endpoint.as_str(),
+            group = %kind.group,
+            kind = %kind.kind,
+            "received a kind this endpoint does not handle (logged once per kind; counted in mlplatform_webhook_unhandled_kind_total); remove it from the webhook configuration's rules"
+        );
+    }
+    let kind = kind.kind.as_ref();
     if !decided.allowed {
         return Outcome::denied;
     }
@@ -566,7 +581,11 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), R
     let client = kube_client(args.kubeconfig.as_deref()).await?;
 
     let metrics = Metrics::new();
-    let cache = ClusterCache::new(client, metrics.clone());
+    let cache = ClusterCache::with_service_account_lookup_timeout(
+        client,
+        metrics.clone(),
+        args.service_account_lookup_timeout(),
+    );
     let timeouts = args.connection_timeouts();
     let app = App::with_client_timeout(
         cache.clone(),

@@ -4,60 +4,15 @@
 use mlplatform_namespace_policy::{EnforcementMode, NamespacePolicy};
 use tracing::{info, warn};
 
-use crate::admission::{AdmissionRequest, AdmissionResponse, Operation, Violation};
+use crate::Endpoint;
+use crate::admission::{AdmissionResponse, Violation};
 use crate::cluster::{ClusterView, Lookup, Missing};
 use crate::objects::{ObjectMeta, PodForValidation, Workload};
+pub use crate::review::WorkloadKind;
+use crate::review::{AdmissionRequest, Operation};
 
 /// `auditAnnotations` key (the API server prefixes it with the webhook name).
 pub const AUDIT_ANNOTATION: &str = "service-account-violation";
-
-/// The kinds this endpoint checks, and where each keeps its pod's ServiceAccount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WorkloadKind {
-    Pod,
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    ReplicaSet,
-    Job,
-    CronJob,
-}
-
-impl WorkloadKind {
-    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
-        Some(match (group, kind) {
-            ("", "Pod") => Self::Pod,
-            ("apps", "Deployment") => Self::Deployment,
-            ("apps", "StatefulSet") => Self::StatefulSet,
-            ("apps", "DaemonSet") => Self::DaemonSet,
-            ("apps", "ReplicaSet") => Self::ReplicaSet,
-            ("batch", "Job") => Self::Job,
-            ("batch", "CronJob") => Self::CronJob,
-            _ => return None,
-        })
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pod => "Pod",
-            Self::Deployment => "Deployment",
-            Self::StatefulSet => "StatefulSet",
-            Self::DaemonSet => "DaemonSet",
-            Self::ReplicaSet => "ReplicaSet",
-            Self::Job => "Job",
-            Self::CronJob => "CronJob",
-        }
-    }
-
-    /// The field a user edits to fix a violation.
-    pub const fn service_account_field(self) -> &'static str {
-        match self {
-            Self::Pod => "spec.serviceAccountName",
-            Self::CronJob => "spec.jobTemplate.spec.template.spec.serviceAccountName",
-            _ => "spec.template.spec.serviceAccountName",
-        }
-    }
-}
 
 /// Decides a `/validate` review.
 pub fn decide(
@@ -69,9 +24,9 @@ pub fn decide(
         return Ok(AdmissionResponse::allow(uid));
     }
     let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
-        return Ok(crate::unsupported_kind(
+        return Ok(crate::unhandled_kind(
             uid,
-            "/validate",
+            Endpoint::Validate,
             &req.kind.group,
             &req.kind.kind,
         ));

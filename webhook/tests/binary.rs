@@ -5,6 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,14 +28,20 @@ fn leading_addr(text: &str) -> Option<SocketAddr> {
     text[..end].parse().ok()
 }
 
-/// Reads stderr until both "listening on" lines appeared; keeps draining it afterwards.
-async fn bound_addresses(child: &mut Child) -> (SocketAddr, SocketAddr) {
+/// The child's stderr lines so far.
+type Logs = Arc<Mutex<Vec<String>>>;
+
+/// Reads stderr until both "listening on" lines appeared; keeps draining it afterwards,
+/// collecting every line in the returned [`Logs`].
+async fn bound_addresses(child: &mut Child) -> (SocketAddr, SocketAddr, Logs) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
+    let logs = Logs::default();
     let (mut tls, mut health) = (None, None);
     let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("webhook: {line}");
+            logs.lock().unwrap().push(line.clone());
             if let Some(rest) = line.split("health listening on http://").nth(1) {
                 health = leading_addr(rest);
             } else if let Some(rest) = line.split("listening on https://").nth(1) {
@@ -47,22 +54,61 @@ async fn bound_addresses(child: &mut Child) -> (SocketAddr, SocketAddr) {
     })
     .await;
     assert!(found.is_ok(), "no listening lines within 30s");
+    let collected = logs.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             eprintln!("webhook: {line}");
+            collected.lock().unwrap().push(line);
         }
     });
-    (tls.expect("https address"), health.expect("health address"))
+    (
+        tls.expect("https address"),
+        health.expect("health address"),
+        logs,
+    )
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+/// Status code and body of a plain-HTTP GET.
+async fn http_get_text(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.ok()?;
     let mut out = Vec::new();
     tcp.read_to_end(&mut out).await.ok()?;
-    let text = String::from_utf8_lossy(&out);
-    text.split_whitespace().nth(1)?.parse().ok()
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, text))
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> Option<u16> {
+    http_get_text(addr, path).await.map(|(status, _)| status)
+}
+
+/// POSTs `review` to `path` over HTTPS (trusting `ca`) and returns the parsed answer.
+async fn post_review_https(
+    addr: SocketAddr,
+    ca: &rustls_pki_types::CertificateDer<'static>,
+    path: &str,
+    review: &Value,
+) -> Value {
+    let stream = tls_connect(
+        addr,
+        client_config(&[ca], rustls::DEFAULT_VERSIONS, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let request = Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(review).unwrap())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +144,7 @@ async fn binary_serves_mutate_over_https_and_exits_0_on_sigterm() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let (tls_addr, health_addr) = bound_addresses(&mut child).await;
+    let (tls_addr, health_addr, _) = bound_addresses(&mut child).await;
 
     let mut ready = false;
     for _ in 0..200 {
@@ -189,6 +235,103 @@ async fn binary_serves_mutate_over_https_and_exits_0_on_sigterm() {
         .expect("did not exit within 20s of SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// A mis-registered rule sends /mutate a kind it does not handle: over the real HTTPS
+/// endpoint it is admitted unchanged with a warning (never blocked), counted in
+/// `mlplatform_webhook_unhandled_kind_total` at /metrics, and logged once, not per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_admits_kinds_mutate_does_not_handle_with_a_warning_a_metric_and_one_log_line() {
+    let double = KubeDouble::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    double.write_kubeconfig(&kubeconfig, "double").unwrap();
+    let pki = Pki::new("ca");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    pki.write(&cert, &key);
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0"])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (tls_addr, health_addr, logs) = bound_addresses(&mut child).await;
+
+    let review = |uid: &str, group: &str, kind: &str| {
+        let mut review = pod_review(uid, "ml-team", "ml-user");
+        review["request"]["kind"] = json!({"group": group, "version": "v1", "kind": kind});
+        review["request"]["object"] =
+            json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": "x"}});
+        review
+    };
+    for uid in ["cm-1", "cm-2"] {
+        let out = post_review_https(
+            tls_addr,
+            &pki.ca_der,
+            "/mutate",
+            &review(uid, "", "ConfigMap"),
+        )
+        .await;
+        let response = &out["response"];
+        assert_eq!(response["uid"], uid);
+        assert_eq!(response["allowed"], true, "{out}");
+        assert!(response.get("patch").is_none(), "{out}");
+        assert!(response.get("status").is_none(), "{out}");
+        let warning = response["warnings"][0].as_str().unwrap_or_default();
+        assert!(
+            warning.contains("\"ConfigMap\"") && warning.contains("MutatingWebhookConfiguration"),
+            "{out}"
+        );
+    }
+    // Workloads sent by a rule list shared with /validate are expected: no warning, not counted.
+    let out = post_review_https(
+        tls_addr,
+        &pki.ca_der,
+        "/mutate",
+        &review("d-1", "apps", "Deployment"),
+    )
+    .await;
+    assert_eq!(out["response"]["allowed"], true, "{out}");
+    assert!(out["response"].get("warnings").is_none(), "{out}");
+
+    let (status, metrics) = http_get_text(health_addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains(
+            r#"mlplatform_webhook_unhandled_kind_total{endpoint="mutate",group="",kind="ConfigMap"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(r#"kind="Deployment""#), "{metrics}");
+    assert!(
+        metrics
+            .contains(r#"mlplatform_webhook_requests_total{endpoint="mutate",outcome="warned"} 2"#),
+        "{metrics}"
+    );
+    // Both answers came back, so both requests were logged (or not) already; stderr is read
+    // asynchronously, so wait for the first line, then a little for any second one.
+    let logged = || {
+        logs.lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains("does not handle") && line.contains("ConfigMap"))
+            .count()
+    };
+    for _ in 0..100 {
+        if logged() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(logged(), 1, "{:#?}", logs.lock().unwrap());
 }
 
 #[tokio::test]

@@ -238,3 +238,102 @@ async fn concurrent_misses_on_one_key_share_one_get() {
         1
     );
 }
+
+/// The role ARN a /mutate answer injects into the first container, if any.
+fn injected_role(out: &Value) -> Option<String> {
+    use base64::Engine as _;
+    let patch = out["response"]["patch"].as_str()?;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .ok()?;
+    let ops: Value = serde_json::from_slice(&patch).ok()?;
+    ops.as_array()?
+        .iter()
+        .filter(|op| op["path"] == "/spec/containers/0/env")
+        .flat_map(|op| op["value"].as_array().into_iter().flatten())
+        .find(|var| var["name"] == "AWS_ROLE_ARN")
+        .and_then(|var| var["value"].as_str().map(str::to_owned))
+}
+
+/// A watch-fed cache that cannot have seen a ServiceAccount: the ServiceAccount list/watch
+/// fails (the namespace watch works), so the only way to learn about the ServiceAccount
+/// created just before the pod is the live lookup.
+async fn cache_blind_to_new_service_accounts(
+    double: &KubeDouble,
+    lookup_timeout: Duration,
+) -> (Arc<App>, Arc<ClusterCache>, tokio::task::JoinHandle<()>) {
+    double.apply_fixture(managed_namespace("ml-team", true));
+    double.inject_failure("GET", "/api/v1/serviceaccounts", 503, 1_000_000);
+    let metrics = Metrics::new();
+    let cache = ClusterCache::with_service_account_lookup_timeout(
+        double.client(),
+        metrics.clone(),
+        lookup_timeout,
+    );
+    let app = App::new(cache.clone(), InjectionConfig::default(), metrics, 1 << 20);
+    let watchers = tokio::spawn(cache.clone().run_watchers());
+    eventually("namespace watch synced", || {
+        is_managed(&cache, "ml-team") == Some(true)
+    })
+    .await;
+    (app, cache, watchers)
+}
+
+async fn create_service_account(double: &KubeDouble, name: &str) {
+    let api = kube::Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        double.client(),
+        "ml-team",
+    );
+    let sa = serde_json::from_value(service_account("ml-team", name, Some(ROLE))).unwrap();
+    api.create(&Default::default(), &sa).await.unwrap();
+}
+
+/// amazon-eks-pod-identity-webhook #174: a pod created right after its ServiceAccount, before
+/// the watch delivered it, still gets the ServiceAccount's role: the webhook looks it up live
+/// (once; the answer is cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_right_after_its_service_account_gets_the_role_by_live_lookup() {
+    let double = KubeDouble::start().await;
+    let (app, cache, watchers) =
+        cache_blind_to_new_service_accounts(&double, Duration::from_secs(2)).await;
+    create_service_account(&double, "fresh").await;
+    assert_eq!(cache.service_account("ml-team", "fresh"), Lookup::Missing);
+    double.clear_requests();
+
+    let out = mutate(&app, mutate_review("p1", "ml-team", "fresh")).await;
+    assert_eq!(injected_role(&out).as_deref(), Some(ROLE), "{out}");
+    let path = "/api/v1/namespaces/ml-team/serviceaccounts/fresh";
+    assert_eq!(gets_of(&double, path), 1);
+    // Cached: the next pod needs no GET.
+    assert!(matches!(
+        cache.service_account("ml-team", "fresh"),
+        Lookup::Found(_)
+    ));
+    let out = mutate(&app, mutate_review("p2", "ml-team", "fresh")).await;
+    assert_eq!(injected_role(&out).as_deref(), Some(ROLE), "{out}");
+    assert_eq!(gets_of(&double, path), 1);
+    watchers.abort();
+}
+
+/// The same pod with the live lookup off (`--service-account-lookup-timeout-ms 0`): what a
+/// miss gave before the lookup, admitted without IRSA and with a warning, and no GET. This
+/// is what the test above would see without the lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_live_lookup_such_a_pod_is_admitted_without_irsa_and_warned() {
+    let double = KubeDouble::start().await;
+    let (app, _cache, watchers) =
+        cache_blind_to_new_service_accounts(&double, Duration::ZERO).await;
+    create_service_account(&double, "fresh").await;
+    double.clear_requests();
+
+    let out = mutate(&app, mutate_review("p1", "ml-team", "fresh")).await;
+    assert_eq!(out["response"]["allowed"], true);
+    assert_eq!(injected_role(&out), None, "{out}");
+    let warning = out["response"]["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("not injected"), "{out}");
+    assert_eq!(
+        gets_of(&double, "/api/v1/namespaces/ml-team/serviceaccounts/fresh"),
+        0
+    );
+    watchers.abort();
+}

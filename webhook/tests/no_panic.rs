@@ -29,6 +29,7 @@ fn view() -> StaticClusterView {
                 "mlplatform.io/irsa-role-arn",
                 "arn:aws:iam::111122223333:role/r",
             ),
+            ("mlplatform.io/fs-group", "65534"),
         ])),
     );
     view.add_service_account(
@@ -174,6 +175,8 @@ fn pod_like() -> impl Strategy<Value = Value> {
     .boxed();
     let annotations = prop_oneof![
         2 => Just(json!({"eks.amazonaws.com/skip-containers": "skip-me", "other": "x"})),
+        1 => Just(json!({"mlplatform.io/fs-group": "2000"})),
+        1 => Just(json!({"mlplatform.io/fs-group": "-5", "mlplatform.io/fs-group": "x"})),
         2 => Just(json!({"eks.amazonaws.com/token-expiration": "3600", "eks.amazonaws.com/token-expiration": "700"})),
         2 => Just(json!({"a": "b"})),
         1 => any_json(),
@@ -186,18 +189,49 @@ fn pod_like() -> impl Strategy<Value = Value> {
     ];
     let volumes =
         prop_oneof![8 => named.prop_map(Value::from), 1 => Just(Value::Null), 1 => any_json()];
-    (containers.clone(), containers, volumes, annotations, selector).prop_map(
-        |(containers, init, volumes, annotations, selector)| {
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"generateName": "p-", "annotations": annotations, "labels": {"a": "b"}},
-                "spec": {
-                    "containers": containers, "initContainers": init, "volumes": volumes,
-                    "nodeSelector": selector, "serviceAccountName": "u",
-                },
-            })
-        },
+    // The one-pass reader reads integers itself and leaves the rest (-0, floats, overflow,
+    // other types) to serde.
+    let fs_group = prop_oneof![
+        4 => (0..70_000i64).prop_map(Value::from),
+        1 => Just(Value::Null),
+        1 => Just(json!(-3)),
+        1 => Just(json!(1.5)),
+        1 => Just(json!(9_223_372_036_854_775_807i64)),
+        1 => Just(json!(18_446_744_073_709_551_615u64)),
+        1 => any_json(),
+    ];
+    let security_context = prop_oneof![
+        3 => Just(json!({})),
+        3 => fs_group.prop_map(|g| json!({"runAsNonRoot": true, "fsGroup": g})),
+        1 => Just(Value::Null),
+        1 => Just(json!("absent")),
+        1 => any_json(),
+    ];
+    (
+        containers.clone(),
+        containers,
+        volumes,
+        annotations,
+        selector,
+        security_context,
     )
+        .prop_map(
+            |(containers, init, volumes, annotations, selector, security_context)| {
+                let mut pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"generateName": "p-", "annotations": annotations, "labels": {"a": "b"}},
+                    "spec": {
+                        "containers": containers, "initContainers": init, "volumes": volumes,
+                        "nodeSelector": selector, "serviceAccountName": "u",
+                        "securityContext": security_context,
+                    },
+                });
+                if pod["spec"]["securityContext"] == "absent" {
+                    pod["spec"].as_object_mut().unwrap().remove("securityContext");
+                }
+                pod
+            },
+        )
 }
 
 /// The real reviews from kube-apiserver, in its field order, as bytes (read once).
@@ -276,6 +310,28 @@ proptest! {
     ) {
         let review = format!(
             r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"x","kind":{{"group":"","version":"v1","kind":"Pod"}},"namespace":"{namespace}","operation":"{operation}","userInfo":{{"username":"u"}},"object":{pod},"oldObject":null,"dryRun":false}}}}"#
+        );
+        check(review.as_bytes());
+    }
+
+    #[test]
+    fn both_readers_agree_on_fs_group_literals(
+        literal in prop_oneof![
+            Just("0"), Just("-0"), Just("65534"), Just("1e3"), Just("2.0"), Just("-9223372036854775808"),
+            Just("-9223372036854775809"), Just("9223372036854775808"), Just("01"), Just("null"),
+            Just("\"7\""), Just("1,\"fsGroup\":2"), Just("[]"),
+        ],
+        security_context_first in any::<bool>(),
+    ) {
+        let security_context = format!(r#""securityContext":{{"fsGroup":{literal}}}"#);
+        let containers = r#""containers":[{"name":"c"}]"#;
+        let spec = if security_context_first {
+            format!(r#"{{{security_context},"serviceAccountName":"u",{containers}}}"#)
+        } else {
+            format!(r#"{{"serviceAccountName":"u",{containers},{security_context}}}"#)
+        };
+        let review = format!(
+            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"uid":"x","kind":{{"group":"","version":"v1","kind":"Pod"}},"namespace":"ns","operation":"CREATE","object":{{"metadata":{{"name":"p"}},"spec":{spec}}}}}}}"#
         );
         check(review.as_bytes());
     }

@@ -204,7 +204,7 @@ async fn body_over_the_limit_is_413_declared_or_streamed() {
 }
 
 #[tokio::test]
-async fn wrong_kind_is_a_valid_review_that_says_why() {
+async fn unhandled_kind_is_admitted_by_mutate_with_a_warning_and_denied_by_validate() {
     let app = app();
     let mut review = pod_review("u-3", "ml-team", "ml-user");
     review["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Secret"});
@@ -213,6 +213,17 @@ async fn wrong_kind_is_a_valid_review_that_says_why() {
     let out: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(out["response"]["uid"], "u-3");
+    assert_eq!(out["response"]["allowed"], true);
+    assert!(out["response"].get("patch").is_none(), "{out}");
+    let warning = out["response"]["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("\"Secret\"") && warning.contains("MutatingWebhookConfiguration"),
+        "{warning}"
+    );
+    // /validate still says no (SPEC §7: the wrong kind gets a denied review).
+    let (status, out) = post(&app, "/validate", serde_json::to_vec(&review).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let out: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(out["response"]["allowed"], false);
     assert_eq!(out["response"]["status"]["code"], 400);
     assert!(
@@ -221,6 +232,13 @@ async fn wrong_kind_is_a_valid_review_that_says_why() {
             .unwrap()
             .contains("Secret")
     );
+    let (_, metrics) = get_health(&app, "/metrics").await;
+    for endpoint in ["mutate", "validate"] {
+        let line = format!(
+            r#"mlplatform_webhook_unhandled_kind_total{{endpoint="{endpoint}",group="",kind="Secret"}} 1"#
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
 }
 
 #[tokio::test]

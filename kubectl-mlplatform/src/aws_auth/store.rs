@@ -113,6 +113,17 @@ pub async fn read_aws_auth(client: &kube::Client) -> Result<Option<AwsAuth>, Aws
         .transpose()
 }
 
+/// The aws-auth data as stored, or None when the ConfigMap does not exist.
+pub async fn read_aws_auth_data(
+    client: &kube::Client,
+) -> Result<Option<BTreeMap<String, String>>, AwsAuthError> {
+    let current = api(client)
+        .get_opt(CONFIGMAP_NAME)
+        .await
+        .map_err(|e| kube_error("reading", e))?;
+    Ok(current.map(|cm| cm.data.unwrap_or_default()))
+}
+
 /// Read kube-system/aws-auth, apply `edit` to the parsed model, write back with the
 /// resourceVersion it read (create when absent), retry on 409 with a fresh read (bounded);
 /// no write when the rendered data is unchanged; dry_run Server → dryRun=All, Client → no write.

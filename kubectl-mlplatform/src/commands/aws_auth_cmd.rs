@@ -11,6 +11,9 @@ use serde::Serialize;
 
 use crate::arn::parse_iam_arn;
 use crate::aws_auth::store::{self, AwsAuthWrite};
+use crate::execute::{Clients, execute};
+use crate::output::{Progress, Report, Summary, render_report};
+use crate::steps::{AwsAuthAction as AwsAuthStepAction, AwsAuthStep, Direction, Plan, Step};
 use crate::aws_auth::{
     self, AwsAuth, AwsAuthError, Mapping, MappingKind, SsoMapping, check_system_masters,
     kind_of_arn, normalize_arn,
@@ -29,8 +32,8 @@ pub(crate) struct AwsAuthListing {
     pub(crate) accounts: Vec<String>,
 }
 
-/// What `add` / `remove` print.
-#[derive(Debug, Serialize)]
+/// What `add` / `remove` print (flattened into the report).
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct AwsAuthEditReport {
     pub(crate) change: Change,
@@ -40,11 +43,74 @@ pub(crate) struct AwsAuthEditReport {
     pub(crate) username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) groups: Option<Vec<String>>,
-    pub(crate) dry_run: DryRun,
     /// A write request was sent to the API server (dryRun=All under --dry-run=server).
     pub(crate) sent: bool,
     /// Line diff of the changed aws-auth keys (empty when nothing changes).
     pub(crate) diff: String,
+}
+
+impl AwsAuthEditReport {
+    /// What the executor did, which wins over the plan: the ConfigMap is re-read under
+    /// conflict retry, so the change may differ from what was planned.
+    fn record(&mut self, write: &AwsAuthWrite) {
+        self.change = write.change;
+        self.sent = write.sent;
+        self.diff = data_diff(&write.before, &write.after);
+    }
+}
+
+impl Summary for AwsAuthEditReport {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn rendered(plan: &Plan<Self>) -> serde_json::Value {
+        serde_json::to_value(plan.aws_auth_step()).unwrap_or_default()
+    }
+    /// One line per edit, and the diff under a client dry run.
+    fn table(report: &Report<Self>, _verb: &str) -> String {
+        edit_line(&report.outputs, report.dry_run)
+    }
+}
+
+/// Pure: the edit, given the aws-auth data as read (None: no ConfigMap).
+pub(crate) fn plan_edit(
+    data: Option<&BTreeMap<String, String>>,
+    action: AwsAuthStepAction,
+) -> Result<Plan<AwsAuthEditReport>, AwsAuthError> {
+    let before = data.cloned().unwrap_or_default();
+    let mut model = AwsAuth::parse(Some(&before))?;
+    let (kind, arn, mapping, change) = match &action {
+        AwsAuthStepAction::Upsert { kind, mapping } => {
+            let change = model.upsert(*kind, mapping.clone())?;
+            (*kind, mapping.arn.clone(), Some(mapping.clone()), change)
+        }
+        AwsAuthStepAction::Remove { kind, arn } => {
+            let change = model.remove(*kind, arn)?;
+            (*kind, arn.clone(), None, change)
+        }
+        AwsAuthStepAction::None => (MappingKind::Role, String::new(), None, Change::Unchanged),
+    };
+    let after = model.render();
+    let outputs = AwsAuthEditReport {
+        change,
+        kind,
+        arn: arn.clone(),
+        username: mapping.as_ref().map(|m| m.username.clone()),
+        groups: mapping.as_ref().map(|m| m.groups.clone()),
+        sent: false,
+        diff: data_diff(&before, &after),
+    };
+    let step = Step::AwsAuth(AwsAuthStep {
+        arn,
+        change,
+        action: if after == before {
+            AwsAuthStepAction::None
+        } else {
+            action
+        },
+        wanted: mapping,
+    });
+    Ok(Plan::new(outputs, vec![step], Direction::Create))
 }
 
 pub(crate) async fn run(
@@ -53,11 +119,11 @@ pub(crate) async fn run(
     global: &GlobalArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    match &cmd.action {
+    let action = match &cmd.action {
         AwsAuthAction::Get => {
             let auth = store::read_aws_auth(&client).await?;
             let listing = listing(auth.as_ref());
-            print_listing(&listing, global.output, out)
+            return print_listing(&listing, global.output, out);
         }
         AwsAuthAction::Add(args) => {
             let (kind, mapping) = mapping_from_args(args)?;
@@ -66,13 +132,7 @@ pub(crate) async fn run(
             {
                 tracing::warn!(arn = %mapping.arn, "mapping to system:masters: full cluster admin");
             }
-            let wanted = mapping.clone();
-            let write = store::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
-                auth.upsert(kind, wanted.clone())
-            })
-            .await?;
-            let report = report(kind, &mapping.arn, Some(&mapping), &write, global.dry_run);
-            print_report(&report, global.output, out)
+            AwsAuthStepAction::Upsert { kind, mapping }
         }
         AwsAuthAction::Remove(args) => {
             let kind = match args.kind {
@@ -80,15 +140,23 @@ pub(crate) async fn run(
                 None => kind_of_arn(&args.arn)?,
             };
             let arn = normalize_arn(kind, &args.arn)?;
-            let target = arn.clone();
-            let write = store::modify_aws_auth_detailed(&client, global.dry_run, move |auth| {
-                auth.remove(kind, &target)
-            })
-            .await?;
-            let report = report(kind, &arn, None, &write, global.dry_run);
-            print_report(&report, global.output, out)
+            AwsAuthStepAction::Remove { kind, arn }
         }
+    };
+    let data = store::read_aws_auth_data(&client).await?;
+    let mut plan = plan_edit(data.as_ref(), action)?;
+    let clients = Clients {
+        aws: None,
+        kube: Some(&client),
+    };
+    let executed = execute(&plan, clients, global.dry_run, &Progress::for_stderr()).await?;
+    if let Some(write) = &executed.aws_auth {
+        plan.outputs.record(write);
     }
+    let report = Report::from_plan(&plan, global.dry_run, global.output);
+    let text = render_report(&report, global.output, "aws-auth").map_err(anyhow::Error::msg)?;
+    out.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// Checks the flags without any I/O, so bad input is reported before kubeconfig or cluster
@@ -143,25 +211,6 @@ pub(crate) fn listing(auth: Option<&AwsAuth>) -> AwsAuthListing {
         sso_roles: auth.map(AwsAuth::sso_roles).unwrap_or_default(),
         users: auth.map(AwsAuth::users).unwrap_or_default(),
         accounts: auth.map(AwsAuth::accounts).unwrap_or_default(),
-    }
-}
-
-fn report(
-    kind: MappingKind,
-    arn: &str,
-    mapping: Option<&Mapping>,
-    write: &AwsAuthWrite,
-    dry_run: DryRun,
-) -> AwsAuthEditReport {
-    AwsAuthEditReport {
-        change: write.change,
-        kind,
-        arn: arn.to_string(),
-        username: mapping.map(|m| m.username.clone()),
-        groups: mapping.map(|m| m.groups.clone()),
-        dry_run,
-        sent: write.sent,
-        diff: data_diff(&write.before, &write.after),
     }
 }
 
@@ -262,15 +311,8 @@ fn write_table(rows: &[[String; 4]], out: &mut dyn Write) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn print_report(
-    report: &AwsAuthEditReport,
-    format: OutputFormat,
-    out: &mut dyn Write,
-) -> anyhow::Result<()> {
-    if print_structured(report, format, out)? {
-        return Ok(());
-    }
-    let suffix = match report.dry_run {
+fn edit_line(report: &AwsAuthEditReport, dry_run: DryRun) -> String {
+    let suffix = match dry_run {
         DryRun::None => "",
         DryRun::Client => " (dry run)",
         DryRun::Server => " (server dry run)",
@@ -280,15 +322,14 @@ fn print_report(
         (Some(user), Some(groups)) => format!(" as {user} in {}", groups.join(",")),
         _ => String::new(),
     };
-    writeln!(
-        out,
-        "aws-auth {} {}{detail}: {}{suffix}",
+    let mut out = format!(
+        "aws-auth {} {}{detail}: {}{suffix}\n",
         report.kind, report.arn, report.change
-    )?;
-    if report.dry_run == DryRun::Client && !report.diff.is_empty() {
-        out.write_all(report.diff.as_bytes())?;
+    );
+    if dry_run == DryRun::Client && !report.diff.is_empty() {
+        out.push_str(&report.diff);
     }
-    Ok(())
+    out
 }
 
 /// A line diff of every data key whose text changed (`-` removed, `+` added, two-space context).

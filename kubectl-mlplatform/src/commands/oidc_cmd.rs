@@ -3,16 +3,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use serde::Serialize;
 
 use super::error::CommandError;
 use super::preflight::cluster_and_region;
 use crate::aws::Aws;
 use crate::cli::oidc::{ClusterArgs, OidcCommand};
-use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::common::{Change, DryRun, GlobalArgs};
 use crate::kube_io::load_target;
-use crate::oidc::{OidcPlan, ThumbprintOptions, associate};
-use crate::output::{render_data, table};
+use crate::execute::{Clients, execute};
+use crate::oidc::{OidcOutputs, ThumbprintOptions, plan_oidc, read_oidc_facts};
+use crate::output::{Progress, Report, Summary, print_report, table};
+use crate::steps::Plan;
 
 /// Cluster and region from the flags, else from the kubeconfig context (an EKS ARN or an
 /// `aws eks get-token --cluster-name` exec entry). The kubeconfig is only read when needed.
@@ -27,18 +28,20 @@ pub(crate) fn resolve_cluster(
     cluster_and_region(args.cluster.as_ref(), args.region.as_ref(), hint)
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OidcReport<'a> {
-    #[serde(flatten)]
-    plan: &'a OidcPlan,
-    dry_run: DryRun,
+impl Summary for OidcOutputs {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn rendered(plan: &Plan<Self>) -> serde_json::Value {
+        serde_json::to_value(plan.oidc_step()).unwrap_or_default()
+    }
+    /// Not the change table: one provider, and what the vendor pages ask to check.
+    fn table(report: &Report<Self>, _verb: &str) -> String {
+        oidc_table(&report.outputs, report.dry_run)
+    }
 }
 
-fn render(plan: &OidcPlan, dry_run: DryRun, format: OutputFormat) -> Result<String, String> {
-    if format != OutputFormat::Table {
-        return render_data(&OidcReport { plan, dry_run }, format);
-    }
+fn oidc_table(plan: &OidcOutputs, dry_run: DryRun) -> String {
     let status = match (plan.change, dry_run) {
         (Change::Created, DryRun::None) => "created",
         (Change::Created, _) => "missing: would be created (dry run: nothing was written)",
@@ -61,7 +64,7 @@ fn render(plan: &OidcPlan, dry_run: DryRun, format: OutputFormat) -> Result<Stri
         };
         out.push_str(&format!("thumbprint:  {thumbprint}\n"));
     }
-    Ok(out)
+    out
 }
 
 pub(crate) async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCode, CommandError> {
@@ -73,18 +76,31 @@ pub(crate) async fn run(global: &GlobalArgs, cmd: &OidcCommand) -> Result<ExitCo
         timeout: Duration::from_secs(args.thumbprint_timeout.max(1)),
         roots: None,
     };
-    let plan = associate(&aws, &cluster, &options, global.dry_run).await?;
-    let text = render(&plan, global.dry_run, global.output).map_err(CommandError::Output)?;
-    print!("{text}");
+    let facts = read_oidc_facts(&aws, &cluster, &options).await?;
+    let plan = plan_oidc(&facts.cluster, facts.existing, facts.thumbprint)?;
+    let clients = Clients {
+        aws: Some(&aws),
+        kube: None,
+    };
+    execute(&plan, clients, global.dry_run, &Progress::for_stderr()).await?;
+    print_report(&plan, global.dry_run, global.output, "oidc associate")
+        .map_err(CommandError::Output)?;
     Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::common::OutputFormat;
+    use crate::output::render_report;
 
-    fn plan(change: Change) -> OidcPlan {
-        OidcPlan {
+    fn render(plan: &OidcOutputs, dry_run: DryRun, format: OutputFormat) -> Result<String, String> {
+        let plan = Plan::new(plan.clone(), Vec::new(), crate::steps::Direction::Create);
+        render_report(&Report::from_plan(&plan, dry_run, format), format, "oidc associate")
+    }
+
+    fn plan(change: Change) -> OidcOutputs {
+        OidcOutputs {
             cluster: "c1".into(),
             issuer: "https://oidc.example/id/X".into(),
             provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example/id/X".into(),
