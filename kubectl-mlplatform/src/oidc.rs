@@ -20,8 +20,8 @@ use tokio::net::TcpStream;
 use crate::arn::parse_eks_cluster_arn;
 use crate::aws::{Aws, AwsError, ClusterFacts, issuer_host_path};
 use crate::common::Change;
-use crate::steps::{Direction, OidcAction, OidcStep, Plan, Step};
 use crate::irsa::oidc_provider_arn;
+use crate::steps::{Direction, OidcAction, OidcStep, Plan, Step};
 
 /// How long the thumbprint fetch may take in all (connect + handshake).
 pub(crate) const THUMBPRINT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -368,7 +368,10 @@ mod tests {
             plan.outputs.provider_arn,
             "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/ABC"
         );
-        assert_eq!(plan.outputs.client_ids, vec!["sts.amazonaws.com".to_owned()]);
+        assert_eq!(
+            plan.outputs.client_ids,
+            vec!["sts.amazonaws.com".to_owned()]
+        );
         assert_eq!(plan.outputs.thumbprints, vec!["ab".repeat(20)]);
         let Some(OidcStep {
             action: OidcAction::Create { url, tags, .. },
@@ -384,7 +387,10 @@ mod tests {
     fn existing_provider_is_kept_and_unreachable_issuers_omit_the_thumbprint() {
         let arn = "arn:aws:iam::123456789012:oidc-provider/x".to_owned();
         let plan = plan_oidc(&cluster(Some(ISSUER)), Some(arn.clone()), Ok(None)).unwrap();
-        assert_eq!((plan.outputs.change, plan.outputs.provider_arn), (Change::Unchanged, arn));
+        assert_eq!(
+            (plan.outputs.change, plan.outputs.provider_arn),
+            (Change::Unchanged, arn)
+        );
         let plan = plan_oidc(&cluster(Some(ISSUER)), None, Err("down".into())).unwrap();
         assert!(plan.outputs.thumbprints.is_empty());
         assert_eq!(plan.outputs.thumbprint_skipped.as_deref(), Some("down"));

@@ -11,15 +11,15 @@ use serde::Serialize;
 
 use crate::arn::parse_iam_arn;
 use crate::aws_auth::store::{self, AwsAuthWrite};
-use crate::execute::{Clients, execute};
-use crate::output::{Progress, Report, Summary, render_report};
-use crate::steps::{AwsAuthAction as AwsAuthStepAction, AwsAuthStep, Direction, Plan, Step};
 use crate::aws_auth::{
     self, AwsAuth, AwsAuthError, Mapping, MappingKind, SsoMapping, check_system_masters,
     kind_of_arn, normalize_arn,
 };
 use crate::cli::aws_auth::{AddArgs, AwsAuthAction, AwsAuthCommand};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
+use crate::execute::{Clients, execute};
+use crate::output::{Progress, Report, Summary, render_report};
+use crate::steps::{AwsAuthAction as AwsAuthStepAction, AwsAuthStep, Direction, Plan, Step};
 
 /// What `get` prints with `-o json|yaml`.
 #[derive(Debug, Serialize)]

@@ -3,14 +3,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-
 use super::error::CommandError;
 use super::preflight::cluster_and_region;
 use crate::aws::Aws;
 use crate::cli::oidc::{ClusterArgs, OidcCommand};
 use crate::common::{Change, DryRun, GlobalArgs};
-use crate::kube_io::load_target;
 use crate::execute::{Clients, execute};
+use crate::kube_io::load_target;
 use crate::oidc::{OidcOutputs, ThumbprintOptions, plan_oidc, read_oidc_facts};
 use crate::output::{Progress, Report, Summary, print_report, table};
 use crate::steps::Plan;
@@ -96,7 +95,11 @@ mod tests {
 
     fn render(plan: &OidcOutputs, dry_run: DryRun, format: OutputFormat) -> Result<String, String> {
         let plan = Plan::new(plan.clone(), Vec::new(), crate::steps::Direction::Create);
-        render_report(&Report::from_plan(&plan, dry_run, format), format, "oidc associate")
+        render_report(
+            &Report::from_plan(&plan, dry_run, format),
+            format,
+            "oidc associate",
+        )
     }
 
     fn plan(change: Change) -> OidcOutputs {

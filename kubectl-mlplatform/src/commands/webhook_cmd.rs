@@ -12,10 +12,12 @@ use serde_json::{Value, json};
 use super::error::CommandError;
 use crate::cli::webhook::{WebhookCommand, WebhookInstallArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
-use crate::output::{Progress, render_data, table};
+use crate::execute::{Clients, execute};
+use crate::output::{Progress, Report, Summary, render_data, render_report, table};
+use crate::steps::Plan;
 use crate::webhook_install::{
-    self, Applied, InstallOptions, InstallPlan, Outcome, Reachability, TlsDecision, WebhookStatus,
-    tls,
+    self, InstallOptions, InstallOutputs, InstallPlan, ObjectRow, Observed, Reachability,
+    WebhookStatus, rfc3339, tls,
 };
 
 /// Renew within this many seconds of expiry; `status` fails inside that window too.
@@ -28,80 +30,34 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// `2027-11-21T07:40:00Z`.
-pub(crate) fn rfc3339(unix: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(unix) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => unix.to_string(),
+impl Summary for InstallOutputs {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    fn rendered(plan: &Plan<Self>) -> Value {
+        json!({"apiVersion": "v1", "kind": "List", "items": rendered_objects(plan)})
+    }
+    /// OBJECT / RESULT, then the certificates (install only).
+    fn table(report: &Report<Self>, _verb: &str) -> String {
+        let mut out = objects_table(&report.outputs.objects, report.dry_run);
+        if report.outputs.uninstall {
+            return out;
+        }
+        let c = &report.outputs.certificates;
+        out.push_str(&format!("\ncertificates: {}", c.action));
+        if let Some(reason) = &c.reason {
+            out.push_str(&format!(" ({reason})"));
+        }
+        if let Some(t) = &c.not_after {
+            out.push_str(&format!("; serving certificate valid until {t}"));
+        }
+        out.push('\n');
+        out
     }
 }
 
-fn change(outcome: Outcome) -> Change {
-    match outcome {
-        Outcome::Created => Change::Created,
-        Outcome::Updated => Change::Updated,
-        Outcome::Unchanged => Change::Unchanged,
-        Outcome::Deleted => Change::Deleted,
-        Outcome::Absent => Change::Absent,
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ObjectRow {
-    pub(crate) object: String,
-    pub(crate) result: Change,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct CertificateReport {
-    /// generated, renewed, kept or cert-manager.
-    pub(crate) action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) not_after: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct InstallReport {
-    pub(crate) dry_run: DryRun,
-    pub(crate) certificates: CertificateReport,
-    pub(crate) objects: Vec<ObjectRow>,
-}
-
-/// Pure: what the certificates part of a plan says.
-pub(crate) fn certificate_report(plan: &InstallPlan) -> CertificateReport {
-    let (action, reason) = match &plan.tls {
-        None => ("cert-manager", None),
-        Some(TlsDecision::Keep) => ("kept", None),
-        Some(TlsDecision::RenewServing { reason }) => ("renewed", Some(reason.clone())),
-        Some(TlsDecision::NewCa { reason }) => ("generated", Some(reason.clone())),
-    };
-    CertificateReport {
-        action,
-        reason,
-        not_after: plan.certificate_not_after.map(rfc3339),
-    }
-}
-
-fn report_rows(applied: &[Applied]) -> Vec<ObjectRow> {
-    applied
-        .iter()
-        .map(|a| ObjectRow {
-            object: a.object.clone(),
-            result: change(a.outcome),
-        })
-        .collect()
+fn rendered_objects(plan: &InstallPlan) -> Vec<Value> {
+    plan.kube_steps().map(|s| s.desired.clone()).collect()
 }
 
 /// The OBJECT / RESULT table, each result marked when it was a dry run.
@@ -120,63 +76,21 @@ fn objects_table(objects: &[ObjectRow], dry_run: DryRun) -> String {
     table(&rows)
 }
 
-/// Pure: the `install`/`uninstall` report in `format`.
-pub(crate) fn render_install(
-    report: &InstallReport,
-    format: OutputFormat,
-) -> Result<String, String> {
-    if format != OutputFormat::Table {
-        return render_data(report, format);
-    }
-    let mut out = objects_table(&report.objects, report.dry_run);
-    let c = &report.certificates;
-    out.push_str(&format!("\ncertificates: {}", c.action));
-    if let Some(reason) = &c.reason {
-        out.push_str(&format!(" ({reason})"));
-    }
-    if let Some(t) = &c.not_after {
-        out.push_str(&format!("; serving certificate valid until {t}"));
-    }
-    out.push('\n');
-    Ok(out)
-}
-
-/// `--dry-run=client`: every object, nothing sent. YAML documents or a JSON `List`.
+/// `--dry-run=client`: every object, nothing sent. YAML documents or a JSON `List` (what
+/// `kubectl apply -f -` takes); the table marks every object `apply (dry run)`.
 pub(crate) fn render_client_dry_run(
     plan: &InstallPlan,
     format: OutputFormat,
 ) -> Result<String, String> {
     match format {
-        OutputFormat::Yaml => webhook_install::render_yaml(plan).map_err(|e| e.to_string()),
-        OutputFormat::Json => render_data(
-            &json!({"apiVersion": "v1", "kind": "List", "items": plan.objects}),
-            format,
-        ),
-        OutputFormat::Table => render_install(
-            &InstallReport {
-                dry_run: DryRun::Client,
-                certificates: certificate_report(plan),
-                objects: plan
-                    .objects
-                    .iter()
-                    .map(|o| ObjectRow {
-                        object: describe(o),
-                        result: Change::Updated,
-                    })
-                    .collect(),
-            },
-            format,
-        )
-        .map(|t| t.replace("updated (dry run)", "apply (dry run)")),
-    }
-}
-
-fn describe(object: &Value) -> String {
-    let kind = object["kind"].as_str().unwrap_or("object");
-    let name = object["metadata"]["name"].as_str().unwrap_or("?");
-    match object["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
+        OutputFormat::Yaml => {
+            webhook_install::render_yaml(&rendered_objects(plan)).map_err(|e| e.to_string())
+        }
+        OutputFormat::Json => render_data(&InstallOutputs::rendered(plan), format),
+        OutputFormat::Table => {
+            let report = Report::from_plan(plan, DryRun::Client, format);
+            Ok(InstallOutputs::table(&report, "webhook install"))
+        }
     }
 }
 
@@ -202,58 +116,58 @@ pub(crate) async fn run(
     }
 }
 
-/// Validates the flags, reads the TLS Secrets, plans; then renders (client dry run) or applies.
+/// Validates the flags, reads the TLS Secrets and the live objects, plans, executes, reports.
 pub(crate) async fn install(
     global: &GlobalArgs,
     args: &WebhookInstallArgs,
 ) -> Result<ExitCode, CommandError> {
     let options = args.options();
     // Bad flags fail before any cluster access.
-    webhook_install::plan(&options, &Default::default(), now_unix())?;
+    webhook_install::manifests(&options, &Default::default(), now_unix())?;
     let client = client(global).await?;
     let progress = Progress::for_stderr();
-    let report = install_with(&client, &options, args, global.dry_run, &progress).await?;
-    let text = match report {
-        Installed::Rendered(plan) => render_client_dry_run(&plan, global.output),
-        Installed::Applied(report) => render_install(&report, global.output),
+    let plan = install_with(&client, &options, args, global.dry_run, &progress).await?;
+    let text = if global.dry_run == DryRun::Client {
+        render_client_dry_run(&plan, global.output)
+    } else {
+        render_report(
+            &Report::from_plan(&plan, global.dry_run, global.output),
+            global.output,
+            "webhook install",
+        )
     }
     .map_err(CommandError::Output)?;
     print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) enum Installed {
-    /// `--dry-run=client`: the plan, nothing sent.
-    Rendered(Box<InstallPlan>),
-    Applied(InstallReport),
-}
-
-/// Plans against the cluster's Secrets and applies (or, with `--dry-run=client`, only plans).
+/// Reads, plans and executes the install (with `--dry-run=client`, only reads and plans).
 pub(crate) async fn install_with(
     client: &kube::Client,
     options: &InstallOptions,
     args: &WebhookInstallArgs,
     dry_run: DryRun,
     progress: &Progress,
-) -> Result<Installed, CommandError> {
-    progress.phase("reading the webhook's certificates (no writes)");
-    let observed = webhook_install::observe(client).await?;
-    let plan = webhook_install::plan(options, &observed, now_unix())?;
-    if dry_run == DryRun::Client {
-        return Ok(Installed::Rendered(Box::new(plan)));
-    }
-    progress.phase("applying the webhook");
+) -> Result<InstallPlan, CommandError> {
+    progress.phase("reading the webhook's certificates and objects (no writes)");
+    let mut observed = webhook_install::observe_secrets(client, options).await?;
+    let manifests = webhook_install::manifests(options, &observed, now_unix())?;
+    let keys = manifests
+        .objects
+        .iter()
+        .filter_map(|o| webhook_install::key_of(o).ok());
+    webhook_install::observe_objects(client, keys, &mut observed).await?;
     let wait = args.wait.then_some(args.timeout);
-    let applied = webhook_install::apply(client, &plan, dry_run == DryRun::Server, wait).await?;
-    for a in &applied {
-        let (kind, name) = a.object.split_once(' ').unwrap_or(("", &a.object));
-        progress.step(change(a.outcome), kind, name);
+    let plan = webhook_install::plan_install(&manifests, &observed, wait)?;
+    if plan.has_writes() && dry_run != DryRun::Client {
+        progress.phase("applying the webhook");
     }
-    Ok(Installed::Applied(InstallReport {
-        dry_run,
-        certificates: certificate_report(&plan),
-        objects: report_rows(&applied),
-    }))
+    let clients = Clients {
+        aws: None,
+        kube: Some(client),
+    };
+    execute(&plan, clients, dry_run, progress).await?;
+    Ok(plan)
 }
 
 /// `connect --with-webhook`: install or update the webhook with the manifests' defaults.
@@ -271,85 +185,55 @@ pub(crate) async fn install_for_connect(
         wait: true,
         timeout: Duration::from_secs(180),
     };
-    match install_with(client, &args.options(), &args, global.dry_run, progress).await? {
-        Installed::Rendered(plan) => eprintln!(
+    let plan = install_with(client, &args.options(), &args, global.dry_run, progress).await?;
+    if global.dry_run == DryRun::Client {
+        eprintln!(
             "webhook: would apply {} objects (`kubectl mlplatform webhook install --dry-run=client -o yaml` shows them)",
-            plan.objects.len()
-        ),
-        Installed::Applied(report) => {
-            let count = |c: Change| report.objects.iter().filter(|r| r.result == c).count();
-            eprintln!(
-                "webhook: {} created, {} updated, {} unchanged; certificates {}",
-                count(Change::Created),
-                count(Change::Updated),
-                count(Change::Unchanged),
-                report.certificates.action
-            );
-        }
+            plan.kube_steps().count()
+        );
+    } else {
+        let count = |c: Change| {
+            plan.outputs
+                .objects
+                .iter()
+                .filter(|r| r.result == c)
+                .count()
+        };
+        eprintln!(
+            "webhook: {} created, {} updated, {} unchanged; certificates {}",
+            count(Change::Created),
+            count(Change::Updated),
+            count(Change::Unchanged),
+            plan.outputs.certificates.action
+        );
     }
     Ok(())
 }
 
+/// Reads what is there (nothing under `--dry-run=client`: everything is listed as deleted),
+/// plans the deletions, executes, reports.
 async fn uninstall(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
-    let removed = if global.dry_run == DryRun::Client {
-        // Nothing sent: every object uninstall would delete, as "deleted (dry run)".
-        uninstall_targets()?
-            .into_iter()
-            .map(|object| Applied {
-                object,
-                outcome: Outcome::Deleted,
-            })
-            .collect()
+    let plan = if global.dry_run == DryRun::Client {
+        webhook_install::plan_uninstall(None)?
     } else {
         let client = client(global).await?;
-        webhook_install::uninstall(&client, global.dry_run == DryRun::Server).await?
+        let mut observed = Observed::default();
+        let targets = webhook_install::uninstall_targets()?;
+        webhook_install::observe_objects(&client, targets, &mut observed).await?;
+        let plan = webhook_install::plan_uninstall(Some(&observed.live))?;
+        let clients = Clients {
+            aws: None,
+            kube: Some(&client),
+        };
+        execute(&plan, clients, global.dry_run, &Progress::for_stderr()).await?;
+        plan
     };
-    let report = InstallReport {
-        dry_run: global.dry_run,
-        certificates: CertificateReport {
-            action: "deleted",
-            reason: None,
-            not_after: None,
-        },
-        objects: report_rows(&removed),
-    };
-    let text = if global.output == OutputFormat::Table {
-        objects_table(&report.objects, global.dry_run)
-    } else {
-        render_data(&report, global.output).map_err(CommandError::Output)?
-    };
-    print(&text)?;
+    let report = Report::from_plan(&plan, global.dry_run, global.output);
+    print(
+        &render_report(&report, global.output, "webhook uninstall")
+            .map_err(CommandError::Output)?,
+    )?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What `uninstall` deletes: the embedded manifests' objects and the two TLS Secrets, the
-/// webhook configurations first.
-fn uninstall_targets() -> Result<Vec<String>, CommandError> {
-    let mut objects = Vec::new();
-    for (file, text) in webhook_install::MANIFEST_FILES {
-        for document in serde_yaml_ng::Deserializer::from_str(text) {
-            let value: Value = serde::Deserialize::deserialize(document).map_err(|e| {
-                CommandError::Output(format!("embedded manifest {file} does not parse: {e}"))
-            })?;
-            if !value.is_null() {
-                objects.push(describe(&value));
-            }
-        }
-    }
-    for name in [webhook_install::CA_SECRET, webhook_install::TLS_SECRET] {
-        objects.push(format!("Secret {}/{name}", webhook_install::NAMESPACE));
-    }
-    let rank = |o: &String| {
-        if o.contains("WebhookConfiguration ") {
-            0
-        } else if o.starts_with("Namespace ") {
-            2
-        } else {
-            1
-        }
-    };
-    objects.sort_by_key(rank);
-    Ok(objects)
 }
 
 /// The serving certificate's notAfter (Unix seconds) from PEM, parsed, not trusted from an
@@ -687,11 +571,23 @@ mod tests {
 
     #[test]
     fn client_dry_run_uninstall_lists_configurations_first_and_the_namespace_last() {
-        let targets = uninstall_targets().unwrap();
+        let plan = webhook_install::plan_uninstall(None).unwrap();
+        let targets: Vec<&str> = plan
+            .outputs
+            .objects
+            .iter()
+            .map(|r| r.object.as_str())
+            .collect();
         assert!(targets[0].contains("WebhookConfiguration"), "{targets:?}");
         assert!(targets[1].contains("WebhookConfiguration"), "{targets:?}");
-        assert_eq!(targets.last().unwrap(), "Namespace mlplatform-system");
-        assert!(targets.contains(&"Secret mlplatform-system/mlplatform-webhook-tls".to_owned()));
+        assert_eq!(*targets.last().unwrap(), "Namespace mlplatform-system");
+        assert!(targets.contains(&"Secret mlplatform-system/mlplatform-webhook-tls"));
+        assert!(
+            plan.outputs
+                .objects
+                .iter()
+                .all(|r| r.result == Change::Deleted)
+        );
     }
 
     #[test]
@@ -700,6 +596,6 @@ mod tests {
             replicas: Some(0),
             ..Default::default()
         };
-        assert!(webhook_install::plan(&options, &Default::default(), NOW).is_err());
+        assert!(webhook_install::manifests(&options, &Default::default(), NOW).is_err());
     }
 }

@@ -1,17 +1,17 @@
 //! `kubectl mlplatform webhook install`: the embedded manifests/ plus generated TLS.
 //!
-//! A pure [`plan`] turns the options and what is in the cluster (the two TLS Secrets) into
-//! the exact objects to apply: the manifests with `--image`/`--replicas`/`--failure-policy`
-//! applied, the CA and serving-certificate Secrets, and both webhook configurations with
-//! the caBundle filled in. [`apply`] server-side-applies them in order and reports what
-//! changed; [`render_yaml`] prints them for `--dry-run=client -o yaml`. Re-running keeps
-//! valid certificates (nothing changes) and renews them within 30 days of expiry.
+//! Pure [`manifests`] turn the options and the two TLS Secrets into the exact objects wanted:
+//! the manifests with `--image`/`--replicas`/`--failure-policy` applied, the CA and
+//! serving-certificate Secrets, and both webhook configurations with the caBundle filled in.
+//! Pure [`plan_install`] / [`plan_uninstall`] compare them with the live objects and give the
+//! one plan every command uses (server-side apply of what differs; deletions), which the one
+//! executor carries out. Re-running keeps valid certificates (nothing changes) and renews them
+//! within 30 days of expiry.
 //!
-//! Layout: `model` (names, options, plan, outcomes, errors), `dynamic` (any object through the
-//! API), `embedded` (the manifests), `tls` (generated certificates), `cert_manager`, `status`
-//! (status and uninstall); this file plans and applies. Children never import this file.
+//! Layout: `model` (names, options, outputs, errors), `embedded` (the manifests), `tls`
+//! (generated certificates), `cert_manager`, `status`; this file reads and plans. Children
+//! never import this file.
 mod cert_manager;
-mod dynamic;
 mod embedded;
 mod model;
 mod status;
@@ -21,28 +21,32 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures::future::try_join_all;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
+use crate::common::Change;
+use crate::kube_io::get_object;
+use crate::objects::{Kind, ObjectKey};
+use crate::steps::{KubeAction, KubeStep, Plan, Step, WaitStep};
+
 use crate::vocabulary::{
-    APP_NAME_LABEL, APP_NAME_WEBHOOK, FIELD_MANAGER, NOT_AFTER_ANNOTATION, PART_OF_LABEL,
-    PART_OF_VALUE,
+    APP_NAME_LABEL, APP_NAME_WEBHOOK, NOT_AFTER_ANNOTATION, PART_OF_LABEL, PART_OF_VALUE,
 };
 
-use dynamic::{api_for, describe};
-pub(crate) use embedded::MANIFEST_FILES;
-pub use model::{
-    Applied, FailurePolicy, InstallError, InstallOptions, NAMESPACE, Observed, Outcome, SERVICE,
-    TLS_SECRET,
-};
+pub(crate) use model::rfc3339;
 pub(crate) use model::{CA_SECRET, CONFIGURATION, DEPLOYMENT};
-pub(crate) use status::{Reachability, WebhookStatus, status, uninstall};
+pub use model::{
+    CertificateReport, FailurePolicy, InstallError, InstallOptions, InstallOutputs, NAMESPACE,
+    ObjectRow, Observed, SERVICE, TLS_SECRET,
+};
+pub(crate) use status::{Reachability, WebhookStatus, status};
 pub(crate) use tls::TlsDecision;
 
-/// Everything `install` will apply, in order.
+/// Every object `install` wants, in order, with the certificate decision behind them.
 #[derive(Debug, Clone)]
-pub struct InstallPlan {
+pub struct Manifests {
     pub(crate) objects: Vec<Value>,
     /// None with `--cert-manager` (cert-manager decides).
     pub(crate) tls: Option<TlsDecision>,
@@ -57,12 +61,13 @@ fn valid_image(image: &str) -> bool {
         && !image.ends_with([':', '@', '/'])
 }
 
-/// Pure: the objects to apply, given the options, what the cluster holds and the time.
-pub fn plan(
+/// Pure: the objects to apply, given the options, the TLS Secrets the cluster holds and the
+/// time.
+pub fn manifests(
     options: &InstallOptions,
     observed: &Observed,
     now_unix: i64,
-) -> Result<InstallPlan, InstallError> {
+) -> Result<Manifests, InstallError> {
     if let Some(replicas) = options.replicas
         && replicas < 1
     {
@@ -144,11 +149,146 @@ pub fn plan(
         .position(|o| o["kind"] == "Namespace")
         .map_or(0, |i| i + 1);
     objects.splice(after_namespace..after_namespace, tls_objects);
-    Ok(InstallPlan {
+    Ok(Manifests {
         objects,
         tls: decision,
         certificate_not_after: not_after,
     })
+}
+
+/// `install`'s plan: one step per object (server-side applied when the live object differs),
+/// and a wait for the Deployment before the webhook configurations, so a fail-closed webhook
+/// is never registered before something can answer it.
+pub type InstallPlan = Plan<InstallOutputs>;
+
+pub(crate) fn key_of(object: &Value) -> Result<ObjectKey, InstallError> {
+    let kind = Kind::of(object).ok_or(InstallError::MissingObject("a known apiVersion/kind"))?;
+    Ok(ObjectKey {
+        kind,
+        namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
+        name: object["metadata"]["name"]
+            .as_str()
+            .ok_or(InstallError::MissingObject("metadata.name on an object"))?
+            .to_owned(),
+    })
+}
+
+/// Pure: the steps that make the cluster hold `manifests`, given the live objects.
+pub fn plan_install(
+    manifests: &Manifests,
+    observed: &Observed,
+    wait_ready: Option<Duration>,
+) -> Result<InstallPlan, InstallError> {
+    let uses_cert_manager = manifests
+        .objects
+        .iter()
+        .any(|o| o["apiVersion"] == cert_manager::API_VERSION);
+    if uses_cert_manager && !observed.cert_manager_served {
+        return Err(InstallError::CertManagerMissing);
+    }
+    let mut steps = Vec::with_capacity(manifests.objects.len() + 1);
+    for object in &manifests.objects {
+        let key = key_of(object)?;
+        if let Some(timeout) = wait_ready
+            && key.kind == Kind::MutatingWebhookConfiguration
+        {
+            steps.push(Step::Wait(WaitStep {
+                namespace: NAMESPACE.to_owned(),
+                deployment: DEPLOYMENT.to_owned(),
+                timeout,
+            }));
+        }
+        // Already as wanted (the server only added defaults and metadata): no write at all.
+        let (change, action) = match observed.live.get(&key) {
+            None => (Change::Created, KubeAction::Apply(object.clone())),
+            Some(live) if contains(live, object) => (Change::Unchanged, KubeAction::None),
+            Some(_) => (Change::Updated, KubeAction::Apply(object.clone())),
+        };
+        steps.push(Step::Kube(KubeStep {
+            key,
+            desired: object.clone(),
+            change,
+            action,
+        }));
+    }
+    let outputs = InstallOutputs::new(certificate_report(manifests), &steps, false);
+    Ok(Plan::in_order(outputs, steps))
+}
+
+/// What `uninstall` deletes: the embedded manifests' objects and the two TLS Secrets, the
+/// webhook configurations first (so the API server stops calling a webhook that is going
+/// away), the namespace last.
+pub(crate) fn uninstall_targets() -> Result<Vec<ObjectKey>, InstallError> {
+    let mut keys = embedded::objects()?
+        .iter()
+        .map(key_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    for name in [CA_SECRET, TLS_SECRET] {
+        keys.push(ObjectKey {
+            kind: Kind::Secret,
+            namespace: Some(NAMESPACE.to_owned()),
+            name: name.to_owned(),
+        });
+    }
+    let rank = |k: &ObjectKey| match k.kind {
+        Kind::ValidatingWebhookConfiguration | Kind::MutatingWebhookConfiguration => 0,
+        Kind::Namespace => 2,
+        _ => 1,
+    };
+    keys.sort_by_key(rank);
+    Ok(keys)
+}
+
+/// Pure: `uninstall`'s plan. `live` None (a client dry run reads nothing): everything is
+/// planned as deleted. A namespace already Terminating has nothing left to do (a real server
+/// answers 409 to deleting it again).
+pub(crate) fn plan_uninstall(
+    live: Option<&BTreeMap<ObjectKey, Value>>,
+) -> Result<InstallPlan, InstallError> {
+    let steps: Vec<Step> = uninstall_targets()?
+        .into_iter()
+        .map(|key| {
+            let found = live.map(|l| l.get(&key));
+            let gone = match found {
+                None => false,
+                Some(None) => true,
+                Some(Some(object)) => crate::objects::is_terminating(object),
+            };
+            let (change, action) = if gone {
+                (Change::Absent, KubeAction::None)
+            } else {
+                (Change::Deleted, KubeAction::Delete)
+            };
+            Step::Kube(KubeStep {
+                desired: found.flatten().cloned().unwrap_or(Value::Null),
+                key,
+                change,
+                action,
+            })
+        })
+        .collect();
+    let certificates = CertificateReport {
+        action: "deleted",
+        reason: None,
+        not_after: None,
+    };
+    let outputs = InstallOutputs::new(certificates, &steps, true);
+    Ok(Plan::in_order(outputs, steps))
+}
+
+/// Pure: what the certificates part of the manifests says.
+pub(crate) fn certificate_report(manifests: &Manifests) -> CertificateReport {
+    let (action, reason) = match &manifests.tls {
+        None => ("cert-manager", None),
+        Some(TlsDecision::Keep) => ("kept", None),
+        Some(TlsDecision::RenewServing { reason }) => ("renewed", Some(reason.clone())),
+        Some(TlsDecision::NewCa { reason }) => ("generated", Some(reason.clone())),
+    };
+    CertificateReport {
+        action,
+        reason,
+        not_after: manifests.certificate_not_after.map(rfc3339),
+    }
 }
 
 fn customize_deployment(deployment: &mut Value, options: &InstallOptions) {
@@ -191,9 +331,9 @@ fn secret(name: &str, type_: &str, contents: tls::SecretContents) -> Value {
 }
 
 /// Multi-document YAML of every object (`--dry-run=client -o yaml`).
-pub(crate) fn render_yaml(plan: &InstallPlan) -> Result<String, InstallError> {
+pub(crate) fn render_yaml(objects: &[Value]) -> Result<String, InstallError> {
     let mut out = String::new();
-    for object in &plan.objects {
+    for object in objects {
         out.push_str("---\n");
         out.push_str(
             &serde_yaml_ng::to_string(object).map_err(|e| InstallError::Render(e.to_string()))?,
@@ -202,8 +342,11 @@ pub(crate) fn render_yaml(plan: &InstallPlan) -> Result<String, InstallError> {
     Ok(out)
 }
 
-/// Reads the two TLS Secrets (absent is fine).
-pub async fn observe(client: &kube::Client) -> Result<Observed, InstallError> {
+/// Reads the two TLS Secrets (absent is fine) and whether cert-manager is served.
+pub async fn observe_secrets(
+    client: &kube::Client,
+    options: &InstallOptions,
+) -> Result<Observed, InstallError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let read = |name: &'static str| {
         let secrets = secrets.clone();
@@ -214,98 +357,38 @@ pub async fn observe(client: &kube::Client) -> Result<Observed, InstallError> {
                 .map_err(|source| InstallError::ReadSecret { name, source })
         }
     };
-    let (ca_secret, tls_secret) = futures::try_join!(read(CA_SECRET), read(TLS_SECRET))?;
+    let served = async { options.cert_manager && cert_manager::served(client).await };
+    let (secrets, cert_manager_served) = futures::join!(
+        async { futures::try_join!(read(CA_SECRET), read(TLS_SECRET)) },
+        served
+    );
+    let (ca_secret, tls_secret) = secrets?;
     Ok(Observed {
         ca_secret,
         tls_secret,
+        cert_manager_served,
+        live: BTreeMap::new(),
     })
 }
 
-/// Server-side-applies the plan in order. The webhook configurations come last; with
-/// `wait_ready`, only after the Deployment has ready replicas, so a fail-closed webhook is
-/// never registered before something can answer it. `dry_run_server` sends dryRun=All.
-pub async fn apply(
+/// Reads the live objects of `keys` (in parallel), into `observed.live`.
+pub async fn observe_objects(
     client: &kube::Client,
-    plan: &InstallPlan,
-    dry_run_server: bool,
-    wait_ready: Option<Duration>,
-) -> Result<Vec<Applied>, InstallError> {
-    if plan
-        .objects
-        .iter()
-        .any(|o| o["apiVersion"] == cert_manager::API_VERSION)
-        && !cert_manager::served(client).await
-    {
-        return Err(InstallError::CertManagerMissing);
-    }
-    let total = plan.objects.len();
-    let mut params = PatchParams::apply(FIELD_MANAGER).force();
-    params.dry_run = dry_run_server;
-    let mut applied = Vec::with_capacity(total);
-    let mut dry_run_namespaces: Vec<String> = Vec::new();
-    for (done, object) in plan.objects.iter().enumerate() {
-        let described = describe(object);
-        let fail = |source| InstallError::Apply {
-            object: described.clone(),
-            source,
-            done,
-            total,
-        };
-        let is_configuration = object["kind"]
-            .as_str()
-            .is_some_and(|k| k.ends_with("WebhookConfiguration"));
-        if is_configuration
-            && let Some(timeout) = wait_ready
-            && !dry_run_server
-        {
-            wait_for_deployment(client, timeout).await?;
-        }
-        // A dry-run namespace is not stored, so the API server would answer 404 for
-        // everything inside it: those objects would be created, without asking.
-        if let Some(ns) = object["metadata"]["namespace"].as_str()
-            && dry_run_namespaces.iter().any(|n| n == ns)
-        {
-            applied.push(Applied {
-                object: described,
-                outcome: Outcome::Created,
-            });
-            continue;
-        }
-        let Some(api) = api_for(client, object) else {
-            return Err(InstallError::MissingObject("apiVersion/kind on an object"));
-        };
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        let before = api.get_opt(name).await.map_err(fail)?;
-        if dry_run_server && before.is_none() && object["kind"] == "Namespace" {
-            dry_run_namespaces.push(name.to_owned());
-        }
-        // Already as wanted (the server only added defaults and metadata): no write at all.
-        if let Some(existing) = &before
-            && serde_json::to_value(existing).is_ok_and(|e| contains(&e, object))
-        {
-            applied.push(Applied {
-                object: described,
-                outcome: Outcome::Unchanged,
-            });
-            continue;
-        }
-        let after = api
-            .patch(name, &params, &Patch::Apply(object))
+    keys: impl IntoIterator<Item = ObjectKey>,
+    observed: &mut Observed,
+) -> Result<(), InstallError> {
+    let found = try_join_all(keys.into_iter().map(|key| async move {
+        let live = get_object(client, &key)
             .await
-            .map_err(fail)?;
-        let outcome = match before {
-            None => Outcome::Created,
-            Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
-                Outcome::Unchanged
-            }
-            Some(_) => Outcome::Updated,
-        };
-        applied.push(Applied {
-            object: described,
-            outcome,
-        });
-    }
-    Ok(applied)
+            .map_err(|e| InstallError::Read {
+                what: key.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok::<_, InstallError>(live.map(|l| (key, l)))
+    }))
+    .await?;
+    observed.live.extend(found.into_iter().flatten());
+    Ok(())
 }
 
 /// Whether `existing` already has every field of `desired` with the same value. Objects may
@@ -321,26 +404,6 @@ pub(crate) fn contains(existing: &Value, desired: &Value) -> bool {
         // YAML numbers may come back as other JSON number types (2 vs 2.0).
         (Value::Number(e), Value::Number(d)) => e.as_f64() == d.as_f64(),
         (e, d) => e == d,
-    }
-}
-
-async fn wait_for_deployment(client: &kube::Client, timeout: Duration) -> Result<(), InstallError> {
-    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-        Api::namespaced(client.clone(), NAMESPACE);
-    let started = std::time::Instant::now();
-    loop {
-        if let Ok(Some(d)) = deployments.get_opt(DEPLOYMENT).await
-            && d.status
-                .as_ref()
-                .and_then(|s| s.ready_replicas)
-                .is_some_and(|r| r >= 1)
-        {
-            return Ok(());
-        }
-        if started.elapsed() >= timeout {
-            return Err(InstallError::NotReady(timeout));
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

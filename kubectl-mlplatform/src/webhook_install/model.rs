@@ -1,8 +1,14 @@
 //! The webhook install's names, options, plan and outcomes, and why it fails.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::common::Change;
+use crate::objects::ObjectKey;
+use crate::steps::Step;
 
 pub const NAMESPACE: &str = "mlplatform-system";
 pub const SERVICE: &str = "mlplatform-webhook";
@@ -39,36 +45,14 @@ pub enum InstallError {
         name: &'static str,
         source: kube::Error,
     },
-    #[error(
-        "applying {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook install` finishes it)"
-    )]
-    Apply {
-        object: String,
-        source: kube::Error,
-        done: usize,
-        total: usize,
-    },
-    #[error(
-        "Deployment {NAMESPACE}/{DEPLOYMENT} did not become ready within {0:?}; the webhook configurations were not registered yet (so nothing is blocked); check `kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT}`"
-    )]
-    NotReady(Duration),
     #[error("rendering YAML: {0}")]
     Render(String),
-    #[error(
-        "deleting {object}: {source} (stopped after {done} of {total}; re-running `kubectl mlplatform webhook uninstall` finishes it)"
-    )]
-    Delete {
-        object: String,
-        source: kube::Error,
-        done: usize,
-        total: usize,
-    },
     #[error(
         "--cert-manager: cert-manager is not installed in this cluster (no cert-manager.io/v1 API); install cert-manager first, or leave out --cert-manager to use generated certificates"
     )]
     CertManagerMissing,
-    #[error("reading {what}: {source}; check that your kubeconfig can read it")]
-    Read { what: String, source: kube::Error },
+    #[error("reading {what}: {message}; check that your kubeconfig can read it")]
+    Read { what: String, message: String },
 }
 
 /// `failurePolicy` of every webhook.
@@ -98,27 +82,78 @@ pub struct InstallOptions {
     pub(crate) cert_manager: bool,
 }
 
-/// What is in the cluster now (read by [`observe`]).
+/// What is in the cluster now: the TLS Secrets, whether cert-manager is served, and the live
+/// objects the plan looks at (absent: not found).
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub(crate) ca_secret: Option<Secret>,
     pub(crate) tls_secret: Option<Secret>,
+    pub(crate) cert_manager_served: bool,
+    pub(crate) live: BTreeMap<ObjectKey, Value>,
 }
 
-/// How one object fared in [`apply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Created,
-    Updated,
-    Unchanged,
-    Deleted,
-    /// Nothing to delete.
-    Absent,
+/// RFC 3339 UTC from Unix seconds.
+pub(crate) fn rfc3339(unix: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(unix) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => unix.to_string(),
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    /// `Kind namespace/name` or `Kind name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRow {
     pub(crate) object: String,
-    pub outcome: Outcome,
+    pub(crate) result: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateReport {
+    /// generated, renewed, kept, cert-manager or deleted.
+    pub(crate) action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) not_after: Option<String>,
+}
+
+/// What `webhook install|uninstall` print besides the change rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallOutputs {
+    pub(crate) certificates: CertificateReport,
+    /// One row per object, `Kind namespace/name`, as install has always reported them.
+    pub(crate) objects: Vec<ObjectRow>,
+    /// uninstall's table has no certificates line.
+    #[serde(skip)]
+    pub(crate) uninstall: bool,
+}
+
+impl InstallOutputs {
+    pub(crate) fn new(certificates: CertificateReport, steps: &[Step], uninstall: bool) -> Self {
+        let objects = steps
+            .iter()
+            .filter_map(Step::row)
+            .map(|row| ObjectRow {
+                object: match &row.namespace {
+                    Some(ns) => format!("{} {ns}/{}", row.kind, row.name),
+                    None => format!("{} {}", row.kind, row.name),
+                },
+                result: row.change,
+            })
+            .collect();
+        Self {
+            certificates,
+            objects,
+            uninstall,
+        }
+    }
 }

@@ -6,89 +6,12 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use mlplatform_namespace_policy::NamespacePolicy;
 use serde_json::json;
 
-use super::dynamic::{api_for, describe};
-use super::embedded;
-use super::model::{
-    Applied, CA_SECRET, CONFIGURATION, DEPLOYMENT, InstallError, NAMESPACE, Outcome, TLS_SECRET,
-};
+use super::model::{CONFIGURATION, DEPLOYMENT, InstallError, NAMESPACE, TLS_SECRET};
 use crate::vocabulary::{MANAGED_LABEL, MANAGED_VALUE, NOT_AFTER_ANNOTATION};
-
-/// Deletes everything `install` made: the webhook configurations first (so the API server
-/// stops calling a webhook that is going away), then the rest, the namespace last.
-pub(crate) async fn uninstall(
-    client: &kube::Client,
-    dry_run_server: bool,
-) -> Result<Vec<Applied>, InstallError> {
-    let mut objects = embedded::objects()?;
-    // Secrets live in the namespace; listed so the report names them.
-    for name in [CA_SECRET, TLS_SECRET] {
-        objects.push(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-        }));
-    }
-    let rank = |o: &serde_json::Value| match o["kind"].as_str().unwrap_or_default() {
-        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => 0,
-        "Namespace" => 2,
-        _ => 1,
-    };
-    objects.sort_by_key(rank);
-    let params = DeleteParams {
-        dry_run: dry_run_server,
-        ..DeleteParams::background()
-    };
-    let total = objects.len();
-    let mut out = Vec::with_capacity(total);
-    for (done, object) in objects.iter().enumerate() {
-        let described = describe(object);
-        let Some(api) = api_for(client, object) else {
-            return Err(InstallError::MissingObject("apiVersion/kind on an object"));
-        };
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        // A namespace stays Terminating for a while after its deletion: a second uninstall
-        // finds it going and has nothing left to do (a real server answers 409 to deleting
-        // it again).
-        if object["kind"] == "Namespace" {
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|source| InstallError::Delete {
-                    object: described.clone(),
-                    source,
-                    done,
-                    total,
-                })?;
-            if found.is_none_or(|ns| ns.metadata.deletion_timestamp.is_some()) {
-                out.push(Applied {
-                    object: described,
-                    outcome: Outcome::Absent,
-                });
-                continue;
-            }
-        }
-        let outcome = match api.delete(name, &params).await {
-            Ok(_) => Outcome::Deleted,
-            Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Absent,
-            Err(source) => {
-                return Err(InstallError::Delete {
-                    object: described,
-                    source,
-                    done,
-                    total,
-                });
-            }
-        };
-        out.push(Applied {
-            object: described,
-            outcome,
-        });
-    }
-    Ok(out)
-}
 
 /// Whether the API server reaches the webhook, judged by a server-side dry-run pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +54,9 @@ impl WebhookStatus {
 }
 
 fn read_error(what: &str) -> impl FnOnce(kube::Error) -> InstallError + '_ {
-    move |source| InstallError::Read {
+    move |source: kube::Error| InstallError::Read {
         what: what.to_owned(),
-        source,
+        message: source.to_string(),
     }
 }
 
@@ -234,17 +157,48 @@ async fn probe(client: &kube::Client) -> Result<Reachability, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook_install::{InstallOptions, apply, observe, plan, tls};
+    use crate::common::{Change, DryRun};
+    use crate::execute::{Clients, execute};
+    use crate::output::Progress;
+    use crate::steps::Plan;
+    use crate::webhook_install::model::{CA_SECRET, ObjectRow};
+    use crate::webhook_install::{
+        InstallOptions, key_of, manifests, observe_objects, observe_secrets, plan_install,
+        plan_uninstall, tls, uninstall_targets,
+    };
     use mlplatform_namespace_policy::USER_SERVICE_ACCOUNT_ANNOTATION;
     use mlplatform_testkit::KubeDouble;
 
     const NOW: i64 = 1_800_000_000;
 
+    async fn run<O>(client: &kube::Client, plan: &Plan<O>) {
+        let clients = Clients {
+            aws: None,
+            kube: Some(client),
+        };
+        execute(plan, clients, DryRun::None, &Progress::disabled())
+            .await
+            .unwrap();
+    }
+
     async fn installed(double: &KubeDouble) {
         let client = double.client();
-        let observed = observe(&client).await.unwrap();
-        let plan = plan(&InstallOptions::default(), &observed, NOW).unwrap();
-        apply(&client, &plan, false, None).await.unwrap();
+        let options = InstallOptions::default();
+        let mut observed = observe_secrets(&client, &options).await.unwrap();
+        let manifests = manifests(&options, &observed, NOW).unwrap();
+        let keys = manifests.objects.iter().filter_map(|o| key_of(o).ok());
+        observe_objects(&client, keys, &mut observed).await.unwrap();
+        run(&client, &plan_install(&manifests, &observed, None).unwrap()).await;
+    }
+
+    async fn uninstall(client: &kube::Client) -> Vec<ObjectRow> {
+        let mut observed = crate::webhook_install::Observed::default();
+        observe_objects(client, uninstall_targets().unwrap(), &mut observed)
+            .await
+            .unwrap();
+        let plan = plan_uninstall(Some(&observed.live)).unwrap();
+        run(client, &plan).await;
+        plan.outputs.objects
     }
 
     #[tokio::test]
@@ -291,7 +245,7 @@ mod tests {
         let client = double.client();
         installed(&double).await;
         double.clear_requests();
-        let removed = uninstall(&client, false).await.unwrap();
+        let removed = uninstall(&client).await;
         assert!(
             removed[0].object.contains("WebhookConfiguration")
                 && removed[1].object.contains("WebhookConfiguration"),
@@ -302,7 +256,7 @@ mod tests {
             "Namespace mlplatform-system"
         );
         assert!(
-            removed.iter().all(|r| r.outcome == Outcome::Deleted),
+            removed.iter().all(|r| r.result == Change::Deleted),
             "{removed:?}"
         );
         for (api, kind, ns, name) in [
@@ -326,9 +280,9 @@ mod tests {
             );
         }
         // Again: nothing left to delete, and that is not an error.
-        let again = uninstall(&client, false).await.unwrap();
+        let again = uninstall(&client).await;
         assert!(
-            again.iter().all(|r| r.outcome == Outcome::Absent),
+            again.iter().all(|r| r.result == Change::Absent),
             "{again:?}"
         );
     }

@@ -6,18 +6,18 @@ use super::*;
 const NOW: i64 = 1_800_000_000;
 const DAY: i64 = 86_400;
 
-fn kinds(plan: &InstallPlan) -> Vec<String> {
+fn kinds(plan: &Manifests) -> Vec<String> {
     plan.objects.iter().map(describe).collect()
 }
 
-fn find<'a>(plan: &'a InstallPlan, kind: &str, name: &str) -> &'a Value {
+fn find<'a>(plan: &'a Manifests, kind: &str, name: &str) -> &'a Value {
     plan.objects
         .iter()
         .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
         .unwrap_or_else(|| panic!("plan has no {kind} {name}"))
 }
 
-fn secret_field(plan: &InstallPlan, name: &str, key: &str) -> String {
+fn secret_field(plan: &Manifests, name: &str, key: &str) -> String {
     let b64 = find(plan, "Secret", name)["data"][key].as_str().unwrap();
     String::from_utf8(
         base64::engine::general_purpose::STANDARD
@@ -27,20 +27,30 @@ fn secret_field(plan: &InstallPlan, name: &str, key: &str) -> String {
     .unwrap()
 }
 
-fn typed_secret(plan: &InstallPlan, name: &str) -> Secret {
+fn typed_secret(plan: &Manifests, name: &str) -> Secret {
     serde_json::from_value(find(plan, "Secret", name).clone()).unwrap()
 }
 
-fn observed_from(plan: &InstallPlan) -> Observed {
+fn observed_from(plan: &Manifests) -> Observed {
     Observed {
         ca_secret: Some(typed_secret(plan, CA_SECRET)),
         tls_secret: Some(typed_secret(plan, TLS_SECRET)),
+        ..Observed::default()
+    }
+}
+
+fn describe(object: &Value) -> String {
+    let kind = object["kind"].as_str().unwrap_or("object");
+    let name = object["metadata"]["name"].as_str().unwrap_or("?");
+    match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
     }
 }
 
 #[test]
 fn fresh_plan_adds_secrets_after_the_namespace_and_fills_both_ca_bundles() {
-    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let plan = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
     assert!(matches!(plan.tls, Some(TlsDecision::NewCa { .. })));
     assert_eq!(
         kinds(&plan),
@@ -94,14 +104,14 @@ fn fresh_plan_adds_secrets_after_the_namespace_and_fills_both_ca_bundles() {
 
 #[test]
 fn options_change_image_replicas_and_failure_policy_only() {
-    let defaults = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let defaults = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
     let options = InstallOptions {
         image: Some("registry.example.com/mlp/webhook:v9".into()),
         replicas: Some(3),
         failure_policy: Some(FailurePolicy::Ignore),
         cert_manager: false,
     };
-    let custom = plan(&options, &observed_from(&defaults), NOW).unwrap();
+    let custom = manifests(&options, &observed_from(&defaults), NOW).unwrap();
     let deployment = find(&custom, "Deployment", DEPLOYMENT);
     assert_eq!(deployment["spec"]["replicas"], 3);
     assert_eq!(
@@ -133,22 +143,22 @@ fn bad_options_are_refused_with_a_clear_error() {
         replicas: Some(0),
         ..InstallOptions::default()
     };
-    let err = plan(&bad_replicas, &Observed::default(), NOW).unwrap_err();
+    let err = manifests(&bad_replicas, &Observed::default(), NOW).unwrap_err();
     assert!(err.to_string().contains("--replicas"), "{err}");
     for image in ["", "has space:v1", "repo:", "-x"] {
         let bad_image = InstallOptions {
             image: Some(image.into()),
             ..InstallOptions::default()
         };
-        let err = plan(&bad_image, &Observed::default(), NOW).unwrap_err();
+        let err = manifests(&bad_image, &Observed::default(), NOW).unwrap_err();
         assert!(err.to_string().contains("--image"), "{image:?}: {err}");
     }
 }
 
 #[test]
 fn replanning_with_valid_certificates_changes_nothing() {
-    let first = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
-    let again = plan(
+    let first = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let again = manifests(
         &InstallOptions::default(),
         &observed_from(&first),
         NOW + 200 * DAY,
@@ -160,8 +170,8 @@ fn replanning_with_valid_certificates_changes_nothing() {
 
 #[test]
 fn rendered_yaml_is_every_object() {
-    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
-    let yaml = render_yaml(&plan).unwrap();
+    let plan = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let yaml = render_yaml(&plan.objects).unwrap();
     let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
@@ -184,8 +194,38 @@ fn contains_ignores_server_additions_but_not_differences() {
     ));
 }
 
-fn outcomes(applied: &[Applied]) -> Vec<Outcome> {
-    applied.iter().map(|a| a.outcome).collect()
+/// What `webhook install` does with these manifests: read the live objects, plan, execute.
+async fn apply(
+    client: &kube::Client,
+    manifests: &Manifests,
+    dry_run_server: bool,
+) -> Result<Vec<ObjectRow>, String> {
+    let options = InstallOptions {
+        cert_manager: manifests.tls.is_none(),
+        ..InstallOptions::default()
+    };
+    let mut observed = observe_secrets(client, &options).await.unwrap();
+    let keys = manifests.objects.iter().filter_map(|o| key_of(o).ok());
+    observe_objects(client, keys, &mut observed).await.unwrap();
+    let plan = plan_install(manifests, &observed, None).map_err(|e| e.to_string())?;
+    let clients = crate::execute::Clients {
+        aws: None,
+        kube: Some(client),
+    };
+    let dry_run = if dry_run_server {
+        crate::common::DryRun::Server
+    } else {
+        crate::common::DryRun::None
+    };
+    let progress = crate::output::Progress::disabled();
+    crate::execute::execute(&plan, clients, dry_run, &progress)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(plan.outputs.objects)
+}
+
+fn outcomes(applied: &[ObjectRow]) -> Vec<Change> {
+    applied.iter().map(|a| a.result).collect()
 }
 
 #[tokio::test]
@@ -194,14 +234,16 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
     let client = double.client();
 
     // Dry run on the server: nothing stored.
-    let observed = observe(&client).await.unwrap();
-    let first = plan(&InstallOptions::default(), &observed, NOW).unwrap();
-    apply(&client, &first, true, None).await.unwrap();
+    let observed = observe_secrets(&client, &InstallOptions::default())
+        .await
+        .unwrap();
+    let first = manifests(&InstallOptions::default(), &observed, NOW).unwrap();
+    apply(&client, &first, true).await.unwrap();
     assert!(double.object("v1", "Namespace", None, NAMESPACE).is_none());
 
-    let applied = apply(&client, &first, false, None).await.unwrap();
+    let applied = apply(&client, &first, false).await.unwrap();
     assert!(
-        outcomes(&applied).iter().all(|o| *o == Outcome::Created),
+        outcomes(&applied).iter().all(|o| *o == Change::Created),
         "{applied:?}"
     );
     let stored = double
@@ -220,12 +262,14 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
 
     // Second run: certificates kept, not a single write.
     double.clear_requests();
-    let observed = observe(&client).await.unwrap();
-    let second = plan(&InstallOptions::default(), &observed, NOW + DAY).unwrap();
+    let observed = observe_secrets(&client, &InstallOptions::default())
+        .await
+        .unwrap();
+    let second = manifests(&InstallOptions::default(), &observed, NOW + DAY).unwrap();
     assert_eq!(second.tls, Some(TlsDecision::Keep));
-    let applied = apply(&client, &second, false, None).await.unwrap();
+    let applied = apply(&client, &second, false).await.unwrap();
     assert!(
-        outcomes(&applied).iter().all(|o| *o == Outcome::Unchanged),
+        outcomes(&applied).iter().all(|o| *o == Change::Unchanged),
         "{applied:?}"
     );
     assert!(
@@ -236,17 +280,19 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
 
     // Near expiry: only the serving Secret changes; the caBundle stays.
     let near_expiry = first.certificate_not_after.unwrap() - 10 * DAY;
-    let observed = observe(&client).await.unwrap();
-    let third = plan(&InstallOptions::default(), &observed, near_expiry).unwrap();
+    let observed = observe_secrets(&client, &InstallOptions::default())
+        .await
+        .unwrap();
+    let third = manifests(&InstallOptions::default(), &observed, near_expiry).unwrap();
     assert!(
         matches!(third.tls, Some(TlsDecision::RenewServing { .. })),
         "{:?}",
         third.tls
     );
-    let applied = apply(&client, &third, false, None).await.unwrap();
+    let applied = apply(&client, &third, false).await.unwrap();
     let changed: Vec<&str> = applied
         .iter()
-        .filter(|a| a.outcome != Outcome::Unchanged)
+        .filter(|a| a.result != Change::Unchanged)
         .map(|a| a.object.as_str())
         .collect();
     assert_eq!(changed, ["Secret mlplatform-system/mlplatform-webhook-tls"]);
@@ -256,24 +302,24 @@ async fn install_against_the_api_then_rerun_writes_nothing_then_renews() {
 async fn apply_stops_with_a_rerun_hint_when_the_api_refuses() {
     let double = KubeDouble::start().await;
     let client = double.client();
-    let plan = plan(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
+    let plan = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
     double.inject_failure(
         "PATCH",
         "/apis/apps/v1/namespaces/mlplatform-system/deployments/*",
         403,
         1,
     );
-    let err = apply(&client, &plan, false, None).await.unwrap_err();
-    let message = err.to_string();
+    let err = apply(&client, &plan, false).await.unwrap_err();
+    let message = err;
     assert!(
         message.contains("Deployment mlplatform-system/mlplatform-webhook"),
         "{message}"
     );
-    assert!(message.contains("re-running"), "{message}");
+    assert!(message.contains("re-run it to finish"), "{message}");
     // What came before is in place; a re-run finishes the rest.
     assert!(double.object("v1", "Namespace", None, NAMESPACE).is_some());
-    let applied = apply(&client, &plan, false, None).await.unwrap();
-    assert!(applied.iter().any(|a| a.outcome == Outcome::Created));
+    let applied = apply(&client, &plan, false).await.unwrap();
+    assert!(applied.iter().any(|a| a.result == Change::Created));
 }
 
 fn cert_manager_options() -> InstallOptions {
@@ -285,7 +331,7 @@ fn cert_manager_options() -> InstallOptions {
 
 #[test]
 fn cert_manager_plan_has_issuers_and_certificates_and_the_cainjector_annotation() {
-    let plan = plan(&cert_manager_options(), &Observed::default(), NOW).unwrap();
+    let plan = manifests(&cert_manager_options(), &Observed::default(), NOW).unwrap();
     assert_eq!(plan.tls, None);
     assert_eq!(
         &kinds(&plan)[..5],
@@ -328,17 +374,17 @@ fn cert_manager_plan_has_issuers_and_certificates_and_the_cainjector_annotation(
 async fn cert_manager_install_needs_cert_manager_and_writes_nothing_without_it() {
     let double = KubeDouble::start().await;
     let client = double.client();
-    let plan = plan(&cert_manager_options(), &Observed::default(), NOW).unwrap();
+    let plan = manifests(&cert_manager_options(), &Observed::default(), NOW).unwrap();
     // The double serves cert-manager's API; a cluster without it answers discovery with 404.
     double.inject_failure("GET", "/apis/cert-manager.io/v1", 404, 1);
-    let err = apply(&client, &plan, false, None).await.unwrap_err();
-    assert!(matches!(err, InstallError::CertManagerMissing), "{err}");
-    assert!(err.to_string().contains("install cert-manager"), "{err}");
+    let err = apply(&client, &plan, false).await.unwrap_err();
+    assert_eq!(err, InstallError::CertManagerMissing.to_string());
+    assert!(err.contains("install cert-manager"), "{err}");
     assert!(double.mutating_requests().is_empty());
 
-    let applied = apply(&client, &plan, false, None).await.unwrap();
+    let applied = apply(&client, &plan, false).await.unwrap();
     assert!(
-        applied.iter().all(|a| a.outcome == Outcome::Created),
+        applied.iter().all(|a| a.result == Change::Created),
         "{applied:?}"
     );
     assert!(
@@ -360,7 +406,7 @@ fn a_single_replica_does_not_block_node_drains() {
             replicas,
             ..InstallOptions::default()
         };
-        let plan = plan(&options, &Observed::default(), NOW).unwrap();
+        let plan = manifests(&options, &Observed::default(), NOW).unwrap();
         find(&plan, "PodDisruptionBudget", "mlplatform-webhook")["spec"].clone()
     };
     assert_eq!(pdb_spec(None)["minAvailable"], 1);
