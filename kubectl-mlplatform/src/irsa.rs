@@ -27,13 +27,13 @@ pub(crate) use names::{
     parse_role_name,
 };
 pub(crate) use trust::{
-    attached_policy_tag, oidc_provider_arn, role_is_ours, subject, subjects_in_trust,
-    tracked_policies, trust_policy,
+    attached_policy_tag, oidc_provider_arn, subject, subjects_in_trust, tracked_policies,
+    trust_policy,
 };
 
 use std::collections::BTreeSet;
 
-use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, RoleMaker, role_is_ours};
 use mlplatform_namespace_policy::eks;
 use serde_json::{Value, json};
 
@@ -128,7 +128,7 @@ fn check_request(req: &IrsaRequest) -> Result<(), IrsaError> {
 }
 
 fn check_existing_role(req: &IrsaRequest, role: &RoleFacts) -> Result<(), IrsaError> {
-    if !role_is_ours(role, &req.cluster_arn) {
+    if !role_is_ours(&role.tags, &req.cluster_arn, RoleMaker::Irsa) {
         return Err(IrsaError::RoleNotOurs {
             role: req.role.name.clone(),
             cluster: req.cluster_name.clone(),

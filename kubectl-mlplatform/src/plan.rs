@@ -29,7 +29,7 @@ pub(crate) use profile_steps::{existing_role_name, irsa_role_names};
 pub(crate) use storage::default_storage_classes;
 
 use access::{access_role_arn, plan_access_apply, plan_access_remove};
-use iam::{plan_vendor_role, role_is_ours};
+use iam::{plan_vendor_role, profile_role_is_ours};
 use kube_steps::{bundle_for, plan_bundle_apply, plan_bundle_remove, profile_of_namespace};
 use model::{Sections, others_remaining};
 
@@ -164,7 +164,7 @@ pub fn plan_disconnect(
     if let Some(spec) = &profile.spec.vendor_role {
         let name = shorten_role_name(&vars.render("spec.vendorRole.name", &spec.name)?);
         match &observed.role {
-            Some(role) if !role_is_ours(role, profile.name(), &cluster.arn) => {
+            Some(role) if !profile_role_is_ours(role, profile.name(), &cluster.arn) => {
                 return Err(PlanError::RoleNotOurs {
                     role: name,
                     profile: profile.name().to_owned(),

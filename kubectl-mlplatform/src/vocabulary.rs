@@ -57,6 +57,34 @@ pub(crate) const TAG_ATTACHED_PREFIX: &str = "mlplatform.io/attached-policy/";
 /// The one inline policy `irsa` writes (`--inline-policy`).
 pub(crate) const INLINE_POLICY_NAME: &str = "mlplatform-irsa-inline";
 
+/// Who made a role, for [`role_is_ours`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RoleMaker<'a> {
+    /// `connect` for this profile (vendor, profile IRSA and existing-role policies).
+    Profile(&'a str),
+    /// `irsa create`.
+    Irsa,
+}
+
+/// The one ownership rule for IAM roles, used by every command: a role is ours to change or
+/// delete only when it carries this cluster's tag and the maker's tags. `irsa` never touches a
+/// connect role and connect never touches an `irsa` role or another profile's.
+pub(crate) fn role_is_ours(
+    tags: &std::collections::BTreeMap<String, String>,
+    cluster_arn: &str,
+    maker: RoleMaker<'_>,
+) -> bool {
+    let tag = |key: &str| tags.get(key).map(String::as_str);
+    tag(TAG_CLUSTER) == Some(cluster_arn)
+        && match maker {
+            RoleMaker::Profile(profile) => tag(TAG_PROFILE) == Some(profile),
+            RoleMaker::Irsa => {
+                tag(TAG_MANAGED_BY) == Some(MANAGED_BY_VALUE)
+                    && tag(TAG_ROLE_KIND) == Some(ROLE_KIND_IRSA)
+            }
+        }
+}
+
 // ------------------------------------------------ profile files
 
 pub(crate) const PROFILE_API_VERSION: &str = "mlplatform.io/v1alpha1";

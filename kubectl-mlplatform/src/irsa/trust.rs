@@ -2,15 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::vocabulary::MANAGED_BY_VALUE;
 use mlplatform_namespace_policy::eks;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::aws::RoleFacts;
-use crate::vocabulary::{
-    ROLE_KIND_IRSA, TAG_ATTACHED_PREFIX, TAG_CLUSTER, TAG_MANAGED_BY, TAG_ROLE_KIND,
-};
+use crate::vocabulary::TAG_ATTACHED_PREFIX;
 
 /// `arn:PARTITION:iam::ACCOUNT:oidc-provider/<issuer host/path>`.
 pub(crate) fn oidc_provider_arn(partition: &str, account: &str, issuer_host_path: &str) -> String {
@@ -98,11 +94,4 @@ pub(crate) fn tracked_policies(tags: &BTreeMap<String, String>) -> BTreeMap<Stri
         .filter(|(k, _)| k.starts_with(TAG_ATTACHED_PREFIX))
         .map(|(k, v)| (v.clone(), k.clone()))
         .collect()
-}
-
-/// True when the role carries our managed-by, cluster and IRSA-kind tags.
-pub(crate) fn role_is_ours(role: &RoleFacts, cluster_arn: &str) -> bool {
-    role.tags.get(TAG_MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE)
-        && role.tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster_arn)
-        && role.tags.get(TAG_ROLE_KIND).map(String::as_str) == Some(ROLE_KIND_IRSA)
 }

@@ -11,7 +11,7 @@ use crate::aws::{ClusterFacts, RoleFacts, policy_documents_equal};
 use crate::common::Change;
 use crate::profile::{Profile, Vars};
 use crate::steps::{IamAction, IamStep, shorten_role_name};
-use crate::vocabulary::{TAG_CLUSTER, TAG_MANAGED_BY, TAG_PROFILE};
+use crate::vocabulary::{RoleMaker, TAG_CLUSTER, TAG_MANAGED_BY, TAG_PROFILE, role_is_ours};
 
 /// Cross-account trust: the vendor's account root, guarded by the external ID.
 pub(crate) fn vendor_trust_policy(
@@ -46,9 +46,9 @@ pub(crate) fn external_id_from_trust(trust: &Value) -> Option<String> {
     )
 }
 
-pub(super) fn role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -> bool {
-    role.tags.get(TAG_PROFILE).map(String::as_str) == Some(profile)
-        && role.tags.get(TAG_CLUSTER).map(String::as_str) == Some(cluster_arn)
+/// Made by connect for this profile and cluster (the one rule in `vocabulary`).
+pub(super) fn profile_role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -> bool {
+    role_is_ours(&role.tags, cluster_arn, RoleMaker::Profile(profile))
 }
 
 pub(super) struct VendorRolePlan {
@@ -79,7 +79,7 @@ pub(super) fn plan_vendor_role(
     let partition = vars.get("partition").unwrap_or("aws");
     let existing = observed.role.as_ref();
     if let Some(role) = existing
-        && !role_is_ours(role, profile.name(), &cluster.arn)
+        && !profile_role_is_ours(role, profile.name(), &cluster.arn)
     {
         return Err(PlanError::RoleNotOurs {
             role: name,

@@ -18,7 +18,7 @@ use super::error::PlanError;
 use super::model::Observed;
 use super::{iam, kube_steps};
 use crate::arn::parse_iam_arn;
-use crate::aws::{ClusterFacts, RoleFacts, policy_documents_equal};
+use crate::aws::{ClusterFacts, policy_documents_equal};
 use crate::common::Change;
 use crate::irsa::{subject, trust_policy};
 use crate::objects::{
@@ -233,10 +233,6 @@ pub(super) struct PlannedIrsaRole {
     pub(crate) arn: String,
 }
 
-fn irsa_role_is_ours(role: &RoleFacts, profile: &str, cluster_arn: &str) -> bool {
-    iam::role_is_ours(role, profile, cluster_arn)
-}
-
 /// connect: every IRSA role, its trust, policies and tags.
 pub(super) fn plan_irsa_roles_apply(
     profile: &Profile,
@@ -263,7 +259,7 @@ pub(super) fn plan_irsa_roles_apply(
         let trust = trust_policy(provider_arn, &issuer, &subjects);
         let existing = observed.roles.get(&role.name);
         if let Some(live) = existing
-            && !irsa_role_is_ours(live, profile.name(), &cluster.arn)
+            && !iam::profile_role_is_ours(live, profile.name(), &cluster.arn)
         {
             return Err(PlanError::RoleNotOurs {
                 role: role.name.clone(),
@@ -356,7 +352,7 @@ pub(super) fn plan_irsa_roles_remove(
                 change: Change::Absent,
                 action: IamAction::None,
             }),
-            Some(live) if !irsa_role_is_ours(live, profile.name(), &cluster.arn) => {
+            Some(live) if !iam::profile_role_is_ours(live, profile.name(), &cluster.arn) => {
                 return Err(PlanError::RoleNotOurs {
                     role: role.name.clone(),
                     profile: profile.name().to_owned(),
