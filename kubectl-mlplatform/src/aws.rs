@@ -3,7 +3,6 @@
 //! profile, SSO) with `AWS_ENDPOINT_URL` honoured. Every failure maps to an [`AwsError`] line.
 
 mod error;
-mod policy;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,13 +13,13 @@ use aws_credential_types::Credentials;
 use aws_sdk_iam::types::Tag;
 use aws_smithy_http_client::tls;
 use futures::future::try_join_all;
-use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::facts::{CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, issuer_host_path};
+pub(crate) use crate::policy_document::decode_policy_document;
+pub use crate::policy_document::policy_documents_equal;
 pub use error::AwsError;
 pub(crate) use error::classify;
-pub(crate) use policy::decode_policy_document;
-pub use policy::policy_documents_equal;
 
 /// IAM, STS and EKS clients sharing one configuration.
 #[derive(Debug, Clone)]
@@ -50,50 +49,6 @@ pub struct AwsSettings {
 /// Per-attempt limit for AWS calls; the SDK retries a timed-out attempt.
 pub(crate) const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct CallerIdentity {
-    pub account: String,
-    pub arn: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterFacts {
-    pub name: String,
-    pub arn: String,
-    pub account: String,
-    pub region: String,
-    pub oidc_issuer: Option<String>,
-    /// `CONFIG_MAP`, `API_AND_CONFIG_MAP` or `API`; None when EKS did not say (older clusters
-    /// behave as `CONFIG_MAP`).
-    pub authentication_mode: Option<String>,
-    pub version: Option<String>,
-    pub endpoint: Option<String>,
-}
-
-/// The cluster's network as describe-cluster reports it (kept apart from [`ClusterFacts`] so
-/// code that builds those by hand does not change).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterNetwork {
-    /// `resourcesVpcConfig.clusterSecurityGroupId` (the security group EKS made).
-    pub cluster_security_group_id: Option<String>,
-    pub vpc_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RoleFacts {
-    pub name: String,
-    pub arn: String,
-    pub path: String,
-    pub trust_policy: Value,
-    pub inline_policies: BTreeMap<String, Value>,
-    pub attached_policy_arns: Vec<String>,
-    pub tags: BTreeMap<String, String>,
-    pub description: Option<String>,
-}
 
 /// The HTTPS client every SDK client (and aws-config's credential providers) uses.
 fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
@@ -656,17 +611,6 @@ impl Aws {
             Err(e) => ignore_missing(classify(OP, e)),
         }
     }
-}
-
-/// `https://oidc.eks.us-east-1.amazonaws.com/id/ABC/` → `oidc.eks.us-east-1.amazonaws.com/id/ABC`
-/// (the form IAM uses in provider ARNs and trust-policy condition keys).
-pub fn issuer_host_path(issuer_url: &str) -> String {
-    issuer_url
-        .trim()
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string()
 }
 
 fn ignore_missing(err: AwsError) -> Result<(), AwsError> {

@@ -9,11 +9,11 @@ use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 
-use crate::access_entry;
 use crate::aws::{Aws, AwsError};
 use crate::aws_auth::AwsAuthError;
 use crate::aws_auth::store::{AwsAuthWrite, modify_aws_auth_detailed};
 use crate::common::{Change, DryRun};
+use crate::eks_access::apply_access_entry;
 use crate::kube_io::{KubeIoError, apply_object, create_object, delete_object, merge_patch_object};
 use crate::objects::Kind;
 use crate::output::Progress;
@@ -233,7 +233,7 @@ async fn run_step(
         }
         Step::Iam(s) => iam_write(aws()?, &s.action).await.map_err(StepError::Aws)?,
         Step::AccessEntry(s) => {
-            access_entry::apply_access_entry(aws()?, &s.cluster, &s.principal_arn, &s.actions)
+            apply_access_entry(aws()?, &s.cluster, &s.principal_arn, &s.actions)
                 .await
                 .map_err(StepError::Aws)?;
         }

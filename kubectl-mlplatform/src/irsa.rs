@@ -37,8 +37,9 @@ use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, RoleMaker, role_is_o
 use mlplatform_namespace_policy::eks;
 use serde_json::{Value, json};
 
-use crate::aws::{RoleFacts, policy_documents_equal};
 use crate::common::Change;
+use crate::facts::RoleFacts;
+use crate::policy_document::policy_documents_equal;
 use crate::steps::{Direction, IamAction, KubeAction, Step};
 use crate::vocabulary::{
     INLINE_POLICY_NAME, ROLE_KIND_IRSA, SA_CREATED_LABEL, SA_CREATED_VALUE, TAG_CLUSTER,

@@ -18,8 +18,9 @@ use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
 use crate::arn::parse_eks_cluster_arn;
-use crate::aws::{Aws, AwsError, ClusterFacts, issuer_host_path};
+use crate::aws::{Aws, AwsError};
 use crate::common::Change;
+use crate::facts::{ClusterFacts, issuer_host_path};
 use crate::irsa::oidc_provider_arn;
 use crate::steps::{Direction, OidcAction, OidcStep, Plan, Step};
 

@@ -8,7 +8,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::{Change, DryRun, OutputFormat};
-use crate::plan::Outputs;
 use crate::steps::{ChangeRow, ManualStepOut, Plan};
 
 /// Per-step progress lines on stderr, only when stderr is a terminal.
@@ -59,31 +58,6 @@ pub(crate) trait Summary: Serialize + Clone {
     /// The human report; the change table unless a command shows something else.
     fn table(report: &Report<Self>, verb: &str) -> String {
         report_table(report, verb)
-    }
-}
-
-impl Summary for Outputs {
-    fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut fields: Vec<(&str, String)> = Vec::new();
-        if let Some(arn) = &self.role_arn {
-            fields.push(("roleArn", arn.clone()));
-        }
-        if let Some(id) = &self.external_id {
-            fields.push(("externalId", id.clone()));
-        }
-        if !self.namespace.is_empty() {
-            fields.push(("namespace", self.namespace.clone()));
-        }
-        if !self.user_service_account.is_empty() {
-            fields.push(("userServiceAccount", self.user_service_account.clone()));
-        }
-        if let Some(sa) = &self.system_service_account {
-            fields.push(("systemServiceAccount", sa.clone()));
-        }
-        fields
-    }
-    fn rendered(plan: &Plan<Self>) -> Value {
-        plan.rendered()
     }
 }
 
@@ -255,33 +229,5 @@ mod tests {
             vec!["long".into(), "".into(), "x".into()],
         ]);
         assert_eq!(t, "A      BB   C\nlong        x\n");
-    }
-
-    #[test]
-    fn report_table_says_when_nothing_changes_and_lists_the_vendor_outputs() {
-        let plan = Plan {
-            outputs: Outputs {
-                role_arn: Some("arn:aws:iam::1:role/r".into()),
-                external_id: Some("xid".into()),
-                namespace: "ns".into(),
-                user_service_account: "u".into(),
-                ..Outputs::default()
-            },
-            ..Plan::default()
-        };
-        let report = Report::from_plan(&plan, DryRun::None, OutputFormat::Table);
-        let text = report_table(&report, "connect");
-        assert!(text.contains("connect: nothing to change"), "{text}");
-        assert!(text.contains("externalId:         xid"), "{text}");
-        assert!(report.rendered.is_none());
-        let json =
-            serde_json::to_value(Report::from_plan(&plan, DryRun::Client, OutputFormat::Json))
-                .unwrap();
-        assert_eq!(json["roleArn"], "arn:aws:iam::1:role/r");
-        assert_eq!(json["dryRun"], "client");
-        assert!(
-            json["changes"].is_array() && json["rendered"].is_object(),
-            "{json}"
-        );
     }
 }

@@ -33,9 +33,9 @@ use iam::{plan_vendor_role, profile_role_is_ours};
 use kube_steps::{bundle_for, plan_bundle_apply, plan_bundle_remove, profile_of_namespace};
 use model::{Sections, others_remaining};
 
-use crate::aws::ClusterFacts;
 use crate::bundle::Bundle;
 use crate::common::Change;
+use crate::facts::ClusterFacts;
 use crate::profile::{Profile, Vars};
 use crate::steps::{Direction, IamAction, IamStep, shorten_role_name};
 

@@ -10,7 +10,7 @@
 //! deleting ours on teardown.
 
 use crate::objects::Kind;
-use crate::steps::{Direction, KubeAction, Step};
+use crate::steps::{Direction, KubeAction, Plan, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum KubeWave {
@@ -72,6 +72,32 @@ fn stage(step: &Step, direction: Direction) -> (u8, bool) {
         (Direction::Teardown, _) => 16 - create,
     };
     (ordered, parallel)
+}
+
+impl<O> Plan<O> {
+    /// A plan whose steps run in the order given by `direction` .
+    pub(crate) fn new(outputs: O, steps: Vec<Step>, direction: Direction) -> Self {
+        let schedule = schedule(&steps, direction);
+        Self {
+            outputs,
+            steps,
+            schedule,
+            manual_steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A plan whose steps run one at a time, in the order listed.
+    pub(crate) fn in_order(outputs: O, steps: Vec<Step>) -> Self {
+        let schedule = (0..steps.len()).map(|i| vec![i]).collect();
+        Self {
+            outputs,
+            steps,
+            schedule,
+            manual_steps: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 pub(crate) fn schedule(steps: &[Step], direction: Direction) -> Vec<Vec<usize>> {

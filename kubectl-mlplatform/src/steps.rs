@@ -299,30 +299,6 @@ pub struct Plan<O> {
 }
 
 impl<O> Plan<O> {
-    /// A plan whose steps run in the order given by `direction` (see `crate::schedule`).
-    pub(crate) fn new(outputs: O, steps: Vec<Step>, direction: Direction) -> Self {
-        let schedule = crate::schedule::schedule(&steps, direction);
-        Self {
-            outputs,
-            steps,
-            schedule,
-            manual_steps: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
-    /// A plan whose steps run one at a time, in the order listed.
-    pub(crate) fn in_order(outputs: O, steps: Vec<Step>) -> Self {
-        let schedule = (0..steps.len()).map(|i| vec![i]).collect();
-        Self {
-            outputs,
-            steps,
-            schedule,
-            manual_steps: Vec::new(),
-            warnings: Vec::new(),
-        }
-    }
-
     pub fn changes(&self) -> Vec<ChangeRow> {
         self.steps.iter().filter_map(Step::row).collect()
     }

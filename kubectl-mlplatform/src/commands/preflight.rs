@@ -370,7 +370,7 @@ pub(crate) async fn read_state(
         },
         async {
             match &principal {
-                Some(arn) => Ok(crate::access_entry::read_access_entry(
+                Some(arn) => Ok(crate::eks_access::read_access_entry(
                     &session.aws,
                     &cluster.name,
                     &crate::arn::parse_iam_arn(arn)

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::names::RoleName;
 use super::trust::subject;
-use crate::aws::RoleFacts;
 use crate::common::Change;
+use crate::facts::RoleFacts;
 use crate::objects::{Kind, ObjectKey};
 use crate::output::Summary;
 use crate::steps::{IamAction, IamStep, KubeAction, KubeStep, Plan, Step};

@@ -10,9 +10,9 @@ use crate::access_entry::{
     plan_access_entry_removal,
 };
 use crate::arn::parse_iam_arn;
-use crate::aws::ClusterFacts;
 use crate::aws_auth::{Mapping, MappingKind, SYSTEM_MASTERS};
 use crate::common::Change;
+use crate::facts::ClusterFacts;
 use crate::profile::{Profile, Vars};
 use crate::steps::{AccessEntryStep, AwsAuthAction, AwsAuthStep, shorten_role_name};
 

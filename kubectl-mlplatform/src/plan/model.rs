@@ -8,9 +8,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::access_entry::{AuthMode, ObservedEntry};
-use crate::aws::{CallerIdentity, ClusterNetwork, RoleFacts};
 use crate::aws_auth::AwsAuth;
+use crate::facts::{CallerIdentity, ClusterNetwork, RoleFacts};
 use crate::objects::ObjectKey;
+use crate::output::Summary;
 use crate::steps::{
     AccessEntryStep, AwsAuthStep, Direction, IamAction, IamStep, KubeStep, ManualStepOut, OidcStep,
     Step,
@@ -147,6 +148,31 @@ impl Plan {
             out["manualSteps"] = serde_json::to_value(&self.manual_steps).unwrap_or(Value::Null);
         }
         out
+    }
+}
+
+impl Summary for Outputs {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields: Vec<(&str, String)> = Vec::new();
+        if let Some(arn) = &self.role_arn {
+            fields.push(("roleArn", arn.clone()));
+        }
+        if let Some(id) = &self.external_id {
+            fields.push(("externalId", id.clone()));
+        }
+        if !self.namespace.is_empty() {
+            fields.push(("namespace", self.namespace.clone()));
+        }
+        if !self.user_service_account.is_empty() {
+            fields.push(("userServiceAccount", self.user_service_account.clone()));
+        }
+        if let Some(sa) = &self.system_service_account {
+            fields.push(("systemServiceAccount", sa.clone()));
+        }
+        fields
+    }
+    fn rendered(plan: &Plan) -> Value {
+        plan.rendered()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::PlanError;
 use crate::arn::{is_account_id, parse_iam_arn};
-use crate::aws::{ClusterFacts, issuer_host_path};
+use crate::facts::{ClusterFacts, issuer_host_path};
 use crate::profile::{ParameterType, Profile, Vars};
 
 /// Checks and resolves the profile's parameters from `--param`s and dedicated flags; `strict`:

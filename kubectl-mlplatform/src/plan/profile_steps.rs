@@ -18,12 +18,13 @@ use super::error::PlanError;
 use super::model::Observed;
 use super::{iam, kube_steps};
 use crate::arn::parse_iam_arn;
-use crate::aws::{ClusterFacts, policy_documents_equal};
 use crate::common::Change;
+use crate::facts::ClusterFacts;
 use crate::irsa::{subject, trust_policy};
 use crate::objects::{
     Kind, KubeObject, ObjectKey, is_ours, is_terminating, namespace_created_for, new_namespace,
 };
+use crate::policy_document::policy_documents_equal;
 use crate::profile::{Profile, Vars};
 use crate::steps::{
     IamAction, IamStep, KubeAction, KubeStep, ManualStepOut, OidcAction, OidcStep,

@@ -8,7 +8,9 @@ use mlplatform_namespace_policy::{
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, PROFILE_ANNOTATION,
 };
 
+use crate::common::{DryRun, OutputFormat};
 use crate::objects::{Kind, ObjectKey};
+use crate::output::{Report, report_table};
 use crate::steps::{KubeAction, MAX_ROLE_NAME};
 use crate::vocabulary::PROFILE_LABEL;
 
@@ -148,4 +150,31 @@ fn external_id_validation() {
     assert!(valid_external_id("a1:b/c=d"));
     assert!(!valid_external_id("x"));
     assert!(!valid_external_id("has space"));
+}
+
+#[test]
+fn report_table_says_when_nothing_changes_and_lists_the_vendor_outputs() {
+    let plan = Plan {
+        outputs: Outputs {
+            role_arn: Some("arn:aws:iam::1:role/r".into()),
+            external_id: Some("xid".into()),
+            namespace: "ns".into(),
+            user_service_account: "u".into(),
+            ..Outputs::default()
+        },
+        ..Plan::default()
+    };
+    let report = Report::from_plan(&plan, DryRun::None, OutputFormat::Table);
+    let text = report_table(&report, "connect");
+    assert!(text.contains("connect: nothing to change"), "{text}");
+    assert!(text.contains("externalId:         xid"), "{text}");
+    assert!(report.rendered.is_none());
+    let json =
+        serde_json::to_value(Report::from_plan(&plan, DryRun::Client, OutputFormat::Json)).unwrap();
+    assert_eq!(json["roleArn"], "arn:aws:iam::1:role/r");
+    assert_eq!(json["dryRun"], "client");
+    assert!(
+        json["changes"].is_array() && json["rendered"].is_object(),
+        "{json}"
+    );
 }

@@ -1,4 +1,5 @@
-//! `ensure_cluster_access` / `remove_cluster_access`. moto_server does not implement EKS access
+//! `cluster_access::ensure_cluster_access` / `remove_cluster_access` (one step each, through the
+//! one executor). moto_server does not implement EKS access
 //! entries, so the EKS answers here come from aws-smithy-mocks (through the real `Aws` type and
 //! the SDK's request/response pipeline); the aws-auth path runs against the Kubernetes API
 //! double.
@@ -21,9 +22,11 @@ use aws_sdk_eks::types::{
 use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
 use kubectl_mlplatform::access_entry::{
     AccessEntryAction, AccessEntryError, AuthMode, DEFAULT_ACCESS_POLICY, Mechanism,
-    ensure_cluster_access, remove_cluster_access,
 };
 use kubectl_mlplatform::aws::Aws;
+use kubectl_mlplatform::cluster_access::{
+    ClusterAccessError, ensure_cluster_access, remove_cluster_access,
+};
 use kubectl_mlplatform::common::{Change, DryRun};
 use mlplatform_testkit::KubeDouble;
 
@@ -263,7 +266,13 @@ async fn an_entry_someone_else_made_is_refused_and_not_deleted() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, AccessEntryError::NotOurs { .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ClusterAccessError::Access(AccessEntryError::NotOurs { .. })
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains("aws eks delete-access-entry"),
         "{err}"
@@ -351,7 +360,10 @@ async fn config_map_mode_maps_through_aws_auth_and_back() {
     .await
     .unwrap_err();
     assert!(
-        matches!(err, AccessEntryError::AccessEntriesDisabled { .. }),
+        matches!(
+            err,
+            ClusterAccessError::Access(AccessEntryError::AccessEntriesDisabled { .. })
+        ),
         "{err}"
     );
 

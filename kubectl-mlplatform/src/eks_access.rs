@@ -1,0 +1,166 @@
+//! EKS access entries through the SDK: read one (with its policy associations), carry out the
+//! actions a plan lists.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_eks::types::{AccessScope, AccessScopeType};
+
+use crate::access_entry::{AccessEntryAction, ObservedEntry, Scope};
+use crate::aws::{Aws, AwsError, classify};
+use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+
+/// The access entry of `principal_arn` with its policy associations; None when there is none.
+pub(crate) async fn read_access_entry(
+    aws: &Aws,
+    cluster: &str,
+    principal_arn: &str,
+) -> Result<Option<ObservedEntry>, AwsError> {
+    const OP: &str = "eks:DescribeAccessEntry";
+    let out = match aws
+        .eks
+        .describe_access_entry()
+        .cluster_name(cluster)
+        .principal_arn(principal_arn)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            return match classify(OP, e) {
+                AwsError::Service { code, .. } if code == "ResourceNotFoundException" => Ok(None),
+                other => Err(other),
+            };
+        }
+    };
+    let Some(entry) = out.access_entry() else {
+        return Ok(None);
+    };
+    let mut observed = ObservedEntry {
+        username: entry.username().map(str::to_owned),
+        groups: entry.kubernetes_groups().iter().cloned().collect(),
+        tags: entry
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+        policies: BTreeMap::new(),
+    };
+    let mut next: Option<String> = None;
+    loop {
+        const LIST: &str = "eks:ListAssociatedAccessPolicies";
+        let page = aws
+            .eks
+            .list_associated_access_policies()
+            .cluster_name(cluster)
+            .principal_arn(principal_arn)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| classify(LIST, e))?;
+        for p in page.associated_access_policies() {
+            let Some(arn) = p.policy_arn() else { continue };
+            let scope = match p.access_scope() {
+                Some(s) if s.r#type() == Some(&AccessScopeType::Namespace) => {
+                    Scope::Namespace(s.namespaces().iter().cloned().collect())
+                }
+                _ => Scope::Cluster,
+            };
+            observed.policies.insert(arn.to_owned(), scope);
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(Some(observed))
+}
+
+/// Carries out access-entry actions in order.
+pub(crate) async fn apply_access_entry(
+    aws: &Aws,
+    req_cluster: &str,
+    principal_arn: &str,
+    actions: &[AccessEntryAction],
+) -> Result<(), AwsError> {
+    for action in actions {
+        match action {
+            AccessEntryAction::CreateEntry { username, groups } => {
+                const OP: &str = "eks:CreateAccessEntry";
+                aws.eks
+                    .create_access_entry()
+                    .cluster_name(req_cluster)
+                    .principal_arn(principal_arn)
+                    .username(username)
+                    .set_kubernetes_groups(Some(groups.clone()))
+                    .set_tags(Some(HashMap::from([(
+                        MANAGED_BY_LABEL.to_owned(),
+                        MANAGED_BY_VALUE.to_owned(),
+                    )])))
+                    .r#type("STANDARD")
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))?;
+            }
+            AccessEntryAction::UpdateEntry { username, groups } => {
+                const OP: &str = "eks:UpdateAccessEntry";
+                aws.eks
+                    .update_access_entry()
+                    .cluster_name(req_cluster)
+                    .principal_arn(principal_arn)
+                    .username(username)
+                    .set_kubernetes_groups(Some(groups.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))?;
+            }
+            AccessEntryAction::AssociatePolicy {
+                policy_arn,
+                namespaces,
+            } => {
+                const OP: &str = "eks:AssociateAccessPolicy";
+                let scope = AccessScope::builder()
+                    .r#type(AccessScopeType::Namespace)
+                    .set_namespaces(Some(namespaces.clone()))
+                    .build();
+                aws.eks
+                    .associate_access_policy()
+                    .cluster_name(req_cluster)
+                    .principal_arn(principal_arn)
+                    .policy_arn(policy_arn)
+                    .access_scope(scope)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))?;
+            }
+            AccessEntryAction::DisassociatePolicy { policy_arn } => {
+                const OP: &str = "eks:DisassociateAccessPolicy";
+                aws.eks
+                    .disassociate_access_policy()
+                    .cluster_name(req_cluster)
+                    .principal_arn(principal_arn)
+                    .policy_arn(policy_arn)
+                    .send()
+                    .await
+                    .map_err(|e| classify(OP, e))?;
+            }
+            AccessEntryAction::DeleteEntry => {
+                const OP: &str = "eks:DeleteAccessEntry";
+                match aws
+                    .eks
+                    .delete_access_entry()
+                    .cluster_name(req_cluster)
+                    .principal_arn(principal_arn)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) => match classify(OP, e) {
+                        // Gone meanwhile: the goal holds.
+                        AwsError::Service { code, .. } if code == "ResourceNotFoundException" => {}
+                        other => return Err(other),
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}
