@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use crate::common::Change;
 use crate::facts::RoleFacts;
 use crate::policy_document::policy_documents_equal;
+use crate::role_reconciler::DesiredRole;
 use crate::steps::{Direction, IamAction, KubeAction, Step};
 use crate::vocabulary::{
     INLINE_POLICY_NAME, ROLE_KIND_IRSA, SA_CREATED_LABEL, SA_CREATED_VALUE, TAG_CLUSTER,
@@ -178,26 +179,23 @@ pub(crate) fn plan_irsa_create(
         None => req.role_arn(),
     };
 
+    let mut tags = role_tags(req);
+    tags.extend(
+        wanted_policies
+            .iter()
+            .map(|arn| (attached_policy_tag(arn), arn.clone())),
+    );
+    let desired = DesiredRole {
+        kind: "IAMRole",
+        name: role.clone(),
+        path: req.role.path.clone(),
+        trust: trust.clone(),
+        description: role_description(req),
+        tags,
+    };
+    steps.push(Step::Iam(desired.step(existing)));
     match existing {
         None => {
-            let mut tags = role_tags(req);
-            tags.extend(
-                wanted_policies
-                    .iter()
-                    .map(|arn| (attached_policy_tag(arn), arn.clone())),
-            );
-            steps.push(iam_step(
-                "IAMRole",
-                &role,
-                Change::Created,
-                IamAction::CreateRole {
-                    role: role.clone(),
-                    path: req.role.path.clone(),
-                    trust_policy: trust.clone(),
-                    description: role_description(req),
-                    tags,
-                },
-            ));
             if let Some(doc) = &req.inline_policy {
                 steps.push(iam_step(
                     "IAMInlinePolicy",
@@ -223,25 +221,6 @@ pub(crate) fn plan_irsa_create(
             }
         }
         Some(facts) => {
-            // Trust.
-            if policy_documents_equal(&facts.trust_policy, &trust) {
-                steps.push(iam_step(
-                    "IAMRole",
-                    &role,
-                    Change::Unchanged,
-                    IamAction::None,
-                ));
-            } else {
-                steps.push(iam_step(
-                    "IAMRole",
-                    &role,
-                    Change::Updated,
-                    IamAction::UpdateTrust {
-                        role: role.clone(),
-                        trust_policy: trust.clone(),
-                    },
-                ));
-            }
             // Inline policy (only ours, by name).
             match (
                 &req.inline_policy,

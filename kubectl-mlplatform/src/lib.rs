@@ -28,6 +28,7 @@ pub mod output;
 pub mod plan;
 mod policy_document;
 pub mod profile;
+mod role_reconciler;
 mod schedule;
 pub mod steps;
 mod vocabulary;

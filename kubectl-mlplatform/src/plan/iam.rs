@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 
 use super::error::PlanError;
 use super::model::{ConnectInputs, Observed};
+use super::params::render_inline_policies;
 use crate::arn::is_account_id;
-use crate::common::Change;
 use crate::facts::{ClusterFacts, RoleFacts};
-use crate::policy_document::policy_documents_equal;
 use crate::profile::{Profile, Vars};
-use crate::steps::{IamAction, IamStep, shorten_role_name};
+use crate::role_reconciler::{DesiredRole, policy_steps};
+use crate::steps::{IamStep, shorten_role_name};
 use crate::vocabulary::{RoleMaker, TAG_CLUSTER, TAG_MANAGED_BY, TAG_PROFILE, role_is_ours};
 
 /// Cross-account trust: the vendor's account root, guarded by the external ID.
@@ -96,166 +96,30 @@ pub(super) fn plan_vendor_role(
     });
     let trust = vendor_trust_policy(partition, &vendor_account, external_id.as_deref());
     let description = vars.render("spec.vendorRole.description", &spec.description)?;
-    let mut policies = Vec::new();
-    for (i, p) in spec.inline_policies.iter().enumerate() {
-        if p.only_if
-            .as_deref()
-            .is_some_and(|n| vars.get(n).unwrap_or_default().is_empty())
-        {
-            continue;
-        }
-        let field = format!("spec.vendorRole.inlinePolicies[{i}]");
-        policies.push((
-            vars.render(&field, &p.name)?,
-            vars.render_json(&field, &p.document)?,
-        ));
-    }
+    let policies = render_inline_policies("spec.vendorRole", &spec.inline_policies, vars)?;
     let mut managed = Vec::new();
     for (i, arn) in spec.managed_policy_arns.iter().enumerate() {
         managed.push(vars.render(&format!("spec.vendorRole.managedPolicyArns[{i}]"), arn)?);
     }
 
-    let mut steps = Vec::new();
-    let role_arn = match existing {
-        None => {
-            steps.push(IamStep {
-                kind: "IAMRole",
-                name: name.clone(),
-                change: Change::Created,
-                action: IamAction::CreateRole {
-                    role: name.clone(),
-                    path: spec.path.clone(),
-                    trust_policy: trust,
-                    description,
-                    tags: vec![
-                        (TAG_PROFILE.to_owned(), profile.name().to_owned()),
-                        (TAG_CLUSTER.to_owned(), cluster.arn.clone()),
-                        (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-                    ],
-                },
-            });
-            format!(
-                "arn:{partition}:iam::{}:role{}{name}",
-                observed.caller.account, spec.path
-            )
-        }
-        Some(role) => {
-            let same = policy_documents_equal(&role.trust_policy, &trust);
-            steps.push(IamStep {
-                kind: "IAMRole",
-                name: name.clone(),
-                change: if same {
-                    Change::Unchanged
-                } else {
-                    Change::Updated
-                },
-                action: if same {
-                    IamAction::None
-                } else {
-                    IamAction::UpdateTrust {
-                        role: name.clone(),
-                        trust_policy: trust,
-                    }
-                },
-            });
-            role.arn.clone()
-        }
+    let desired = DesiredRole {
+        kind: "IAMRole",
+        name: name.clone(),
+        path: spec.path.clone(),
+        trust,
+        description,
+        tags: vec![
+            (TAG_PROFILE.to_owned(), profile.name().to_owned()),
+            (TAG_CLUSTER.to_owned(), cluster.arn.clone()),
+            (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        ],
     };
-    steps.extend(plan_role_policies(
-        &name, existing, &policies, &managed, true,
-    ));
+    let role_arn = desired.arn(existing, partition, &observed.caller.account);
+    let mut steps = vec![desired.step(existing)];
+    steps.extend(policy_steps(&name, existing, &policies, &managed, true));
     Ok(Some(VendorRolePlan {
         role_arn,
         external_id,
         steps,
     }))
-}
-
-/// The inline and managed policies of role `name` compared with what IAM holds. `prune`: the
-/// role is ours, so policies the profile no longer names go away; on a role that is not ours
-/// only the profile's own policies are ever written.
-pub(super) fn plan_role_policies(
-    name: &str,
-    existing: Option<&RoleFacts>,
-    policies: &[(String, Value)],
-    managed: &[String],
-    prune: bool,
-) -> Vec<IamStep> {
-    let name = name.to_owned();
-    let mut steps = Vec::new();
-    let live_inline = existing.map(|r| &r.inline_policies);
-    for (policy_name, document) in policies {
-        let change = match live_inline.and_then(|m| m.get(policy_name)) {
-            None => Change::Created,
-            Some(live) if policy_documents_equal(live, document) => Change::Unchanged,
-            Some(_) => Change::Updated,
-        };
-        steps.push(IamStep {
-            kind: "IAMInlinePolicy",
-            name: format!("{name}/{policy_name}"),
-            change,
-            action: if change == Change::Unchanged {
-                IamAction::None
-            } else {
-                IamAction::PutInlinePolicy {
-                    role: name.clone(),
-                    policy_name: policy_name.clone(),
-                    document: document.clone(),
-                }
-            },
-        });
-    }
-    // Our role: inline policies the profile no longer names go away.
-    for stale in live_inline
-        .into_iter()
-        .filter(|_| prune)
-        .flat_map(|m| m.keys())
-        .filter(|k| !policies.iter().any(|(n, _)| n == *k))
-    {
-        steps.push(IamStep {
-            kind: "IAMInlinePolicy",
-            name: format!("{name}/{stale}"),
-            change: Change::Deleted,
-            action: IamAction::DeleteInlinePolicy {
-                role: name.clone(),
-                policy_name: stale.clone(),
-            },
-        });
-    }
-    let live_managed: &[String] = existing.map_or(&[], |r| &r.attached_policy_arns);
-    for arn in managed {
-        let attached = live_managed.contains(arn);
-        steps.push(IamStep {
-            kind: "IAMManagedPolicy",
-            name: format!("{name}/{arn}"),
-            change: if attached {
-                Change::Unchanged
-            } else {
-                Change::Created
-            },
-            action: if attached {
-                IamAction::None
-            } else {
-                IamAction::AttachManagedPolicy {
-                    role: name.clone(),
-                    policy_arn: arn.clone(),
-                }
-            },
-        });
-    }
-    for stale in live_managed
-        .iter()
-        .filter(|a| prune && !managed.contains(a))
-    {
-        steps.push(IamStep {
-            kind: "IAMManagedPolicy",
-            name: format!("{name}/{stale}"),
-            change: Change::Deleted,
-            action: IamAction::DetachManagedPolicy {
-                role: name.clone(),
-                policy_arn: stale.clone(),
-            },
-        });
-    }
-    steps
 }

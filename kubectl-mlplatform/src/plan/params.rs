@@ -207,3 +207,31 @@ pub fn vars_for(
     }
     vars
 }
+
+/// Whether an `onlyIf` parameter leaves its item out (the parameter is empty or not given).
+pub(super) fn skipped(only_if: &Option<String>, vars: &Vars) -> bool {
+    only_if
+        .as_deref()
+        .is_some_and(|name| vars.get(name).unwrap_or_default().is_empty())
+}
+
+/// The inline policies at `field` (`spec.vendorRole`, ...) rendered as (name, document), those
+/// whose `onlyIf` parameter is empty left out.
+pub(super) fn render_inline_policies(
+    field: &str,
+    policies: &[crate::profile::InlinePolicy],
+    vars: &Vars,
+) -> Result<Vec<(String, serde_json::Value)>, PlanError> {
+    let mut out = Vec::new();
+    for (i, p) in policies.iter().enumerate() {
+        if skipped(&p.only_if, vars) {
+            continue;
+        }
+        let f = format!("{field}.inlinePolicies[{i}]");
+        out.push((
+            vars.render(&f, &p.name)?,
+            vars.render_json(&f, &p.document)?,
+        ));
+    }
+    Ok(out)
+}

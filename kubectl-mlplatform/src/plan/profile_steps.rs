@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use super::error::PlanError;
 use super::model::Observed;
+use super::params::{render_inline_policies, skipped};
 use super::{iam, kube_steps};
 use crate::arn::parse_iam_arn;
 use crate::common::Change;
@@ -24,8 +25,8 @@ use crate::irsa::{subject, trust_policy};
 use crate::objects::{
     Kind, KubeObject, ObjectKey, is_ours, is_terminating, namespace_created_for, new_namespace,
 };
-use crate::policy_document::policy_documents_equal;
 use crate::profile::{Profile, Vars};
+use crate::role_reconciler::{DesiredRole, policy_steps};
 use crate::steps::{
     IamAction, IamStep, KubeAction, KubeStep, ManualStepOut, OidcAction, OidcStep,
     shorten_role_name,
@@ -46,13 +47,6 @@ pub(super) struct RenderedIrsaRole {
     pub(crate) per_namespace: bool,
 }
 
-/// True when `only_if` names a parameter that was not given.
-fn skipped(only_if: &Option<String>, vars: &Vars) -> bool {
-    only_if
-        .as_deref()
-        .is_some_and(|name| vars.get(name).unwrap_or_default().is_empty())
-}
-
 pub(super) fn render_irsa_roles(
     profile: &Profile,
     vars: &Vars,
@@ -60,17 +54,7 @@ pub(super) fn render_irsa_roles(
     let mut out = Vec::new();
     for (i, spec) in profile.spec.irsa_roles.iter().enumerate() {
         let field = format!("spec.irsaRoles[{i}]");
-        let mut inline = Vec::new();
-        for (j, p) in spec.inline_policies.iter().enumerate() {
-            if skipped(&p.only_if, vars) {
-                continue;
-            }
-            let f = format!("{field}.inlinePolicies[{j}]");
-            inline.push((
-                vars.render(&f, &p.name)?,
-                vars.render_json(&f, &p.document)?,
-            ));
-        }
+        let inline = render_inline_policies(&field, &spec.inline_policies, vars)?;
         let mut managed = Vec::new();
         for (j, arn) in spec.managed_policy_arns.iter().enumerate() {
             managed.push(vars.render(&format!("{field}.managedPolicyArns[{j}]"), arn)?);
@@ -267,61 +251,30 @@ pub(super) fn plan_irsa_roles_apply(
                 profile: profile.name().to_owned(),
             });
         }
-        let arn = match existing {
-            Some(live) => {
-                let same = policy_documents_equal(&live.trust_policy, &trust);
-                steps.push(IamStep {
-                    kind: "IRSARole",
-                    name: role.name.clone(),
-                    change: if same {
-                        Change::Unchanged
-                    } else {
-                        Change::Updated
-                    },
-                    action: if same {
-                        IamAction::None
-                    } else {
-                        IamAction::UpdateTrust {
-                            role: role.name.clone(),
-                            trust_policy: trust,
-                        }
-                    },
-                });
-                live.arn.clone()
-            }
-            None => {
-                steps.push(IamStep {
-                    kind: "IRSARole",
-                    name: role.name.clone(),
-                    change: Change::Created,
-                    action: IamAction::CreateRole {
-                        role: role.name.clone(),
-                        path: "/".to_owned(),
-                        trust_policy: trust,
-                        description: format!(
-                            "IRSA role for {} in EKS cluster {} (kubectl-mlplatform, profile {})",
-                            role.service_accounts
-                                .iter()
-                                .map(|sa| format!("{}/{sa}", role.namespace))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            cluster.name,
-                            profile.name()
-                        ),
-                        tags: vec![
-                            (TAG_PROFILE.to_owned(), profile.name().to_owned()),
-                            (TAG_CLUSTER.to_owned(), cluster.arn.clone()),
-                            (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
-                        ],
-                    },
-                });
-                format!(
-                    "arn:{partition}:iam::{}:role/{}",
-                    observed.caller.account, role.name
-                )
-            }
+        let desired = DesiredRole {
+            kind: "IRSARole",
+            name: role.name.clone(),
+            path: "/".to_owned(),
+            trust,
+            description: format!(
+                "IRSA role for {} in EKS cluster {} (kubectl-mlplatform, profile {})",
+                role.service_accounts
+                    .iter()
+                    .map(|sa| format!("{}/{sa}", role.namespace))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                cluster.name,
+                profile.name()
+            ),
+            tags: vec![
+                (TAG_PROFILE.to_owned(), profile.name().to_owned()),
+                (TAG_CLUSTER.to_owned(), cluster.arn.clone()),
+                (TAG_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+            ],
         };
-        steps.extend(iam::plan_role_policies(
+        let arn = desired.arn(existing, partition, &observed.caller.account);
+        steps.push(desired.step(existing));
+        steps.extend(policy_steps(
             &role.name,
             existing,
             &role.inline_policies,
@@ -569,24 +522,8 @@ pub(super) fn plan_existing_roles_apply(
                 param: spec.role_arn.clone(),
             });
         };
-        let mut policies = Vec::new();
-        for (j, p) in spec.inline_policies.iter().enumerate() {
-            if skipped(&p.only_if, vars) {
-                continue;
-            }
-            let f = format!("{field}.inlinePolicies[{j}]");
-            policies.push((
-                vars.render(&f, &p.name)?,
-                vars.render_json(&f, &p.document)?,
-            ));
-        }
-        steps.extend(iam::plan_role_policies(
-            &name,
-            Some(live),
-            &policies,
-            &[],
-            false,
-        ));
+        let policies = render_inline_policies(&field, &spec.inline_policies, vars)?;
+        steps.extend(policy_steps(&name, Some(live), &policies, &[], false));
     }
     Ok(steps)
 }
