@@ -12,8 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
+use kubectl_mlplatform::common::{Change, DryRun};
+use kubectl_mlplatform::execute::{Clients, execute};
+use kubectl_mlplatform::output::Progress;
 use kubectl_mlplatform::webhook_install::{
-    self, InstallOptions, NAMESPACE, Outcome, SERVICE, TLS_SECRET,
+    self, InstallOptions, NAMESPACE, ObjectRow, SERVICE, TLS_SECRET,
 };
 use mlplatform_namespace_policy::{
     ENFORCEMENT_ANNOTATION, IRSA_ROLE_ARN_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE,
@@ -33,6 +36,31 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// What `kubectl mlplatform webhook install --wait=false` does: read, plan, execute.
+async fn install(client: &kube::Client) -> Vec<ObjectRow> {
+    let options = InstallOptions::default();
+    let mut observed = webhook_install::observe_secrets(client, &options)
+        .await
+        .unwrap();
+    let manifests = webhook_install::manifests(&options, &observed, now_unix()).unwrap();
+    let keys = manifests
+        .objects
+        .iter()
+        .filter_map(|o| webhook_install::key_of(o).ok());
+    webhook_install::observe_objects(client, keys, &mut observed)
+        .await
+        .unwrap();
+    let plan = webhook_install::plan_install(&manifests, &observed, None).unwrap();
+    let clients = Clients {
+        aws: None,
+        kube: Some(client),
+    };
+    execute(&plan, clients, DryRun::None, &Progress::disabled())
+        .await
+        .unwrap();
+    plan.outputs.objects
+}
+
 #[tokio::test]
 async fn installed_webhook_is_trusted_by_the_api_server_and_enforces() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -50,13 +78,9 @@ async fn installed_webhook_is_trusted_by_the_api_server_and_enforces() {
     let client = double.client();
 
     // Install, as `kubectl mlplatform webhook install` does.
-    let observed = webhook_install::observe(&client).await.unwrap();
-    let plan = webhook_install::plan(&InstallOptions::default(), &observed, now_unix()).unwrap();
-    let applied = webhook_install::apply(&client, &plan, false, None)
-        .await
-        .unwrap();
+    let applied = install(&client).await;
     assert!(
-        applied.iter().all(|a| a.outcome == Outcome::Created),
+        applied.iter().all(|a| a.result == Change::Created),
         "{applied:?}"
     );
 
@@ -171,13 +195,9 @@ async fn installed_webhook_is_trusted_by_the_api_server_and_enforces() {
 
     // Re-install: certificates kept, nothing rewritten, the webhook still trusted.
     double.clear_requests();
-    let observed = webhook_install::observe(&client).await.unwrap();
-    let again = webhook_install::plan(&InstallOptions::default(), &observed, now_unix()).unwrap();
-    let applied = webhook_install::apply(&client, &again, false, None)
-        .await
-        .unwrap();
+    let applied = install(&client).await;
     assert!(
-        applied.iter().all(|a| a.outcome == Outcome::Unchanged),
+        applied.iter().all(|a| a.result == Change::Unchanged),
         "{applied:?}"
     );
     pods.create(&PostParams::default(), &pod("irsa-2", USER_SA))

@@ -47,7 +47,7 @@ pub(crate) use tls::TlsDecision;
 /// Every object `install` wants, in order, with the certificate decision behind them.
 #[derive(Debug, Clone)]
 pub struct Manifests {
-    pub(crate) objects: Vec<Value>,
+    pub objects: Vec<Value>,
     /// None with `--cert-manager` (cert-manager decides).
     pub(crate) tls: Option<TlsDecision>,
     /// Serving certificate expiry (Unix seconds); None with `--cert-manager`.
@@ -161,7 +161,7 @@ pub fn manifests(
 /// is never registered before something can answer it.
 pub type InstallPlan = Plan<InstallOutputs>;
 
-pub(crate) fn key_of(object: &Value) -> Result<ObjectKey, InstallError> {
+pub fn key_of(object: &Value) -> Result<ObjectKey, InstallError> {
     let kind = Kind::of(object).ok_or(InstallError::MissingObject("a known apiVersion/kind"))?;
     Ok(ObjectKey {
         kind,
@@ -218,7 +218,7 @@ pub fn plan_install(
 /// What `uninstall` deletes: the embedded manifests' objects and the two TLS Secrets, the
 /// webhook configurations first (so the API server stops calling a webhook that is going
 /// away), the namespace last.
-pub(crate) fn uninstall_targets() -> Result<Vec<ObjectKey>, InstallError> {
+pub fn uninstall_targets() -> Result<Vec<ObjectKey>, InstallError> {
     let mut keys = embedded::objects()?
         .iter()
         .map(key_of)
@@ -242,7 +242,7 @@ pub(crate) fn uninstall_targets() -> Result<Vec<ObjectKey>, InstallError> {
 /// Pure: `uninstall`'s plan. `live` None (a client dry run reads nothing): everything is
 /// planned as deleted. A namespace already Terminating has nothing left to do (a real server
 /// answers 409 to deleting it again).
-pub(crate) fn plan_uninstall(
+pub fn plan_uninstall(
     live: Option<&BTreeMap<ObjectKey, Value>>,
 ) -> Result<InstallPlan, InstallError> {
     let steps: Vec<Step> = uninstall_targets()?

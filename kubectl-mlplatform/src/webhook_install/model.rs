@@ -110,8 +110,8 @@ pub(crate) fn rfc3339(unix: i64) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectRow {
-    pub(crate) object: String,
-    pub(crate) result: Change,
+    pub object: String,
+    pub result: Change,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,7 +131,7 @@ pub struct CertificateReport {
 pub struct InstallOutputs {
     pub(crate) certificates: CertificateReport,
     /// One row per object, `Kind namespace/name`, as install has always reported them.
-    pub(crate) objects: Vec<ObjectRow>,
+    pub objects: Vec<ObjectRow>,
     /// uninstall's table has no certificates line.
     #[serde(skip)]
     pub(crate) uninstall: bool,
