@@ -140,7 +140,8 @@ pub enum AccessEntryAction {
     DeleteEntry,
 }
 
-/// Pure: the writes that make the entry what `req` asks for.
+/// Pure: the writes that make the entry what `req` asks for (username, groups, and the access
+/// policy scoped to `req.namespaces`).
 pub(crate) fn plan_access_entry(
     req: &AccessRequest,
     observed: Option<&ObservedEntry>,
@@ -148,22 +149,38 @@ pub(crate) fn plan_access_entry(
     if req.namespaces.is_empty() {
         return Err(AccessEntryError::NoNamespaces);
     }
+    plan_entry(req, Some(&req.policy_arn), observed)
+}
+
+/// Pure: an entry with only the username and Kubernetes groups (what an aws-auth mapping
+/// gives: the groups' RBAC bindings grant the rights); `req.policy_arn` and `req.namespaces`
+/// are not used, and associations our entry holds go.
+pub(crate) fn plan_group_entry(
+    req: &AccessRequest,
+    observed: Option<&ObservedEntry>,
+) -> Result<(Change, Vec<AccessEntryAction>), AccessEntryError> {
+    plan_entry(req, None, observed)
+}
+
+fn plan_entry(
+    req: &AccessRequest,
+    policy: Option<&str>,
+    observed: Option<&ObservedEntry>,
+) -> Result<(Change, Vec<AccessEntryAction>), AccessEntryError> {
     let groups: BTreeSet<String> = req.groups.iter().cloned().collect();
     let namespaces: BTreeSet<String> = req.namespaces.iter().cloned().collect();
-    let associate = AccessEntryAction::AssociatePolicy {
-        policy_arn: req.policy_arn.clone(),
+    let associate = policy.map(|policy_arn| AccessEntryAction::AssociatePolicy {
+        policy_arn: policy_arn.to_owned(),
         namespaces: namespaces.iter().cloned().collect(),
-    };
+    });
     let Some(entry) = observed else {
+        let create = AccessEntryAction::CreateEntry {
+            username: req.username.clone(),
+            groups: groups.into_iter().collect(),
+        };
         return Ok((
             Change::Created,
-            vec![
-                AccessEntryAction::CreateEntry {
-                    username: req.username.clone(),
-                    groups: groups.into_iter().collect(),
-                },
-                associate,
-            ],
+            std::iter::once(create).chain(associate).collect(),
         ));
     };
     if !entry.is_ours() {
@@ -179,14 +196,16 @@ pub(crate) fn plan_access_entry(
             groups: groups.into_iter().collect(),
         });
     }
-    if entry.policies.get(&req.policy_arn) != Some(&Scope::Namespace(namespaces)) {
+    if let (Some(policy), Some(associate)) = (policy, associate)
+        && entry.policies.get(policy) != Some(&Scope::Namespace(namespaces))
+    {
         actions.push(associate);
     }
     // Our entry holds exactly the policy asked for: a changed profile must not leave a
     // broader one behind.
-    for policy in entry.policies.keys().filter(|p| **p != req.policy_arn) {
+    for other in entry.policies.keys().filter(|p| Some(p.as_str()) != policy) {
         actions.push(AccessEntryAction::DisassociatePolicy {
-            policy_arn: policy.clone(),
+            policy_arn: other.clone(),
         });
     }
     let change = if actions.is_empty() {
@@ -323,6 +342,33 @@ mod tests {
             AccessEntryAction::DisassociatePolicy {
                 policy_arn: VIEW.into()
             }
+        );
+    }
+
+    #[test]
+    fn a_group_entry_carries_no_policy_and_drops_ours() {
+        let (change, actions) = plan_group_entry(&req(), None).unwrap();
+        assert_eq!(change, Change::Created);
+        assert_eq!(
+            actions,
+            vec![AccessEntryAction::CreateEntry {
+                username: "vendor".into(),
+                groups: vec!["mlplatform:vendor".into()]
+            }]
+        );
+        let held = ours(BTreeMap::from([(VIEW.to_owned(), Scope::Cluster)]));
+        assert_eq!(
+            plan_group_entry(&req(), Some(&held)).unwrap(),
+            (
+                Change::Updated,
+                vec![AccessEntryAction::DisassociatePolicy {
+                    policy_arn: VIEW.into()
+                }]
+            )
+        );
+        assert_eq!(
+            plan_group_entry(&req(), Some(&ours(BTreeMap::new()))).unwrap(),
+            (Change::Unchanged, vec![])
         );
     }
 

@@ -1,7 +1,9 @@
-//! The AWS side: IAM, STS and EKS clients on a rustls + ring HTTPS client (the SDK crates are
-//! built without their default aws-lc client), configured by aws-config's default chain (env,
-//! profile, SSO) with `AWS_ENDPOINT_URL` honoured. Every failure maps to an [`AwsError`] line.
+//! The AWS side: IAM, STS, EKS and EC2 clients on a rustls + ring HTTPS client (the SDK crates
+//! are built without their default aws-lc client), configured by aws-config's default chain
+//! (env, profile, SSO) with `AWS_ENDPOINT_URL` honoured. Every failure maps to an [`AwsError`]
+//! line. EC2 security group rules: `ec2`.
 
+mod ec2;
 mod error;
 
 use std::collections::BTreeMap;
@@ -12,21 +14,26 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_sdk_iam::types::Tag;
 use aws_smithy_http_client::tls;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use serde_json::Value;
 
-pub use crate::facts::{CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, issuer_host_path};
+pub use crate::facts::{
+    CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, SecurityGroupRuleFacts,
+    issuer_host_path,
+};
 pub(crate) use crate::policy_document::decode_policy_document;
 pub use crate::policy_document::policy_documents_equal;
 pub use error::AwsError;
 pub(crate) use error::classify;
 
-/// IAM, STS and EKS clients sharing one configuration.
+/// IAM, STS, EKS and EC2 clients sharing one configuration.
 #[derive(Debug, Clone)]
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
     pub eks: aws_sdk_eks::Client,
+    /// Security group rules (the cluster security group's ingress a profile opens).
+    pub ec2: aws_sdk_ec2::Client,
     pub region: String,
 }
 
@@ -149,6 +156,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(config),
             sts: aws_sdk_sts::Client::new(config),
             eks: aws_sdk_eks::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
             region,
         })
     }
@@ -314,8 +322,67 @@ impl Aws {
     /// The role with its trust policy, inline policies (read in parallel), attached policies
     /// and tags; Ok(None) when there is no such role.
     pub async fn get_role(&self, name: &str) -> Result<Option<RoleFacts>, AwsError> {
+        self.get_role_expecting(name, &[]).await
+    }
+
+    /// One inline policy document; None when the role has no policy of that name (or no role).
+    async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Option<Value>, AwsError> {
+        const OP: &str = "iam:GetRolePolicy";
+        match self
+            .iam
+            .get_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+        {
+            Ok(out) => decode_policy_document(out.policy_document())
+                .map(Some)
+                .map_err(|e| unreadable(OP, e)),
+            Err(e) => match classify(OP, e) {
+                AwsError::Service { code, .. } if code == "NoSuchEntity" => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// [`Aws::get_role`] in one round trip when the role's inline policies are the `expected`
+    /// ones: the role, both policy lists and the expected documents are asked for at once
+    /// (IAM has no call that returns them together); only documents of other names take a
+    /// second round.
+    pub async fn get_role_expecting(
+        &self,
+        name: &str,
+        expected: &[String],
+    ) -> Result<Option<RoleFacts>, AwsError> {
         const OP: &str = "iam:GetRole";
-        let out = match self.iam.get_role().role_name(name).send().await {
+        let role = async { self.iam.get_role().role_name(name).send().await };
+        let listed = async {
+            self.iam
+                .list_role_policies()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify("iam:ListRolePolicies", e))
+        };
+        let attached = async {
+            self.iam
+                .list_attached_role_policies()
+                .role_name(name)
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(|e| classify("iam:ListAttachedRolePolicies", e))
+        };
+        let documents = join_all(expected.iter().map(|p| self.get_role_policy(name, p)));
+        let (role, listed, attached, documents) = futures::join!(role, listed, attached, documents);
+        // A missing role makes the other reads fail too: GetRole's answer decides.
+        let out = match role {
             Ok(out) => out,
             Err(e) => {
                 return match classify(OP, e) {
@@ -331,48 +398,26 @@ impl Aws {
             Some(doc) => decode_policy_document(doc).map_err(|e| unreadable(OP, e))?,
             None => Value::Null,
         };
-
-        // The inline documents and the attached list do not depend on each other: in parallel.
-        let inline = async {
-            let policy_names: Vec<String> = self
-                .iam
-                .list_role_policies()
-                .role_name(name)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(|e| classify("iam:ListRolePolicies", e))?;
-            try_join_all(policy_names.into_iter().map(|policy| async move {
-                const OP: &str = "iam:GetRolePolicy";
-                let out = self
-                    .iam
-                    .get_role_policy()
-                    .role_name(name)
-                    .policy_name(&policy)
-                    .send()
-                    .await
-                    .map_err(|e| classify(OP, e))?;
-                let doc =
-                    decode_policy_document(out.policy_document()).map_err(|e| unreadable(OP, e))?;
-                Ok::<_, AwsError>((policy, doc))
-            }))
-            .await
-        };
-        let attached = async {
-            self.iam
-                .list_attached_role_policies()
-                .role_name(name)
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(|e| classify("iam:ListAttachedRolePolicies", e))
-        };
-        let (inline, attached) = futures::future::try_join(inline, attached).await?;
-        let mut attached_policy_arns: Vec<String> = attached
+        let mut known: BTreeMap<String, Option<Value>> = BTreeMap::new();
+        for (policy, document) in expected.iter().zip(documents) {
+            known.insert(policy.clone(), document?);
+        }
+        let inline = try_join_all(listed?.into_iter().map(|policy| {
+            let known = known.remove(&policy);
+            async move {
+                let document = match known {
+                    Some(Some(doc)) => doc,
+                    // Listed but not read (or gone meanwhile, then read again to be sure).
+                    _ => self
+                        .get_role_policy(name, &policy)
+                        .await?
+                        .unwrap_or(Value::Null),
+                };
+                Ok::<_, AwsError>((policy, document))
+            }
+        }))
+        .await?;
+        let mut attached_policy_arns: Vec<String> = attached?
             .iter()
             .filter_map(|p| p.policy_arn().map(str::to_string))
             .collect();

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::vocabulary::{
-    IRSA_ROLE_ARN_ANNOTATION, MANAGED_LABEL, MANAGED_VALUE, PROFILE_ANNOTATION, PROFILE_LABEL,
-};
+use crate::vocabulary::{IRSA_ROLE_ARN_ANNOTATION, PROFILE_ANNOTATION, PROFILE_LABEL};
 use mlplatform_namespace_policy::{NamespacePolicy, eks};
 use serde_json::{Value, json};
 
@@ -221,10 +219,9 @@ pub(crate) fn render_bundle(
     };
     let mut namespace_annotations = policy.to_annotations();
     namespace_annotations.insert(PROFILE_ANNOTATION.to_owned(), name.to_owned());
-    let namespace_labels = BTreeMap::from([
-        (MANAGED_LABEL.to_owned(), MANAGED_VALUE.to_owned()),
-        (PROFILE_LABEL.to_owned(), name.to_owned()),
-    ]);
+    // The managed label and the enforcement label (admission policy bindings select by it).
+    let mut namespace_labels = policy.to_labels();
+    namespace_labels.insert(PROFILE_LABEL.to_owned(), name.to_owned());
 
     Ok(Bundle {
         namespace: namespace.to_owned(),

@@ -12,6 +12,7 @@ pub(crate) mod completion;
 pub(crate) mod irsa;
 pub(crate) mod oidc;
 pub(crate) mod parse;
+pub(crate) mod policy;
 pub(crate) mod webhook;
 
 use clap::{Args, Parser, Subcommand};
@@ -21,6 +22,7 @@ use self::completion::CompletionArgs;
 use self::irsa::IrsaCommand;
 use self::oidc::OidcCommand;
 use self::parse::{parse_param, parse_timeout};
+use self::policy::{EnforcementArg, PolicyCommand};
 use self::webhook::WebhookCommand;
 use crate::common::GlobalArgs;
 
@@ -66,6 +68,10 @@ pub(crate) enum Command {
     /// The admission webhook that enforces namespace policy: install, uninstall, status.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// The same namespace policy as API-server admission policies (no webhook process):
+    /// install, uninstall, status.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print a shell completion script (bash, zsh, fish, or kubectl's plugin hook).
     Completion(CompletionArgs),
     /// Print version, git commit and target (`-o json` for scripts).
@@ -122,6 +128,16 @@ pub(crate) struct ConnectArgs {
     /// failure, not a warning.
     #[arg(long)]
     pub(crate) with_webhook: bool,
+    /// Namespace policy enforcement, enforce|warn|audit (default: the profile's). Written
+    /// as the mlplatform.io/enforcement annotation (read by the webhook) and label (selects
+    /// the admission policy binding).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) enforcement: Option<EnforcementArg>,
+    /// How the profile's workload roles (irsaRoles) reach pods: irsa (trust on the cluster's
+    /// OIDC provider, role-arn annotation) or pod-identity (trust on pods.eks.amazonaws.com,
+    /// one EKS Pod Identity association per ServiceAccount).
+    #[arg(long, value_enum, default_value_t = crate::pod_identity::Identity::Irsa)]
+    pub(crate) identity: crate::pod_identity::Identity,
 }
 
 impl ConnectArgs {
@@ -147,6 +163,10 @@ pub(crate) struct ConnectCommandArgs {
     /// creating it again (e.g. 90s, 5m; 0: do not wait).
     #[arg(long, default_value = "60s", value_parser = parse_timeout, value_name = "DURATION")]
     pub(crate) wait_timeout: std::time::Duration,
+    /// --identity pod-identity: point a ServiceAccount's existing association of another role
+    /// at the profile's role (else that is an error).
+    #[arg(long)]
+    pub(crate) replace_association: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -176,6 +196,11 @@ pub(crate) struct NamespaceArgs {
     /// Other profile parameters.
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub(crate) params: Vec<(String, String)>,
+    /// Namespace policy enforcement, enforce|warn|audit (default: the profile's). Written
+    /// as the mlplatform.io/enforcement annotation (read by the webhook) and label (selects
+    /// the admission policy binding).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) enforcement: Option<EnforcementArg>,
 }
 
 #[derive(Debug, Clone, Args)]

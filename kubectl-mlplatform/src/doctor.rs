@@ -6,8 +6,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::common::Change;
+use crate::facts::AddonFacts;
 use crate::kube_io::AccessQuestion;
 use crate::plan::Plan;
+use crate::pod_identity::AGENT_ADDON;
 use crate::profile::Profile;
 use crate::steps::{ChangeRow, IamAction, ManualStepOut};
 
@@ -80,6 +82,14 @@ fn describe(row: &ChangeRow) -> String {
     match row.kind.as_str() {
         "IAMRole" => format!("{target} (trust: vendor account, external ID)"),
         "IRSARole" => format!("{target} (trust: the cluster's OIDC provider, ServiceAccounts)"),
+        "PodIdentityRole" => {
+            format!("{target} (trust: EKS Pod Identity of the cluster, ServiceAccounts)")
+        }
+        "PodIdentityAssociation" => format!(
+            "EKS Pod Identity association {}/{}",
+            row.namespace.as_deref().unwrap_or_default(),
+            row.name
+        ),
         "IAMOIDCProvider" => format!("IAM OIDC provider for {}", row.name),
         "AwsAuthMapping" => format!("aws-auth mapping {}", row.name),
         _ => target,
@@ -112,6 +122,16 @@ pub(crate) fn checks_from_plan(plan: &Plan, live_trust: Option<&Value>, fix: &st
                     name,
                     "trust differs: not the cluster's OIDC provider or not exactly the profile's ServiceAccounts",
                     fix,
+                ),
+                Change::Updated if row.kind == "PodIdentityRole" => Check::fail(
+                    name,
+                    "trust differs: not pods.eks.amazonaws.com scoped to this cluster, namespace and exactly the profile's ServiceAccounts",
+                    fix,
+                ),
+                Change::Updated if row.kind == "PodIdentityAssociation" => Check::fail(
+                    name,
+                    "points at another role",
+                    &format!("{fix} --replace-association"),
                 ),
                 Change::Updated => Check::fail(name, "differs from what the profile wants", fix),
                 Change::Deleted => Check::fail(name, "present but not in the profile", fix),
@@ -339,6 +359,41 @@ pub(crate) fn manual_step_checks(steps: &[ManualStepOut]) -> Vec<Check> {
             )
         })
         .collect()
+}
+
+/// The EKS Pod Identity agent add-on: installed and ACTIVE, or the command that installs it.
+pub(crate) fn pod_identity_agent_check(
+    addon: Option<&AddonFacts>,
+    cluster: &str,
+    region: &str,
+) -> Check {
+    let name = format!("EKS add-on {AGENT_ADDON}");
+    match addon {
+        None => Check::fail(
+            name,
+            "not installed: pods get no credentials from their Pod Identity associations",
+            &format!(
+                "aws eks create-addon --cluster-name {cluster} --addon-name {AGENT_ADDON} --region {region}"
+            ),
+        ),
+        Some(a) if a.status == "ACTIVE" => Check {
+            detail: a.version.clone(),
+            ..Check::pass(name)
+        },
+        Some(a) => {
+            let mut detail = format!("status {}", a.status);
+            if !a.issues.is_empty() {
+                detail.push_str(&format!(" ({})", a.issues.join("; ")));
+            }
+            Check::fail(
+                name,
+                detail,
+                &format!(
+                    "aws eks describe-addon --cluster-name {cluster} --addon-name {AGENT_ADDON} --region {region}"
+                ),
+            )
+        }
+    }
 }
 
 /// Whole-report verdict.

@@ -1,9 +1,12 @@
-//! EKS access entries through the SDK: read one (with its policy associations), carry out the
-//! actions a plan lists.
+//! EKS access entries through the SDK: read one (with its policy associations), list them,
+//! carry out the actions a plan lists, and switch the cluster's authentication mode.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
-use aws_sdk_eks::types::{AccessScope, AccessScopeType};
+use aws_sdk_eks::types::{
+    AccessScope, AccessScopeType, AuthenticationMode, UpdateAccessConfigRequest, UpdateStatus,
+};
 
 use crate::access_entry::{AccessEntryAction, ObservedEntry, Scope};
 use crate::aws::{Aws, AwsError, classify};
@@ -163,4 +166,90 @@ pub(crate) async fn apply_access_entry(
         }
     }
     Ok(())
+}
+
+/// Principal ARNs of every access entry of the cluster.
+pub(crate) async fn list_access_entries(aws: &Aws, cluster: &str) -> Result<Vec<String>, AwsError> {
+    const OP: &str = "eks:ListAccessEntries";
+    aws.eks
+        .list_access_entries()
+        .cluster_name(cluster)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| classify(OP, e))
+}
+
+/// How long a switch of the authentication mode may take (EKS: minutes).
+const MODE_UPDATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const MODE_UPDATE_POLL: Duration = Duration::from_secs(10);
+
+/// Switches the cluster's authentication mode (UpdateClusterConfig) and waits until EKS says
+/// the update is done, so that access entries can be made right after.
+pub(crate) async fn set_authentication_mode(
+    aws: &Aws,
+    cluster: &str,
+    mode: &str,
+) -> Result<(), AwsError> {
+    const OP: &str = "eks:UpdateClusterConfig";
+    let out = aws
+        .eks
+        .update_cluster_config()
+        .name(cluster)
+        .access_config(
+            UpdateAccessConfigRequest::builder()
+                .authentication_mode(AuthenticationMode::from(mode))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| classify(OP, e))?;
+    let Some(id) = out.update().and_then(|u| u.id()).map(str::to_owned) else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    loop {
+        const DESCRIBE: &str = "eks:DescribeUpdate";
+        let update = aws
+            .eks
+            .describe_update()
+            .name(cluster)
+            .update_id(&id)
+            .send()
+            .await
+            .map_err(|e| classify(DESCRIBE, e))?;
+        let update = update.update();
+        match update.and_then(|u| u.status()) {
+            Some(UpdateStatus::Successful) => return Ok(()),
+            Some(status @ (UpdateStatus::Failed | UpdateStatus::Cancelled)) => {
+                let errors: Vec<String> = update
+                    .map(|u| u.errors())
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| e.error_message().map(str::to_owned))
+                    .collect();
+                return Err(AwsError::Service {
+                    operation: OP.to_owned(),
+                    code: format!("Update{}", status.as_str()),
+                    message: format!(
+                        "authentication mode update {id} of cluster {cluster}: {}",
+                        errors.join("; ")
+                    ),
+                });
+            }
+            _ if started.elapsed() >= MODE_UPDATE_TIMEOUT => {
+                return Err(AwsError::Service {
+                    operation: OP.to_owned(),
+                    code: "StillInProgress".to_owned(),
+                    message: format!(
+                        "authentication mode update {id} of cluster {cluster} is still in progress after {}s; re-run once `aws eks describe-update --name {cluster} --update-id {id}` says Successful",
+                        MODE_UPDATE_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            _ => tokio::time::sleep(MODE_UPDATE_POLL).await,
+        }
+    }
 }

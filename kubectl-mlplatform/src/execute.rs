@@ -1,8 +1,11 @@
-//! The one executor: carries out exactly the steps a [`Plan`] schedules, batch by batch, shows
+//! The one executor: carries out exactly the steps a [`Plan`] schedules (lanes side by side,
+//! a lane's batches in order, a batch's steps concurrently), shows
 //! progress, stops at the first failure and says how far it got. Nothing for unchanged steps;
 //! under `--dry-run=server` AWS is only read (it has no dry run) and Kubernetes writes go with
 //! dryRun=All; under `--dry-run=client` nothing is sent at all.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::try_join_all;
@@ -13,12 +16,15 @@ use crate::aws::{Aws, AwsError};
 use crate::aws_auth::AwsAuthError;
 use crate::aws_auth::store::{AwsAuthWrite, modify_aws_auth_detailed};
 use crate::common::{Change, DryRun};
-use crate::eks_access::apply_access_entry;
+use crate::eks_access::{apply_access_entry, set_authentication_mode};
+use crate::eks_pod_identity::apply_pod_identity;
 use crate::kube_io::{KubeIoError, apply_object, create_object, delete_object, merge_patch_object};
 use crate::objects::Kind;
 use crate::output::Progress;
+use crate::security_group::Cidr;
 use crate::steps::{
-    AwsAuthAction, IamAction, KubeAction, KubeStep, OidcAction, Plan, Step, WaitStep,
+    AwsAuthAction, ClusterConfigAction, Ec2Action, IamAction, KubeAction, KubeStep, OidcAction,
+    Plan, SecurityGroupRuleStep, Step, WaitStep,
 };
 
 const STOPPED: &str = "the command is idempotent: re-run it to finish";
@@ -119,49 +125,80 @@ pub async fn execute<O>(
     dry_run: DryRun,
     progress: &Progress,
 ) -> Result<Executed, ApplyError> {
-    let mut executed = Executed::default();
     if dry_run == DryRun::Client {
-        return Ok(executed);
+        return Ok(Executed::default());
     }
-    let total = plan
-        .changes()
-        .iter()
-        .filter(|c| c.change.is_write())
-        .count();
-    let unverifiable = server_dry_run_skips(plan, dry_run);
-    let mut done = 0;
-    for batch in &plan.schedule {
-        let steps: Vec<&Step> = batch
+    let run = Run {
+        plan_steps: &plan.steps,
+        clients,
+        dry_run,
+        progress,
+        total: plan
+            .changes()
             .iter()
-            .filter(|i| !unverifiable.contains(i))
-            .filter_map(|&i| plan.steps.get(i))
-            .filter(|s| !(dry_run == DryRun::Server && s.is_aws()))
-            .collect();
-        if steps.is_empty() {
-            continue;
-        }
-        let outcomes = try_join_all(steps.iter().map(|s| run_step(s, clients, dry_run)))
+            .filter(|c| c.change.is_write())
+            .count(),
+        unverifiable: server_dry_run_skips(plan, dry_run),
+        done: AtomicUsize::new(0),
+        aws_auth: Mutex::new(None),
+    };
+    try_join_all(plan.schedule.iter().map(|lane| run.lane(lane))).await?;
+    Ok(Executed {
+        aws_auth: run
+            .aws_auth
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    })
+}
+
+/// One execution: what every lane shares (how far it got, for the progress and the error).
+struct Run<'a> {
+    plan_steps: &'a [Step],
+    clients: Clients<'a>,
+    dry_run: DryRun,
+    progress: &'a Progress,
+    total: usize,
+    unverifiable: Vec<usize>,
+    done: AtomicUsize,
+    aws_auth: Mutex<Option<AwsAuthWrite>>,
+}
+
+impl Run<'_> {
+    async fn lane(&self, batches: &[Vec<usize>]) -> Result<(), ApplyError> {
+        for batch in batches {
+            let steps: Vec<&Step> = batch
+                .iter()
+                .filter(|i| !self.unverifiable.contains(i))
+                .filter_map(|&i| self.plan_steps.get(i))
+                .filter(|s| !(self.dry_run == DryRun::Server && s.is_aws()))
+                .collect();
+            let outcomes = try_join_all(
+                steps
+                    .iter()
+                    .map(|s| run_step(s, self.clients, self.dry_run)),
+            )
             .await
-            .map_err(|e| e.at(done, total))?;
-        for (step, outcome) in steps.into_iter().zip(outcomes) {
-            let Some(row) = step.row() else { continue };
-            let change = match outcome {
-                Outcome::AwsAuth(write) => {
-                    let change = write.change;
-                    executed.aws_auth = Some(write);
-                    change
-                }
-                Outcome::Done => row.change,
-            };
-            done += 1;
-            progress.step(
-                change,
-                &row.kind,
-                &display_name(&row.name, row.namespace.as_ref()),
-            );
+            .map_err(|e| e.at(self.done.load(Ordering::Relaxed), self.total))?;
+            for (step, outcome) in steps.into_iter().zip(outcomes) {
+                let Some(row) = step.row() else { continue };
+                let change = match outcome {
+                    Outcome::AwsAuth(write) => {
+                        let change = write.change;
+                        *self.aws_auth.lock().unwrap_or_else(PoisonError::into_inner) = Some(write);
+                        change
+                    }
+                    Outcome::Done => row.change,
+                };
+                self.done.fetch_add(1, Ordering::Relaxed);
+                self.progress.step(
+                    change,
+                    &row.kind,
+                    &display_name(&row.name, row.namespace.as_ref()),
+                );
+            }
         }
+        Ok(())
     }
-    Ok(executed)
 }
 
 /// A server dry run does not create namespaces, so objects inside one that is only being
@@ -237,6 +274,18 @@ async fn run_step(
                 .await
                 .map_err(StepError::Aws)?;
         }
+        Step::ClusterConfig(s) => match &s.action {
+            ClusterConfigAction::None => {}
+            ClusterConfigAction::SetAuthenticationMode { mode } => {
+                set_authentication_mode(aws()?, &s.cluster, mode)
+                    .await
+                    .map_err(StepError::Aws)?;
+            }
+        },
+        Step::Ec2(s) => ec2_write(aws()?, s).await.map_err(StepError::Aws)?,
+        Step::PodIdentity(s) => apply_pod_identity(aws()?, s)
+            .await
+            .map_err(StepError::Aws)?,
         Step::AwsAuth(s) => {
             let write = match &s.action {
                 AwsAuthAction::None => return Ok(Outcome::Done),
@@ -320,6 +369,27 @@ async fn wait_ready(kube: &kube::Client, wait: &WaitStep) -> Result<(), ApplyErr
             });
         }
         tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Sends one security group rule write.
+async fn ec2_write(aws: &Aws, step: &SecurityGroupRuleStep) -> Result<(), AwsError> {
+    match &step.action {
+        Ec2Action::None => Ok(()),
+        Ec2Action::AuthorizeIngress => {
+            let ipv6 = step.cidr.parse::<Cidr>().is_ok_and(|c| c.is_ipv6());
+            aws.authorize_tcp_ingress(
+                &step.group_id,
+                step.port,
+                &step.cidr,
+                ipv6,
+                &step.description,
+            )
+            .await
+        }
+        Ec2Action::RevokeIngress { rule_id } => {
+            aws.revoke_ingress_rule(&step.group_id, rule_id).await
+        }
     }
 }
 

@@ -37,6 +37,23 @@ pub struct ClusterNetwork {
     pub vpc_id: Option<String>,
 }
 
+/// One rule of a security group, as DescribeSecurityGroupRules reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityGroupRuleFacts {
+    /// `sgr-...`.
+    pub id: String,
+    pub egress: bool,
+    /// `tcp`, `udp`, `icmp`, or `-1` (every protocol).
+    pub protocol: String,
+    /// -1 for every port.
+    pub from_port: i32,
+    pub to_port: i32,
+    /// `CidrIpv4` or `CidrIpv6`; None for a rule naming another group or a prefix list.
+    pub cidr: Option<String>,
+    pub description: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleFacts {
@@ -48,6 +65,60 @@ pub struct RoleFacts {
     pub attached_policy_arns: Vec<String>,
     pub tags: BTreeMap<String, String>,
     pub description: Option<String>,
+}
+
+/// An EKS Pod Identity association, as DescribePodIdentityAssociation reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityAssociationFacts {
+    /// `a-` and 17 characters.
+    pub id: String,
+    pub arn: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An EKS add-on, as DescribeAddon reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddonFacts {
+    pub name: String,
+    /// `ACTIVE`, `CREATING`, `DEGRADED`, `CREATE_FAILED`...
+    pub status: String,
+    pub version: Option<String>,
+    /// Health issues, `CODE: message`.
+    pub issues: Vec<String>,
+}
+
+/// (namespace, ServiceAccount).
+pub type ServiceAccountKey = (String, String);
+
+/// What EKS holds for Pod Identity: the associations of the ServiceAccounts asked about (read
+/// with `--identity pod-identity`, or when a role's trust has a Pod Identity statement) and
+/// the agent add-on (read by doctor).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityFacts {
+    /// None: not read. Per ServiceAccount, every association EKS lists for it (at most one).
+    pub associations: Option<BTreeMap<ServiceAccountKey, Vec<PodIdentityAssociationFacts>>>,
+    /// `eks-pod-identity-agent`; None: not installed (or not read).
+    pub agent_addon: Option<AddonFacts>,
+}
+
+impl PodIdentityFacts {
+    /// The associations of one ServiceAccount (none when not read).
+    pub fn associations_of(
+        &self,
+        namespace: &str,
+        service_account: &str,
+    ) -> &[PodIdentityAssociationFacts] {
+        self.associations
+            .as_ref()
+            .and_then(|all| all.get(&(namespace.to_owned(), service_account.to_owned())))
+            .map_or(&[], Vec::as_slice)
+    }
 }
 
 /// `https://oidc.eks.us-east-1.amazonaws.com/id/ABC/` → `oidc.eks.us-east-1.amazonaws.com/id/ABC`

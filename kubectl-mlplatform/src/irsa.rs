@@ -10,21 +10,29 @@
 //! Role paths: `--role-name team/ml/Name` creates `Name` under path `/team/ml/`, and the
 //! annotation carries the full ARN with the path (STS needs it for AssumeRoleWithWebIdentity).
 //! eksctl has no path option for IRSA roles; IAM cannot move a role to another path, so an
-//! existing role under a different path is an error, not a silent re-create.//!
+//! existing role under a different path is an error, not a silent re-create.
+//!
+//! `--identity pod-identity`: the role trusts EKS Pod Identity (`crate::pod_identity`) instead
+//! of the OIDC provider, each ServiceAccount gets an association instead of the annotation
+//! (one of ours on it is removed), and no OIDC provider is needed.
+//!
 //! Layout: `error`, `names` (input checks), `trust` (trust policy, ownership tags), `model`
-//! (request, observed, plan); this file plans. Children never import this file.
+//! (request, observed, plan), `migrate` (`irsa migrate`, IRSA ⇄ Pod Identity); this file
+//! plans create and delete. Children never import this file.
 
 mod error;
+mod migrate;
 mod model;
 mod names;
 mod trust;
 
 pub(crate) use error::IrsaError;
+pub(crate) use migrate::{MigrateObserved, MigrateRequest, plan_migrate};
 pub(crate) use model::{IrsaObserved, IrsaOutputs, IrsaPlan, IrsaRequest};
 use model::{iam_step, sa_step};
 pub(crate) use names::{
     RoleName, check_policy_arn, default_role_name, is_service_account_name, parse_inline_policy,
-    parse_role_name,
+    parse_role_name, service_accounts_in, split_service_account,
 };
 pub(crate) use trust::{
     attached_policy_tag, oidc_provider_arn, subject, subjects_in_trust, tracked_policies,
@@ -39,6 +47,9 @@ use serde_json::{Value, json};
 
 use crate::common::Change;
 use crate::facts::RoleFacts;
+use crate::pod_identity::{
+    AssociationTarget, Identity, ownership_tags, plan_association, plan_association_removal,
+};
 use crate::policy_document::policy_documents_equal;
 use crate::role_reconciler::DesiredRole;
 use crate::steps::{Direction, IamAction, KubeAction, Step};
@@ -74,18 +85,34 @@ fn sa_display(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// The ServiceAccount body `irsa create` makes when it is missing.
-pub(crate) fn new_service_account(namespace: &str, name: &str, role_arn: &str) -> Value {
-    json!({
+/// The ServiceAccount body `irsa create` makes when it is missing (annotated with the role
+/// for IRSA; EKS Pod Identity needs no annotation).
+pub(crate) fn new_service_account(namespace: &str, name: &str, role_arn: Option<&str>) -> Value {
+    let mut sa = json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
         "metadata": {
             "name": name,
             "namespace": namespace,
             "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, SA_CREATED_LABEL: SA_CREATED_VALUE},
-            "annotations": {eks::ROLE_ARN: role_arn},
         },
-    })
+    });
+    if let Some(arn) = role_arn {
+        sa["metadata"]["annotations"] = json!({eks::ROLE_ARN: arn});
+    }
+    sa
+}
+
+/// Every ServiceAccount a role's trust admits: through the OIDC provider (`:sub`) and through
+/// EKS Pod Identity of this cluster.
+pub(crate) fn trusted_service_accounts(
+    trust: &Value,
+    issuer_host_path: &str,
+    cluster_arn: &str,
+) -> BTreeSet<(String, String)> {
+    let mut keys = subjects_in_trust(trust, issuer_host_path);
+    keys.extend(crate::pod_identity::subjects_in_trust(trust, cluster_arn));
+    keys
 }
 
 /// IAM limits a role description to 1000 characters.
@@ -154,18 +181,24 @@ pub(crate) fn plan_irsa_create(
     observed: &IrsaObserved,
 ) -> Result<IrsaPlan, IrsaError> {
     check_request(req)?;
-    let provider_arn = observed
-        .oidc_provider
-        .clone()
-        .ok_or_else(|| IrsaError::NoOidcProvider {
-            cluster: req.cluster_name.clone(),
-            issuer: req.issuer_host_path.clone(),
-        })?;
+    let pod_identity = req.identity == Identity::PodIdentity;
     if !req.role_only && observed.namespace_exists == Some(false) {
         return Err(IrsaError::NamespaceMissing(req.namespace.clone()));
     }
+    let trust = if pod_identity {
+        crate::pod_identity::trust_policy(&req.cluster_arn, &req.subject_keys())
+    } else {
+        let provider_arn =
+            observed
+                .oidc_provider
+                .clone()
+                .ok_or_else(|| IrsaError::NoOidcProvider {
+                    cluster: req.cluster_name.clone(),
+                    issuer: req.issuer_host_path.clone(),
+                })?;
+        trust_policy(&provider_arn, &req.issuer_host_path, &req.subjects())
+    };
     let role = req.role.name.clone();
-    let trust = trust_policy(&provider_arn, &req.issuer_host_path, &req.subjects());
     let wanted_policies: BTreeSet<String> = req.attach_policy_arns.iter().cloned().collect();
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
@@ -340,24 +373,48 @@ pub(crate) fn plan_irsa_create(
         }
     }
 
+    let wanted = req.subject_keys();
+    let old_subjects = existing
+        .map(|f| trusted_service_accounts(&f.trust_policy, &req.issuer_host_path, &req.cluster_arn))
+        .unwrap_or_default();
+    if pod_identity {
+        let tags = ownership_tags(role_tags(req).iter().map(|(k, v)| (k, v)));
+        for (ns, sa) in &wanted {
+            let target = association_target(req, observed, ns, sa, &role_arn);
+            steps.push(Step::PodIdentity(plan_association(
+                target,
+                tags.clone(),
+                req.replace_association,
+            )?));
+        }
+    }
+    // Our associations that no longer give the role (another identity, or ServiceAccounts
+    // the trust no longer admits) go.
+    for (ns, sa) in old_subjects
+        .iter()
+        .chain(&wanted)
+        .filter(|k| !pod_identity || !wanted.contains(*k))
+        .collect::<BTreeSet<_>>()
+    {
+        let target = association_target(req, observed, ns, sa, &role_arn);
+        if let Some(step) = remove_association(req, observed, target, &mut warnings)
+            .filter(|s| s.change == Change::Deleted)
+        {
+            steps.push(Step::PodIdentity(step));
+        }
+    }
     if !req.role_only {
         for sa in &req.service_accounts {
-            steps.push(plan_annotate(req, observed, sa, &role_arn, &mut warnings));
+            steps.push(if pod_identity {
+                plan_no_annotation(req, observed, sa, &role_arn)
+            } else {
+                plan_annotate(req, observed, sa, &role_arn, &mut warnings)
+            });
         }
         // ServiceAccounts the old trust admitted and the new one does not: drop our annotation.
-        if let Some(facts) = existing {
-            let wanted: BTreeSet<(String, String)> = req
-                .service_accounts
-                .iter()
-                .map(|sa| sa_key(&req.namespace, sa))
-                .collect();
-            for key in subjects_in_trust(&facts.trust_policy, &req.issuer_host_path) {
-                if wanted.contains(&key) {
-                    continue;
-                }
-                if let Some(step) = plan_unannotate(observed, &key, &role_arn, false) {
-                    steps.push(step);
-                }
+        for key in old_subjects.iter().filter(|k| !wanted.contains(*k)) {
+            if let Some(step) = plan_unannotate(observed, key, &role_arn, false) {
+                steps.push(step);
             }
         }
     }
@@ -376,6 +433,66 @@ pub(crate) fn plan_irsa_create(
     Ok(plan)
 }
 
+fn association_target<'a>(
+    req: &'a IrsaRequest,
+    observed: &'a IrsaObserved,
+    namespace: &'a str,
+    service_account: &'a str,
+    role_arn: &'a str,
+) -> AssociationTarget<'a> {
+    AssociationTarget {
+        cluster: &req.cluster_name,
+        namespace,
+        service_account,
+        role: role_arn,
+        live: observed
+            .pod_identity
+            .associations_of(namespace, service_account),
+    }
+}
+
+/// Our association of the role (tagged as an `irsa` role's) goes; None when associations
+/// were not read (the role never trusted EKS Pod Identity) or it is not the role's.
+fn remove_association(
+    req: &IrsaRequest,
+    observed: &IrsaObserved,
+    target: AssociationTarget<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<crate::steps::PodIdentityStep> {
+    observed.pod_identity.associations.as_ref()?;
+    plan_association_removal(
+        target,
+        |tags| role_is_ours(tags, &req.cluster_arn, RoleMaker::Irsa),
+        warnings,
+    )
+}
+
+/// EKS Pod Identity: the ServiceAccount exists (created when missing, without annotation) and
+/// carries no role-arn annotation for this role.
+fn plan_no_annotation(
+    req: &IrsaRequest,
+    observed: &IrsaObserved,
+    sa: &str,
+    role_arn: &str,
+) -> Step {
+    let key = sa_key(&req.namespace, sa);
+    if observed
+        .service_accounts
+        .get(&key)
+        .is_some_and(Option::is_some)
+    {
+        plan_unannotate(observed, &key, role_arn, false)
+            .unwrap_or_else(|| sa_step(&req.namespace, sa, Change::Unchanged, KubeAction::None))
+    } else {
+        sa_step(
+            &req.namespace,
+            sa,
+            Change::Created,
+            KubeAction::Create(new_service_account(&req.namespace, sa, None)),
+        )
+    }
+}
+
 fn plan_annotate(
     req: &IrsaRequest,
     observed: &IrsaObserved,
@@ -391,7 +508,7 @@ fn plan_annotate(
     let (change, action) = match live {
         None => (
             Change::Created,
-            KubeAction::Create(new_service_account(&req.namespace, sa, role_arn)),
+            KubeAction::Create(new_service_account(&req.namespace, sa, Some(role_arn))),
         ),
         Some(live) => match role_annotation(&live) {
             Some(current) if current == role_arn => (Change::Unchanged, KubeAction::None),
@@ -450,7 +567,11 @@ pub(crate) fn service_accounts_to_read(
         .map(|sa| sa_key(&req.namespace, sa))
         .collect();
     if let Some(role) = role {
-        keys.extend(subjects_in_trust(&role.trust_policy, &req.issuer_host_path));
+        keys.extend(trusted_service_accounts(
+            &role.trust_policy,
+            &req.issuer_host_path,
+            &req.cluster_arn,
+        ));
     }
     keys
 }
@@ -469,6 +590,13 @@ pub(crate) fn plan_irsa_delete(
     }
     let role_arn = existing.map_or_else(|| req.role_arn(), |r| r.arn.clone());
     let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    for (ns, sa) in service_accounts_to_read(req, existing) {
+        let target = association_target(req, observed, &ns, &sa, &role_arn);
+        if let Some(step) = remove_association(req, observed, target, &mut warnings) {
+            steps.push(Step::PodIdentity(step));
+        }
+    }
     if !req.role_only {
         for key in service_accounts_to_read(req, existing) {
             match plan_unannotate(observed, &key, &role_arn, true) {
@@ -510,7 +638,9 @@ pub(crate) fn plan_irsa_delete(
             .map(|r| r.attached_policy_arns.clone())
             .unwrap_or_default(),
     };
-    Ok(IrsaPlan::new(outputs, steps, Direction::Teardown))
+    let mut plan = IrsaPlan::new(outputs, steps, Direction::Teardown);
+    plan.warnings = warnings;
+    Ok(plan)
 }
 
 #[cfg(test)]

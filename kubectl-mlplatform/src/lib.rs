@@ -6,6 +6,7 @@
 //! (`execute`, in the order `schedule` gives) → one report (`output`).
 
 pub mod access_entry;
+mod access_migration;
 mod arn;
 pub mod aws;
 pub mod aws_auth;
@@ -17,6 +18,7 @@ pub mod commands;
 pub mod common;
 mod doctor;
 mod eks_access;
+mod eks_pod_identity;
 pub mod execute;
 pub mod facts;
 mod irsa;
@@ -26,10 +28,13 @@ pub mod objects;
 pub mod oidc;
 pub mod output;
 pub mod plan;
+pub mod pod_identity;
 mod policy_document;
+mod policy_install;
 pub mod profile;
 mod role_reconciler;
 mod schedule;
+mod security_group;
 pub mod steps;
 mod vocabulary;
 pub mod webhook_install;

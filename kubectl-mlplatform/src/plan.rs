@@ -3,7 +3,8 @@
 //! the writes a plan lists, so "plan says unchanged" means "no request is sent".
 //! Layout: `model` (inputs, observed facts, the plan), `error`, `params` (parameters and
 //! placeholders), `access` (aws-auth mapping or access entry), `iam` (the vendor role),
-//! `profile_steps` (OIDC provider, IRSA roles, existing roles, manual steps), `storage`
+//! `profile_steps` (OIDC provider, IRSA roles, existing roles, manual steps), `network` (the
+//! cluster security group's ingress rules), `storage`
 //! (StorageClass), `kube_steps` (the namespace bundle); this file puts them in order. Children
 //! depend on their siblings, never on this file.
 
@@ -12,7 +13,9 @@ mod error;
 mod iam;
 mod kube_steps;
 mod model;
+mod network;
 mod params;
+mod pod_identity_steps;
 mod profile_steps;
 mod storage;
 #[cfg(test)]
@@ -23,8 +26,10 @@ pub use error::PlanError;
 #[cfg(test)]
 pub(crate) use iam::vendor_trust_policy;
 pub use model::{ConnectInputs, Observed, OidcProviderFacts, Outputs, Plan};
+pub(crate) use network::opens_ports;
 pub use params::vars_for;
 pub(crate) use params::{check_implemented, resolve_params, valid_external_id};
+pub(crate) use pod_identity_steps::irsa_service_account_keys;
 pub(crate) use profile_steps::{existing_role_name, irsa_role_names};
 pub(crate) use storage::default_storage_classes;
 
@@ -36,6 +41,7 @@ use model::{Sections, others_remaining};
 use crate::bundle::Bundle;
 use crate::common::Change;
 use crate::facts::ClusterFacts;
+use crate::pod_identity::Identity;
 use crate::profile::{Profile, Vars};
 use crate::steps::{Direction, IamAction, IamStep, shorten_role_name};
 
@@ -63,7 +69,8 @@ fn bundle_service_accounts(bundle: Option<&Bundle>) -> Vec<(String, String)> {
 }
 
 /// connect: every step of the profile, in order: existing-role policies, OIDC provider,
-/// vendor role, IRSA roles, cluster access, StorageClass, namespace bundle, manual steps.
+/// vendor role, IRSA roles, cluster access, security group rules, StorageClass, namespace
+/// bundle, manual steps.
 pub fn plan_connect(
     profile: &Profile,
     inputs: &ConnectInputs,
@@ -78,9 +85,14 @@ pub fn plan_connect(
         return Err(PlanError::BadExternalId(id.clone()));
     }
     let vars = vars_for(profile, cluster, &inputs.params, &inputs.namespace);
+    // EKS Pod Identity needs no OIDC provider.
+    let pod_identity = inputs.identity == Identity::PodIdentity;
     let mut plan = Sections {
         iam: profile_steps::plan_existing_roles_apply(profile, observed, &vars)?,
-        oidc: profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?,
+        oidc: match pod_identity {
+            false => profile_steps::plan_oidc_apply(profile, cluster, observed, &vars)?,
+            true => None,
+        },
         ..Sections::default()
     };
     let vendor = plan_vendor_role(profile, inputs, cluster, observed, &vars)?;
@@ -96,8 +108,18 @@ pub fn plan_connect(
         observed,
         &vars,
         provider_arn.as_deref(),
+        inputs.identity,
         &mut plan.iam,
     )?;
+    if pod_identity {
+        plan.pod_identity = pod_identity_steps::plan_associations_apply(
+            profile,
+            cluster,
+            observed,
+            &irsa,
+            inputs.replace_association,
+        )?;
+    }
     let access_arn = access_role_arn(profile, &vars, vendor_arn.as_deref())?;
     if let Some(arn) = &access_arn {
         plan_access_apply(profile, inputs, cluster, observed, &vars, arn, &mut plan)?;
@@ -107,7 +129,8 @@ pub fn plan_connect(
         .or_else(|| irsa.first().map(|r| r.arn.clone()));
     plan.kube = storage::plan_storage_apply(profile, observed, &vars)?;
     let mut bundle = bundle_for(profile, &vars, &inputs.namespace)?;
-    if let Some(bundle) = bundle.as_mut() {
+    // The namespace policy carries the role for the webhook's annotation: IRSA only.
+    if let Some(bundle) = bundle.as_mut().filter(|_| !pod_identity) {
         let namespace = bundle.namespace.clone();
         for r in irsa.iter().filter(|r| r.role.namespace == namespace) {
             bundle.set_irsa_role(&r.arn, &r.role.service_accounts);
@@ -126,7 +149,9 @@ pub fn plan_connect(
             &irsa,
             &bundle_sas,
             observed,
+            inputs.identity,
         )?);
+    plan.ec2 = network::plan_ingress_apply(profile, cluster, observed, &vars, &mut plan.warnings)?;
     plan.manual_steps = profile_steps::render_manual_steps(profile, cluster, observed, &vars)?;
     plan.outputs.profile = profile.name().to_owned();
     plan.outputs.cluster = cluster.name.clone();
@@ -203,6 +228,16 @@ pub fn plan_disconnect(
         last,
         &mut plan.iam,
     )?;
+    // Our associations of the roles that go (read with --identity pod-identity, or when a
+    // role's trust has a Pod Identity statement): before the roles, as teardown runs AWS last.
+    plan.pod_identity = pod_identity_steps::plan_associations_remove(
+        profile,
+        cluster,
+        observed,
+        &irsa_roles,
+        &removed_roles,
+        &mut warnings,
+    );
     plan.iam.extend(profile_steps::plan_existing_roles_remove(
         profile, observed, &vars, last,
     )?);
@@ -214,7 +249,9 @@ pub fn plan_disconnect(
         &removed_roles,
         last,
         &mut warnings,
-    );
+    )
+    // Pod Identity connects make no provider: no row for one that is not there.
+    .filter(|o| inputs.identity == Identity::Irsa || o.change != Change::Absent);
     // The mapping's ARN does not depend on whether the role still exists.
     let vendor_arn_for_mapping = vendor_arn
         .clone()
@@ -222,6 +259,7 @@ pub fn plan_disconnect(
     if let Some(arn) = access_role_arn(profile, &vars, vendor_arn_for_mapping.as_deref())? {
         plan_access_remove(profile, inputs, cluster, observed, &vars, &arn, &mut plan)?;
     }
+    plan.ec2 = network::plan_ingress_remove(profile, cluster, observed, &vars, last)?;
     plan.kube = storage::plan_storage_remove(profile, observed, &vars, last, &mut warnings)?;
     let bundle = bundle_for(profile, &vars, &inputs.namespace)?;
     let bundle_sas = bundle_service_accounts(bundle.as_ref());
@@ -249,7 +287,7 @@ pub fn plan_disconnect(
     }
     if !last {
         warnings.push(format!(
-            "kept the shared parts of profile {} (IAM role, cluster access, ClusterRole, StorageClass): still used by namespace(s) {}",
+            "kept the shared parts of profile {} (IAM role, cluster access, security group rules, ClusterRole, StorageClass): still used by namespace(s) {}",
             profile.name(),
             others.join(", ")
         ));

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::vocabulary::{PROFILE_API_VERSION, PROFILE_KIND};
 
+mod vars;
+
+pub use vars::{TemplateError, Vars};
+
 /// The built-in profiles, in the order `profiles list` shows them.
 pub(crate) const BUILTIN: [(&str, &str); 4] = [
     ("concurrent", include_str!("profiles/concurrent.yaml")),
@@ -46,17 +50,6 @@ pub enum ProfileError {
     },
     #[error("{0}")]
     Template(#[from] TemplateError),
-}
-
-/// Undefined `${name}` in a template: the profile refers to something nobody provides.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TemplateError {
-    #[error(
-        "profile uses ${{{name}}} in {field:?} but no value is known for it; pass it with --param {name}=VALUE or fix the profile"
-    )]
-    Undefined { name: String, field: String },
-    #[error("unterminated ${{...}} in {field:?}; fix the profile")]
-    Unterminated { field: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,8 +96,11 @@ pub(crate) struct ProfileSpec {
     /// Inline policies put on a role that already exists (issue 4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) existing_role_policies: Vec<ExistingRolePolicies>,
-    /// Steps this tool cannot carry out itself (no API for them here): printed by connect,
-    /// repeated by doctor, with the exact command filled in.
+    /// Ingress rules on the cluster security group (hopsworks: TCP 80 and 443 from its network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) security_group_ingress: Option<SecurityGroupIngress>,
+    /// Steps this tool does not carry out itself: printed by connect, repeated by doctor, with
+    /// the exact command filled in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) manual_steps: Vec<ManualStep>,
     /// CRDs of the vendor's operator that doctor looks for (installed by the vendor's own
@@ -133,6 +129,8 @@ pub(crate) enum ParameterType {
     S3Bucket,
     /// A KMS key ARN (`arn:PARTITION:kms:REGION:ACCOUNT:key/ID`) or alias ARN.
     KmsKeyArn,
+    /// An IPv4 or IPv6 CIDR block (`10.1.0.0/16`, `2600:1f18::/56`), no host bits set.
+    Cidr,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,9 +329,27 @@ pub(crate) struct ExistingRolePolicies {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct ManualStep {
     pub(crate) name: String,
+    /// A parameter name: the step is left out when that parameter is given (the tool then
+    /// does it itself, e.g. `securityGroupIngress`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) unless: Option<String>,
     pub(crate) description: String,
     /// The command to run, a template (`${clusterSecurityGroupId}`, parameters, ...).
     pub(crate) command: String,
+}
+
+/// TCP ports opened on the cluster security group (`resourcesVpcConfig.clusterSecurityGroupId`)
+/// from one CIDR block; each rule is described as made by kubectl-mlplatform for the profile
+/// and cluster, which is how re-runs, disconnect and doctor find exactly these rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SecurityGroupIngress {
+    /// A parameter name: the rules exist only when that parameter is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) only_if: Option<String>,
+    /// The source CIDR block, a template (e.g. `${hopsworksVpcCidr}`).
+    pub(crate) cidr: String,
+    pub(crate) tcp_ports: Vec<u16>,
 }
 
 /// A step kind a profile may use; `connect` refuses up front when one is not implemented yet.
@@ -346,6 +362,7 @@ pub(crate) enum StepKind {
     IrsaRoles,
     StorageClass,
     ExistingRolePolicies,
+    SecurityGroupIngress,
     ManualSteps,
 }
 
@@ -359,6 +376,7 @@ impl StepKind {
             Self::IrsaRoles => "irsaRoles",
             Self::StorageClass => "storageClass",
             Self::ExistingRolePolicies => "existingRolePolicies",
+            Self::SecurityGroupIngress => "securityGroupIngress",
             Self::ManualSteps => "manualSteps",
         }
     }
@@ -433,6 +451,9 @@ impl Profile {
         }
         if s.namespace.is_some() {
             out.push(StepKind::NamespaceBundle);
+        }
+        if s.security_group_ingress.is_some() {
+            out.push(StepKind::SecurityGroupIngress);
         }
         if !s.manual_steps.is_empty() {
             out.push(StepKind::ManualSteps);
@@ -518,6 +539,16 @@ impl Profile {
                     &p.only_if,
                 ));
             }
+        }
+        if let Some(ingress) = &self.spec.security_group_ingress {
+            let field = "spec.securityGroupIngress";
+            conditions.push((format!("{field}.onlyIf"), &ingress.only_if));
+            if ingress.tcp_ports.is_empty() || ingress.tcp_ports.contains(&0) {
+                return Err(format!("{field}.tcpPorts: list ports from 1 to 65535"));
+            }
+        }
+        for (i, m) in self.spec.manual_steps.iter().enumerate() {
+            conditions.push((format!("spec.manualSteps[{i}].unless"), &m.unless));
         }
         for (i, r) in self.spec.irsa_roles.iter().enumerate() {
             for (j, p) in r.inline_policies.iter().enumerate() {
@@ -699,69 +730,6 @@ pub(crate) fn builtin_profiles() -> Result<Vec<Profile>, ProfileError> {
         .iter()
         .map(|(name, yaml)| parse_profile(name, yaml))
         .collect()
-}
-
-/// Values for `${name}` placeholders.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Vars(BTreeMap<String, String>);
-
-impl Vars {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-    pub(crate) fn set(&mut self, name: &str, value: impl Into<String>) -> &mut Self {
-        self.0.insert(name.to_owned(), value.into());
-        self
-    }
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
-    }
-
-    /// Replaces every `${name}`; `field` names the template in errors. `$` alone is literal.
-    pub(crate) fn render(&self, field: &str, template: &str) -> Result<String, TemplateError> {
-        let mut out = String::with_capacity(template.len());
-        let mut rest = template;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| TemplateError::Unterminated {
-                field: field.to_owned(),
-            })?;
-            let name = &after[..end];
-            let value = self.get(name).ok_or_else(|| TemplateError::Undefined {
-                name: name.to_owned(),
-                field: field.to_owned(),
-            })?;
-            out.push_str(value);
-            rest = &after[end + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
-    }
-
-    /// Renders every string (not keys) inside a JSON document, e.g. an IAM policy.
-    pub(crate) fn render_json(
-        &self,
-        field: &str,
-        doc: &serde_json::Value,
-    ) -> Result<serde_json::Value, TemplateError> {
-        use serde_json::Value;
-        Ok(match doc {
-            Value::String(s) => Value::String(self.render(field, s)?),
-            Value::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|v| self.render_json(field, v))
-                    .collect::<Result<_, _>>()?,
-            ),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| Ok((self.render(field, k)?, self.render_json(field, v)?)))
-                    .collect::<Result<_, TemplateError>>()?,
-            ),
-            other => other.clone(),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The steps plans are made of, shared by every planner (connect/disconnect/namespace in
-//! `plan`, `irsa`): IAM writes, aws-auth edits, access entries, the OIDC provider, Kubernetes
-//! writes, manual steps, and the change-report row. Pure data (no I/O, no client types), below
+//! `plan`, `irsa`): IAM writes, aws-auth edits, access entries, the OIDC provider, security
+//! group rules, EKS Pod Identity associations, Kubernetes writes, manual steps, and the
+//! change-report row. Pure data (no I/O, no client types), below
 //! every planner, so planners depend on it and never on each other for these types.
 
 use serde::Serialize;
@@ -169,6 +170,12 @@ pub enum Step {
     Iam(IamStep),
     AwsAuth(AwsAuthStep),
     AccessEntry(AccessEntryStep),
+    /// The EKS cluster's authentication mode (UpdateClusterConfig, one-way).
+    ClusterConfig(ClusterConfigStep),
+    /// An ingress rule on a security group (the cluster security group).
+    Ec2(SecurityGroupRuleStep),
+    /// An EKS Pod Identity association (namespace + ServiceAccount → IAM role).
+    PodIdentity(PodIdentityStep),
     Kube(KubeStep),
     Wait(WaitStep),
 }
@@ -187,6 +194,14 @@ impl Step {
             Self::Iam(s) => row(s.kind, &s.name, None, s.change),
             Self::AwsAuth(s) => row("AwsAuthMapping", &s.arn, None, s.change),
             Self::AccessEntry(s) => row("AccessEntry", &s.principal_arn, None, s.change),
+            Self::ClusterConfig(s) => row("AuthenticationMode", &s.row_name(), None, s.change),
+            Self::Ec2(s) => row("SecurityGroupRule", &s.rule_name(), None, s.change),
+            Self::PodIdentity(s) => row(
+                "PodIdentityAssociation",
+                &s.service_account,
+                Some(&s.namespace),
+                s.change,
+            ),
             Self::Kube(s) => row(
                 s.key.kind.as_str(),
                 &s.key.name,
@@ -204,6 +219,9 @@ impl Step {
             Self::Iam(s) => s.action != IamAction::None,
             Self::AwsAuth(s) => s.action != AwsAuthAction::None,
             Self::AccessEntry(s) => !s.actions.is_empty(),
+            Self::ClusterConfig(s) => s.action != ClusterConfigAction::None,
+            Self::Ec2(s) => s.action != Ec2Action::None,
+            Self::PodIdentity(s) => s.action != PodIdentityAction::None,
             Self::Kube(s) => s.action != KubeAction::None,
             Self::Wait(_) => true,
         }
@@ -211,7 +229,15 @@ impl Step {
 
     /// Whether the step goes to AWS (IAM, EKS, EC2), which has no server-side dry run.
     pub(crate) fn is_aws(&self) -> bool {
-        matches!(self, Self::Oidc(_) | Self::Iam(_) | Self::AccessEntry(_))
+        matches!(
+            self,
+            Self::Oidc(_)
+                | Self::Iam(_)
+                | Self::AccessEntry(_)
+                | Self::ClusterConfig(_)
+                | Self::Ec2(_)
+                | Self::PodIdentity(_)
+        )
     }
 }
 
@@ -238,6 +264,115 @@ pub struct AccessEntryStep {
     pub namespaces: Vec<String>,
     pub change: Change,
     pub actions: Vec<AccessEntryAction>,
+}
+
+/// What a cluster configuration step sends to EKS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ClusterConfigAction {
+    None,
+    /// UpdateClusterConfig with `accessConfig.authenticationMode`, then waits for the update.
+    #[serde(rename_all = "camelCase")]
+    SetAuthenticationMode {
+        mode: String,
+    },
+}
+
+/// The cluster's authentication mode, from `from` to `to` (CONFIG_MAP → API_AND_CONFIG_MAP →
+/// API; EKS never goes back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterConfigStep {
+    pub cluster: String,
+    pub from: String,
+    pub to: String,
+    pub change: Change,
+    pub action: ClusterConfigAction,
+}
+
+impl ClusterConfigStep {
+    /// `prod (CONFIG_MAP -> API_AND_CONFIG_MAP)`: the report row's name.
+    pub(crate) fn row_name(&self) -> String {
+        if self.from == self.to {
+            format!("{} ({})", self.cluster, self.to)
+        } else {
+            format!("{} ({} -> {})", self.cluster, self.from, self.to)
+        }
+    }
+}
+
+/// What an ingress rule step sends to EC2.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Ec2Action {
+    None,
+    /// AuthorizeSecurityGroupIngress with the step's port, CIDR block and description.
+    AuthorizeIngress,
+    /// RevokeSecurityGroupIngress of exactly this rule.
+    #[serde(rename_all = "camelCase")]
+    RevokeIngress {
+        rule_id: String,
+    },
+}
+
+/// TCP `port` from `cidr` on security group `group_id`, described as made by us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityGroupRuleStep {
+    pub group_id: String,
+    pub port: u16,
+    /// An IPv4 or IPv6 CIDR block, canonical (`crate::security_group::Cidr`).
+    pub cidr: String,
+    pub description: String,
+    pub change: Change,
+    pub action: Ec2Action,
+}
+
+impl SecurityGroupRuleStep {
+    /// `sg-0abc tcp/443 from 10.1.0.0/16`: the report row's name.
+    pub(crate) fn rule_name(&self) -> String {
+        format!("{} tcp/{} from {}", self.group_id, self.port, self.cidr)
+    }
+}
+
+/// What a Pod Identity association step sends to EKS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum PodIdentityAction {
+    None,
+    /// CreatePodIdentityAssociation with the step's role, tagged as ours.
+    #[serde(rename_all = "camelCase")]
+    Create {
+        #[serde(serialize_with = "tags_as_map")]
+        tags: Vec<(String, String)>,
+    },
+    /// UpdatePodIdentityAssociation to the step's role (`--replace-association`), then our tags.
+    #[serde(rename_all = "camelCase")]
+    Update {
+        association_id: String,
+        association_arn: String,
+        previous_role_arn: String,
+        #[serde(serialize_with = "tags_as_map")]
+        tags: Vec<(String, String)>,
+    },
+    /// DeletePodIdentityAssociation.
+    #[serde(rename_all = "camelCase")]
+    Delete {
+        association_id: String,
+    },
+}
+
+/// The EKS Pod Identity association of one ServiceAccount with a role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodIdentityStep {
+    /// The EKS cluster the association belongs to.
+    pub cluster: String,
+    pub namespace: String,
+    pub service_account: String,
+    pub role_arn: String,
+    pub change: Change,
+    pub action: PodIdentityAction,
 }
 
 /// Something the user must do by hand, with the exact command.
@@ -291,8 +426,9 @@ pub enum Direction {
 pub struct Plan<O> {
     pub outputs: O,
     pub steps: Vec<Step>,
-    /// Indices into `steps`, batch by batch; the steps of one batch go out concurrently.
-    pub(crate) schedule: Vec<Vec<usize>>,
+    /// Indices into `steps`: lanes (run concurrently) of batches (run one after the other) of
+    /// steps (run concurrently); see `crate::schedule`.
+    pub(crate) schedule: Vec<Vec<Vec<usize>>>,
     pub manual_steps: Vec<ManualStepOut>,
     /// For stderr: risky choices (system:masters), things kept on purpose.
     pub warnings: Vec<String>,
@@ -331,6 +467,20 @@ impl<O> Plan<O> {
     pub fn aws_auth_step(&self) -> Option<&AwsAuthStep> {
         self.steps.iter().find_map(|s| match s {
             Step::AwsAuth(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn security_group_steps(&self) -> impl Iterator<Item = &SecurityGroupRuleStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Ec2(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    pub fn pod_identity_steps(&self) -> impl Iterator<Item = &PodIdentityStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::PodIdentity(s) => Some(s),
             _ => None,
         })
     }

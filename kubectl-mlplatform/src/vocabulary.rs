@@ -10,8 +10,8 @@
 // ------------------------------------------------ the webhook contract (namespace-policy)
 
 pub(crate) use mlplatform_namespace_policy::{
-    IRSA_ROLE_ARN_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, MANAGED_VALUE,
-    POLICY_ANNOTATIONS, PROFILE_ANNOTATION,
+    ENFORCEMENT_LABEL, IRSA_ROLE_ARN_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL,
+    MANAGED_VALUE, POLICY_ANNOTATIONS, PROFILE_ANNOTATION,
 };
 
 // ------------------------------------------------ Kubernetes objects
@@ -64,11 +64,15 @@ pub(crate) enum RoleMaker<'a> {
     Profile(&'a str),
     /// `irsa create`.
     Irsa,
+    /// Any command of kubectl-mlplatform (`irsa migrate` moves connect and `irsa` roles alike).
+    Any,
 }
 
 /// The one ownership rule for IAM roles, used by every command: a role is ours to change or
 /// delete only when it carries this cluster's tag and the maker's tags. `irsa` never touches a
-/// connect role and connect never touches an `irsa` role or another profile's.
+/// connect role and connect never touches an `irsa` role or another profile's. The EKS Pod
+/// Identity associations made for a role carry the role's ownership tags, so the same rule
+/// says whose they are.
 pub(crate) fn role_is_ours(
     tags: &std::collections::BTreeMap<String, String>,
     cluster_arn: &str,
@@ -82,6 +86,7 @@ pub(crate) fn role_is_ours(
                 tag(TAG_MANAGED_BY) == Some(MANAGED_BY_VALUE)
                     && tag(TAG_ROLE_KIND) == Some(ROLE_KIND_IRSA)
             }
+            RoleMaker::Any => tag(TAG_MANAGED_BY) == Some(MANAGED_BY_VALUE),
         }
 }
 

@@ -17,6 +17,11 @@
 //!   `arn:aws:iam::123456789012:oidc-provider/<issuer host/path>`. With
 //!   `MOTO_IAM_LOAD_MANAGED_POLICIES=true` (set here) AWS managed policies such as
 //!   `arn:aws:iam::aws:policy/AmazonSageMakerFullAccess` exist.
+//! - **EC2 security groups**: CreateSecurityGroup (in the default VPC without `VpcId`),
+//!   Authorize/RevokeSecurityGroupIngress (revoke by `SecurityGroupRuleIds` too) and
+//!   DescribeSecurityGroupRules (`group-id` filter) with each range's `Description`. EKS's
+//!   `resourcesVpcConfig` is kept as CreateCluster gave it, so `clusterSecurityGroupId` is
+//!   only there when given ([`Moto::create_eks_cluster_in_network`]).
 //! - `POST /moto-api/reset` empties every backend: never call it on [`Moto::shared`] while
 //!   other tests run; use [`unique_name`] for isolation there.
 
@@ -194,6 +199,23 @@ impl Moto {
         create_eks_cluster_via(self.port, name, region)
     }
 
+    /// [`Moto::create_eks_cluster`] whose DescribeCluster reports `cluster_security_group_id`
+    /// and `vpc_id` in `resourcesVpcConfig` (moto keeps what CreateCluster was given there and
+    /// makes no security group of its own: create the group in moto's EC2 first).
+    pub fn create_eks_cluster_in_network(
+        &self,
+        name: &str,
+        region: &str,
+        cluster_security_group_id: &str,
+        vpc_id: &str,
+    ) -> anyhow::Result<Value> {
+        let vpc_config = json!({
+            "subnetIds": [], "securityGroupIds": [],
+            "clusterSecurityGroupId": cluster_security_group_id, "vpcId": vpc_id,
+        });
+        create_eks_cluster_with(self.port, name, region, vpc_config)
+    }
+
     /// An SDK config for in-process clients: this endpoint, dummy static credentials,
     /// us-east-1, and an HTTP client on rustls + ring (the workspace's one crypto provider).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -247,11 +269,22 @@ impl Drop for Moto {
 /// CreateCluster over plain HTTP to 127.0.0.1:`port` (moto, or the EKS stand-in in front
 /// of it); the `cluster` of the answer.
 pub(crate) fn create_eks_cluster_via(port: u16, name: &str, region: &str) -> anyhow::Result<Value> {
+    let vpc_config = json!({"subnetIds": [], "securityGroupIds": []});
+    create_eks_cluster_with(port, name, region, vpc_config)
+}
+
+/// CreateCluster with `resourcesVpcConfig` as given (moto reports it back unchanged).
+fn create_eks_cluster_with(
+    port: u16,
+    name: &str,
+    region: &str,
+    vpc_config: Value,
+) -> anyhow::Result<Value> {
     let body = json!({
         "name": name,
         "version": "1.33",
         "roleArn": format!("arn:aws:iam::{MOTO_ACCOUNT_ID}:role/eks-cluster-role"),
-        "resourcesVpcConfig": {"subnetIds": [], "securityGroupIds": []},
+        "resourcesVpcConfig": vpc_config,
     })
     .to_string();
     let (status, response) = http_exchange(

@@ -13,6 +13,9 @@ struct Args {
     plugin: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// `latency_proxy.py` (delays every request, as a remote region would); skipped if missing.
+    #[arg(long, default_value = "../shared/bench/latency_proxy.py")]
+    latency_proxy: PathBuf,
 }
 
 #[tokio::main]
@@ -29,7 +32,11 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_default(),
     };
     let progress = |line: &str| eprintln!("connect-bench: {line}");
-    let report = connect_bench::run(&plugin, args.runs, &progress).await?;
+    let script = args
+        .latency_proxy
+        .is_file()
+        .then_some(args.latency_proxy.as_path());
+    let report = connect_bench::run(&plugin, args.runs, script, &progress).await?;
     print!("{}", connect_bench::render(&report));
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! `aws-auth get|add|remove` flags.
+//! `aws-auth get|add|remove|migrate` flags.
 
 use clap::{Args, Subcommand};
 
+use crate::access_migration::MigrateTarget;
 use crate::aws_auth::MappingKind;
 
 /// Read and edit the aws-auth ConfigMap without breaking it.
@@ -19,6 +20,30 @@ pub(crate) enum AwsAuthAction {
     Add(AddArgs),
     /// Remove the mapping of an IAM role or user (node roles are never removed).
     Remove(RemoveArgs),
+    /// Move the mappings connect made to EKS access entries (`--to access-entries`), or back
+    /// (`--to aws-auth`); each principal keeps access throughout. Re-runnable.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct MigrateArgs {
+    /// Where the mappings go: access-entries, or aws-auth (back).
+    #[arg(long, value_enum)]
+    pub(crate) to: MigrateTarget,
+    /// Also move this principal's mapping (repeatable), e.g. a role that existed before
+    /// connect mapped it (hopsworks' instance role), which carries no tag of ours.
+    #[arg(long = "arn", value_name = "ARN")]
+    pub(crate) arns: Vec<String>,
+    /// On a CONFIG_MAP cluster, first switch it to API_AND_CONFIG_MAP (EKS UpdateClusterConfig;
+    /// one-way: it cannot go back to CONFIG_MAP).
+    #[arg(long)]
+    pub(crate) update_authentication_mode: bool,
+    /// EKS cluster name (default: from the kubeconfig context).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) cluster: Option<String>,
+    /// AWS region of the cluster (default: from the context, else AWS_REGION / the AWS profile).
+    #[arg(long, value_name = "REGION")]
+    pub(crate) region: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

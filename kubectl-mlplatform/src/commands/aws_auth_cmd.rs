@@ -1,7 +1,7 @@
 //! `kubectl mlplatform aws-auth get|add|remove`: safe editing of kube-system/aws-auth.
 //!
 //! All safety rules live in [`crate::aws_auth`]; this is flags in, report out.
-//! EKS access entries (`--auth-mode`) will be a second backend chosen in [`run`].
+//! `aws-auth migrate` (to and from EKS access entries) is `super::migrate_cmd`.
 
 use std::io::Write;
 
@@ -61,6 +61,12 @@ pub(crate) async fn run(
             let arn = normalize_arn(kind, &args.arn)?;
             AwsAuthStepAction::Remove { kind, arn }
         }
+        // Run by `commands::migrate_cmd` (it needs AWS too); never routed here.
+        AwsAuthAction::Migrate(_) => {
+            anyhow::bail!(
+                "aws-auth migrate is not an aws-auth edit; this is a bug, please report it"
+            )
+        }
     };
     let data = store::read_aws_auth_data(&client).await?;
     let mut plan = plan_edit(data.as_ref(), action)?;
@@ -83,7 +89,7 @@ pub(crate) async fn run(
 #[cfg(test)]
 pub(crate) fn validate(cmd: &AwsAuthCommand) -> Result<(), AwsAuthError> {
     match &cmd.action {
-        AwsAuthAction::Get => Ok(()),
+        AwsAuthAction::Get | AwsAuthAction::Migrate(_) => Ok(()),
         AwsAuthAction::Add(args) => mapping_from_args(args).map(|_| ()),
         AwsAuthAction::Remove(args) => {
             let kind = match args.kind {

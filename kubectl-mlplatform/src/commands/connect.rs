@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::error::CommandError;
-use super::preflight::{Purpose, Session, params_for, read_state, session};
+use super::preflight::{Purpose, Session, params_for, read_state, session, set_enforcement};
 use crate::cli::{ConnectArgs, ConnectCommandArgs, DisconnectArgs};
 use crate::common::{DryRun, GlobalArgs};
 use crate::execute::{Clients, execute};
@@ -64,6 +64,8 @@ pub(super) fn inputs(
         cluster_admin: args.cluster_admin,
         delete_namespace,
         auth_mode: args.auth_mode,
+        identity: args.identity,
+        replace_association: false,
     })
 }
 
@@ -73,7 +75,8 @@ pub(crate) async fn connect(
 ) -> Result<ExitCode, CommandError> {
     let args = &command.connect;
     // Everything that can be checked without I/O is checked first.
-    let profile = load_profile(&args.profile)?;
+    let mut profile = load_profile(&args.profile)?;
+    set_enforcement(&mut profile, args.enforcement)?;
     check_implemented(&profile)?;
     let params = params_for(&profile, args, true)?;
     if let Some(id) = &args.external_id
@@ -84,7 +87,8 @@ pub(crate) async fn connect(
     let progress = Progress::for_stderr();
     progress.phase("reading the current state (no writes)");
     let session = session(global, args, &profile).await?;
-    let inputs = inputs(args, &session.namespace, params, false)?;
+    let mut inputs = inputs(args, &session.namespace, params, false)?;
+    inputs.replace_association = command.replace_association;
     let mut state = read_state(
         &session,
         &profile,

@@ -1,7 +1,8 @@
 //! `doctor`: the same preflight as connect, a connect plan as the list of what is missing or
-//! drifted, SubjectAccessReviews for the RBAC outcome, and the webhook's presence and
-//! reachability (fixed by `kubectl mlplatform webhook install`; warnings unless `--with-webhook`
-//! asks for enforcement).
+//! drifted, SubjectAccessReviews for the RBAC outcome, and which engine enforces the namespace
+//! policy: the webhook (its presence and reachability) or the admission policies (`policy
+//! install`). Neither: fixed by `kubectl mlplatform webhook install`; warnings unless
+//! `--with-webhook` asks for enforcement.
 
 use std::process::ExitCode;
 
@@ -13,7 +14,7 @@ use serde_json::json;
 
 use super::connect::inputs;
 use super::error::CommandError;
-use super::preflight::{Purpose, params_for, read_state, session};
+use super::preflight::{Purpose, params_for, read_state, session, set_enforcement};
 use crate::aws::ClusterFacts;
 use crate::cli::ConnectArgs;
 use crate::common::{GlobalArgs, OutputFormat};
@@ -25,6 +26,7 @@ use crate::kube_io::{can_i, get_object, list_objects, one_line};
 use crate::objects::{Kind, ObjectKey};
 use crate::output::{render_data, table};
 use crate::plan::{Observed, Plan, check_implemented, default_storage_classes, plan_connect};
+use crate::policy_install::enforcement_in;
 use crate::profile::{Profile, load_profile};
 use crate::webhook_install::CONFIGURATION as WEBHOOK_CONFIGURATION;
 
@@ -66,6 +68,13 @@ fn fix_command(
     if args.cluster_admin {
         cmd.push_str(" --cluster-admin");
     }
+    if args.identity == crate::pod_identity::Identity::PodIdentity {
+        cmd.push_str(" --identity pod-identity");
+    }
+    if let Some(mode) = args.enforcement {
+        let mode = mlplatform_namespace_policy::EnforcementMode::from(mode);
+        cmd.push_str(&format!(" --enforcement {mode}"));
+    }
     cmd
 }
 
@@ -79,11 +88,14 @@ pub(crate) async fn doctor(
     global: &GlobalArgs,
     args: &ConnectArgs,
 ) -> Result<ExitCode, CommandError> {
-    let profile = load_profile(&args.profile)?;
+    let mut profile = load_profile(&args.profile)?;
+    set_enforcement(&mut profile, args.enforcement)?;
     check_implemented(&profile)?;
     let params = params_for(&profile, args, true)?;
     let session = session(global, args, &profile).await?;
-    let connect_inputs = inputs(args, &session.namespace, params, false)?;
+    let mut connect_inputs = inputs(args, &session.namespace, params, false)?;
+    // An association of another role is drift to report (with its fix), not a refusal.
+    connect_inputs.replace_association = true;
     let (cluster, observed) = read_state(
         &session,
         &profile,
@@ -111,6 +123,13 @@ pub(crate) async fn doctor(
             None
         }
     };
+    if args.identity == crate::pod_identity::Identity::PodIdentity {
+        checks.push(crate::doctor::pod_identity_agent_check(
+            observed.pod_identity.agent_addon.as_ref(),
+            &cluster.name,
+            &cluster.region,
+        ));
+    }
     checks.extend(
         cluster_checks(
             &session.kube,
@@ -317,38 +336,48 @@ async fn webhook_checks(
             "validatingwebhookconfigurations",
         ),
     ];
-    let lookups = join_all(kinds.iter().map(|(kind, plural)| async move {
-        let api: Api<DynamicObject> = Api::all_with(kube.clone(), &webhook_resource(kind, plural));
-        (*kind, api.get_opt(WEBHOOK_CONFIGURATION).await)
-    }))
-    .await;
+    let (lookups, policy) = futures::join!(
+        join_all(kinds.iter().map(|(kind, plural)| async move {
+            let api: Api<DynamicObject> =
+                Api::all_with(kube.clone(), &webhook_resource(kind, plural));
+            (*kind, api.get_opt(WEBHOOK_CONFIGURATION).await)
+        })),
+        enforcement_in(kube, namespace),
+    );
+    // An admission policy that cannot be read enforces nothing we can vouch for.
+    let policy = policy.ok().flatten();
     let mut checks = Vec::new();
     let mut present = true;
     for (kind, result) in lookups {
         let name = format!("{kind} {WEBHOOK_CONFIGURATION}");
-        match result {
-            Ok(Some(_)) => checks.push(Check::pass(name)),
-            Ok(None) => {
-                present = false;
-                checks.push(webhook_missing(
-                    name,
-                    "not installed: namespace policy is not enforced".to_owned(),
-                    enforcement_asked,
-                ));
+        let missing = match result {
+            Ok(Some(_)) => {
+                checks.push(Check::pass(name));
+                continue;
             }
-            Err(e) => {
-                present = false;
-                checks.push(webhook_missing(
-                    name,
-                    one_line(&e.to_string()),
-                    enforcement_asked,
-                ));
-            }
+            Ok(None) => "not installed, nor the admission policies (`kubectl mlplatform policy install`): namespace policy is not enforced".to_owned(),
+            Err(e) => one_line(&e.to_string()),
+        };
+        present = false;
+        // Either engine enforces the namespace policy: with the admission policies in place,
+        // a missing webhook is no problem of doctor's.
+        if policy.is_none() {
+            checks.push(webhook_missing(name, missing, enforcement_asked));
         }
     }
     if present {
         checks.push(probe_pod(kube, namespace, &plan.outputs.user_service_account).await);
     }
+    let by = match (present, policy) {
+        (true, None) => "by the webhook".to_owned(),
+        (true, Some(p)) => format!("by the webhook and by {p}"),
+        (false, Some(p)) => format!("by {p}; the webhook is not installed"),
+        (false, None) => return checks,
+    };
+    checks.push(Check {
+        detail: Some(by),
+        ..Check::pass(format!("namespace policy of {namespace} enforced"))
+    });
     checks
 }
 

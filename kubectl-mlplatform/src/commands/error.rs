@@ -30,6 +30,8 @@ pub enum CommandError {
     Irsa(#[from] crate::irsa::IrsaError),
     #[error("{0}")]
     AccessEntry(#[from] crate::access_entry::AccessEntryError),
+    #[error("{0}")]
+    Migrate(#[from] crate::access_migration::MigrateError),
     #[error(
         "namespace {namespaces} is still being deleted (Terminating) after {waited_seconds}s; nothing was written; wait until it is gone (`kubectl get namespace {namespaces}`) and re-run, or pass a longer --wait-timeout"
     )]
@@ -46,6 +48,8 @@ pub enum CommandError {
     AwsAuthCommand(String),
     #[error("{0}")]
     Webhook(#[from] crate::webhook_install::InstallError),
+    #[error("{0}")]
+    Policy(#[from] crate::policy_install::PolicyError),
     #[error("cannot write output: {0}")]
     Output(String),
     #[error("cannot start the async runtime: {0}")]
@@ -67,6 +71,7 @@ impl CommandError {
                 | PlanError::BadRoleArn { .. }
                 | PlanError::BadBucket { .. }
                 | PlanError::BadKmsKey { .. }
+                | PlanError::BadCidr { .. }
                 | PlanError::UnknownParameter { .. }
                 | PlanError::BadExternalId(_),
             ) => 2,

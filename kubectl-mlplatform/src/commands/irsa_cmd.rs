@@ -1,14 +1,15 @@
 //! `kubectl mlplatform irsa create|delete`: flags in, preflight reads (no writes), the pure
-//! plan of [`crate::irsa`], then exactly its writes, then the report.
+//! plan of [`crate::irsa`], then exactly its writes, then the report. `irsa migrate`:
+//! `super::irsa_migrate`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 
-use futures::future::try_join_all;
 use serde_json::Value;
 
 use super::error::CommandError;
 use super::oidc_cmd::resolve_cluster;
+use super::preflight::read_service_accounts;
 use crate::arn::parse_eks_cluster_arn;
 use crate::aws::{Aws, ClusterFacts, issuer_host_path};
 use crate::cli::irsa::{IrsaCommand, IrsaCreateArgs, IrsaTargetArgs};
@@ -16,14 +17,17 @@ use crate::common::GlobalArgs;
 use crate::execute::{Clients, execute};
 use crate::irsa::{
     IrsaError, IrsaObserved, IrsaRequest, check_policy_arn, default_role_name, parse_inline_policy,
-    parse_role_name, plan_irsa_create, plan_irsa_delete,
+    parse_role_name, plan_irsa_create, plan_irsa_delete, service_accounts_in,
+    split_service_account, trusted_service_accounts,
 };
-use crate::kube_io::{KubeIoError, get_object, load_target};
+use crate::kube_io::{get_object, load_target};
 use crate::objects::{Kind, ObjectKey};
 use crate::output::{Progress, print_report, warn};
+use crate::pod_identity::{Identity, trusts_pod_identity};
 
 /// Everything known before any I/O: flags checked, files read.
 struct Inputs {
+    /// As given (`NAME` or `NAMESPACE/NAME`); checked against the namespace once it is known.
     service_accounts: Vec<String>,
     role_name: Option<crate::irsa::RoleName>,
     attach_policy_arns: Vec<String>,
@@ -39,12 +43,10 @@ fn inputs(
     target: &IrsaTargetArgs,
     create: Option<&IrsaCreateArgs>,
 ) -> Result<Inputs, CommandError> {
-    let mut service_accounts = target.service_accounts.clone();
-    service_accounts.sort();
-    service_accounts.dedup();
+    let service_accounts = target.service_accounts.clone();
     if let Some(bad) = service_accounts
         .iter()
-        .find(|sa| !crate::irsa::is_service_account_name(sa))
+        .find(|sa| !crate::irsa::is_service_account_name(split_service_account(sa).1))
     {
         return Err(usage(IrsaError::BadServiceAccount(bad.clone())));
     }
@@ -121,31 +123,15 @@ pub(crate) fn request_for(
         inline_policy,
         role_only,
         extra_tags: Vec::new(),
+        identity: crate::pod_identity::Identity::Irsa,
+        replace_association: false,
     })
 }
 
-fn sa_object_key(namespace: &str, name: &str) -> ObjectKey {
-    ObjectKey {
-        kind: Kind::ServiceAccount,
-        namespace: Some(namespace.to_owned()),
-        name: name.to_owned(),
-    }
-}
-
-async fn read_service_accounts(
-    kube: &kube::Client,
-    keys: impl IntoIterator<Item = (String, String)>,
-) -> Result<BTreeMap<(String, String), Option<Value>>, KubeIoError> {
-    let found = try_join_all(keys.into_iter().map(|(ns, name)| async move {
-        let live = get_object(kube, &sa_object_key(&ns, &name)).await?;
-        Ok::<_, KubeIoError>(((ns, name), live))
-    }))
-    .await?;
-    Ok(found.into_iter().collect())
-}
-
 /// Preflight for `irsa create|delete`: cluster, role, OIDC provider, namespace and every
-/// ServiceAccount the plan looks at, in parallel where independent. Writes nothing.
+/// ServiceAccount the plan looks at, in parallel where independent; the EKS Pod Identity
+/// associations of those ServiceAccounts with `--identity pod-identity` or when the role's
+/// trust has a Pod Identity statement. Writes nothing.
 pub(crate) async fn read_irsa_state(
     aws: &Aws,
     kube: Option<&kube::Client>,
@@ -153,6 +139,7 @@ pub(crate) async fn read_irsa_state(
     namespace: &str,
     role_name: Option<&str>,
     service_accounts: &[String],
+    identity: Identity,
 ) -> Result<(ClusterFacts, IrsaObserved), CommandError> {
     let cluster = aws.describe_cluster(cluster_name).await?;
     let role_name = match role_name {
@@ -203,6 +190,23 @@ pub(crate) async fn read_irsa_state(
                 .collect();
         service_account_objects.extend(read_service_accounts(kube, extra).await?);
     }
+    let mut pod_identity = crate::facts::PodIdentityFacts::default();
+    if identity == Identity::PodIdentity
+        || role
+            .as_ref()
+            .is_some_and(|r| trusts_pod_identity(&r.trust_policy))
+    {
+        let mut keys: BTreeSet<(String, String)> = wanted.into_iter().collect();
+        if let Some(role) = &role {
+            keys.extend(trusted_service_accounts(
+                &role.trust_policy,
+                &issuer_host_path(&issuer),
+                &cluster.arn,
+            ));
+        }
+        pod_identity.associations =
+            Some(crate::eks_pod_identity::read_associations(aws, &cluster.name, keys).await?);
+    }
     Ok((
         cluster,
         IrsaObserved {
@@ -210,6 +214,7 @@ pub(crate) async fn read_irsa_state(
             role,
             namespace_exists,
             service_accounts: service_account_objects,
+            pod_identity,
         },
     ))
 }
@@ -218,6 +223,7 @@ pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCo
     let (target, create) = match cmd {
         IrsaCommand::Create(args) => (&args.target, Some(args)),
         IrsaCommand::Delete(args) => (args, None),
+        IrsaCommand::Migrate(args) => return super::irsa_migrate::run(global, args).await,
     };
     // Everything checkable without I/O first.
     let inputs = inputs(target, create)?;
@@ -232,6 +238,8 @@ pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCo
         .clone()
         .or_else(|| kube_target.as_ref().and_then(|t| t.context_namespace()))
         .unwrap_or_else(|| "default".to_owned());
+    let service_accounts =
+        service_accounts_in(&inputs.service_accounts, &namespace).map_err(usage)?;
     let kube = match (&kube_target, inputs.role_only) {
         (Some(t), false) => Some(t.client().await?),
         _ => None,
@@ -245,18 +253,21 @@ pub(crate) async fn run(global: &GlobalArgs, cmd: &IrsaCommand) -> Result<ExitCo
         &cluster_name,
         &namespace,
         inputs.role_name.as_ref().map(|r| r.name.as_str()),
-        &inputs.service_accounts,
+        &service_accounts,
+        target.identity,
     )
     .await?;
-    let request = request_for(
+    let mut request = request_for(
         &cluster,
         &namespace,
-        inputs.service_accounts,
+        service_accounts,
         inputs.role_name,
         inputs.attach_policy_arns,
         inputs.inline_policy,
         inputs.role_only,
     )?;
+    request.identity = target.identity;
+    request.replace_association = create.is_some_and(|c| c.replace_association);
     let (plan, verb) = match create {
         Some(_) => (plan_irsa_create(&request, &observed)?, "irsa create"),
         None => (plan_irsa_delete(&request, &observed)?, "irsa delete"),

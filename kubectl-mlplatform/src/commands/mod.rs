@@ -7,8 +7,11 @@ mod connect;
 mod doctor;
 mod error;
 mod irsa_cmd;
+mod irsa_migrate;
+mod migrate_cmd;
 mod namespace;
 mod oidc_cmd;
+mod policy_cmd;
 mod preflight;
 mod profiles;
 mod version;
@@ -46,6 +49,10 @@ async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Oidc(cmd) => oidc_cmd::run(global, cmd).await,
         Command::Irsa(cmd) => irsa_cmd::run(global, cmd).await,
         Command::AwsAuth(cmd) => {
+            // migrate reads EKS and IAM too: its own session.
+            if let crate::cli::aws_auth::AwsAuthAction::Migrate(args) = &cmd.action {
+                return migrate_cmd::run(global, args).await;
+            }
             let client = crate::kube_io::load_target(global)?.client().await?;
             let mut stdout = std::io::stdout();
             aws_auth_cmd::run(cmd, client, global, &mut stdout)
@@ -54,6 +61,7 @@ async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Webhook(cmd) => webhook_cmd::run(global, cmd).await,
+        Command::Policy(cmd) => policy_cmd::run(global, cmd).await,
         Command::Profiles(_) | Command::Version | Command::Completion(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -8,7 +8,7 @@ use mlplatform_namespace_policy::NamespacePolicy;
 use serde::Serialize;
 
 use super::error::CommandError;
-use super::preflight::{read_bundle_state, resolve_namespace};
+use super::preflight::{read_bundle_state, resolve_namespace, set_enforcement};
 use crate::cli::{NamespaceArgs, NamespaceCommand};
 use crate::common::{GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
@@ -57,7 +57,10 @@ async fn add_or_remove(
     args: &NamespaceArgs,
     remove: Option<bool>,
 ) -> Result<ExitCode, CommandError> {
-    let profile = load_profile(&args.profile)?;
+    let mut profile = load_profile(&args.profile)?;
+    if remove.is_none() {
+        set_enforcement(&mut profile, args.enforcement)?;
+    }
     let given: BTreeMap<String, String> = args.params.iter().cloned().collect();
     let params = resolve_params(&profile, &given, false)?;
     let target = load_target(global)?;

@@ -7,19 +7,26 @@ use futures::future::try_join_all;
 use serde_json::Value;
 
 use super::error::CommandError;
-use crate::aws::{Aws, CallerIdentity, ClusterFacts, RoleFacts};
+use crate::aws::{
+    Aws, CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, SecurityGroupRuleFacts,
+};
 use crate::aws_auth::store::read_aws_auth;
 use crate::bundle::render_bundle;
 use crate::cli::ConnectArgs;
+use crate::cli::policy::EnforcementArg;
 use crate::common::GlobalArgs;
+use crate::eks_pod_identity::{read_addon, read_associations};
+use crate::facts::PodIdentityFacts;
 use crate::kube_io::{
     ClusterHint, KubeTarget, get_object, list_objects, list_profile_namespaces, load_target,
 };
 use crate::objects::{Kind, ObjectKey};
 use crate::plan::{
     ConnectInputs, Observed, OidcProviderFacts, access_principal, existing_role_name,
-    irsa_role_names, resolve_params, uses_access_entry, vars_for,
+    irsa_role_names, irsa_service_account_keys, opens_ports, resolve_params, uses_access_entry,
+    vars_for,
 };
+use crate::pod_identity::{AGENT_ADDON, Identity, trusts_pod_identity};
 use crate::profile::{Profile, Vars};
 use crate::steps::shorten_role_name;
 
@@ -77,6 +84,26 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// `--enforcement` over the enforcement the profile's namespace bundle names.
+pub(crate) fn set_enforcement(
+    profile: &mut Profile,
+    enforcement: Option<EnforcementArg>,
+) -> Result<(), CommandError> {
+    let Some(mode) = enforcement else {
+        return Ok(());
+    };
+    match profile.spec.namespace.as_mut() {
+        Some(bundle) => {
+            bundle.enforcement = mode.into();
+            Ok(())
+        }
+        None => Err(CommandError::Usage(format!(
+            "--enforcement: profile {} makes no namespace bundle, so there is no namespace policy to enforce; leave out --enforcement",
+            profile.name()
+        ))),
+    }
+}
+
 /// Profile parameters from `--param` and the dedicated flags.
 pub(crate) fn given_params(
     profile: &Profile,
@@ -130,6 +157,12 @@ pub(crate) async fn session(
     args: &ConnectArgs,
     profile: &Profile,
 ) -> Result<Session, CommandError> {
+    if args.identity == Identity::PodIdentity && profile.spec.irsa_roles.is_empty() {
+        return Err(CommandError::Usage(format!(
+            "--identity pod-identity: profile {} has no workload roles (irsaRoles) for EKS Pod Identity; leave out --identity",
+            profile.name()
+        )));
+    }
     let target = load_target(global)?;
     let hint = target.cluster_hint();
     let (cluster_name, region) =
@@ -180,9 +213,28 @@ fn bundle_keys(profile: &Profile, vars: &Vars, namespace: &str) -> Option<Vec<Ob
     Some(keys)
 }
 
-async fn read_role(aws: &Aws, name: Option<&str>) -> Result<Option<RoleFacts>, CommandError> {
+/// The vendor role's inline policy names, as far as they render from `vars` (read with the
+/// role in one round trip).
+fn vendor_policy_names(profile: &Profile, vars: &Vars) -> Vec<String> {
+    let Some(spec) = &profile.spec.vendor_role else {
+        return Vec::new();
+    };
+    spec.inline_policies
+        .iter()
+        .filter_map(|p| {
+            vars.render("spec.vendorRole.inlinePolicies[].name", &p.name)
+                .ok()
+        })
+        .collect()
+}
+
+async fn read_role(
+    aws: &Aws,
+    name: Option<&str>,
+    expected_policies: &[String],
+) -> Result<Option<RoleFacts>, CommandError> {
     match name {
-        Some(name) => Ok(aws.get_role(name).await?),
+        Some(name) => Ok(aws.get_role_expecting(name, expected_policies).await?),
         None => Ok(None),
     }
 }
@@ -300,6 +352,77 @@ async fn read_oidc(
     Ok((Some(OidcProviderFacts { arn, tags }), None, trusting))
 }
 
+/// The cluster's network (for manual steps and security group rules) and, when the profile
+/// opens ports on the cluster security group, that group's rules. disconnect reads them even
+/// without the CIDR parameter (to find ours), but then a failed read only warns: a user who
+/// never opened ports need not be allowed to read EC2.
+async fn read_network(
+    aws: &Aws,
+    profile: &Profile,
+    params: &BTreeMap<String, String>,
+    cluster: &str,
+    purpose: Purpose,
+) -> Result<(Option<ClusterNetwork>, Option<Vec<SecurityGroupRuleFacts>>), CommandError> {
+    let opens = opens_ports(profile, params);
+    let reads_rules =
+        profile.spec.security_group_ingress.is_some() && (opens || purpose == Purpose::Disconnect);
+    if profile.spec.manual_steps.is_empty() && !reads_rules {
+        return Ok((None, None));
+    }
+    let network = aws.describe_cluster_network(cluster).await?;
+    let Some(group) = network
+        .cluster_security_group_id
+        .as_deref()
+        .filter(|_| reads_rules)
+    else {
+        return Ok((Some(network), None));
+    };
+    match aws.security_group_rules(group).await {
+        Ok(rules) => Ok((Some(network), Some(rules))),
+        Err(e) if !opens => {
+            crate::output::warn(&format!(
+                "cannot read the rules of cluster security group {group} ({e}); rules connect opened there, if any, were left in place"
+            ));
+            Ok((Some(network), None))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// EKS Pod Identity: the associations of the workload roles' ServiceAccounts (with
+/// `--identity pod-identity`; on disconnect also when a role's trust has a Pod Identity
+/// statement) and, for doctor, the agent add-on.
+async fn read_pod_identity(
+    aws: &Aws,
+    profile: &Profile,
+    vars: &Vars,
+    inputs: &ConnectInputs,
+    cluster: &ClusterFacts,
+    roles: &BTreeMap<String, RoleFacts>,
+    purpose: Purpose,
+) -> Result<PodIdentityFacts, CommandError> {
+    let wanted = inputs.identity == Identity::PodIdentity;
+    let trusting = roles.values().any(|r| trusts_pod_identity(&r.trust_policy));
+    let cleanup = trusting && purpose == Purpose::Disconnect;
+    if !(wanted || cleanup) {
+        return Ok(PodIdentityFacts::default());
+    }
+    let keys = irsa_service_account_keys(profile, vars);
+    let agent = async {
+        if wanted && purpose == Purpose::Doctor {
+            read_addon(aws, &cluster.name, AGENT_ADDON).await
+        } else {
+            Ok(None)
+        }
+    };
+    let (associations, agent_addon) =
+        tokio::try_join!(read_associations(aws, &cluster.name, keys), agent)?;
+    Ok(PodIdentityFacts {
+        associations: Some(associations),
+        agent_addon,
+    })
+}
+
 /// Reads everything a connect/disconnect/doctor plan compares against, in parallel.
 pub(crate) async fn read_state(
     session: &Session,
@@ -310,12 +433,13 @@ pub(crate) async fn read_state(
 ) -> Result<(ClusterFacts, Observed), CommandError> {
     let vars = early_vars(profile, session, params);
     let early_role = role_name(profile, &vars);
+    let early_policies = vendor_policy_names(profile, &vars);
     let early_keys = bundle_keys(profile, &vars, &session.namespace);
     let needs_aws_auth = profile.spec.cluster_access.is_some();
     let (caller, cluster, role, aws_auth, objects, namespaces) = tokio::try_join!(
         async { Ok::<CallerIdentity, CommandError>(session.aws.caller_identity().await?) },
         async { Ok(session.aws.describe_cluster(&session.cluster_name).await?) },
-        read_role(&session.aws, early_role.as_deref()),
+        read_role(&session.aws, early_role.as_deref(), &early_policies),
         async {
             if needs_aws_auth {
                 Ok(read_aws_auth(&session.kube).await?)
@@ -342,7 +466,7 @@ pub(crate) async fn read_state(
     role_names.extend(existing_role_names(profile, &full));
     let principal = access_principal(profile, &full, &caller.account)
         .filter(|_| uses_access_entry(profile, inputs, &cluster));
-    let (more_objects, roles, oidc, storage_classes, network, access_entry) = tokio::try_join!(
+    let (more_objects, roles, oidc, storage_classes, (network, sg_rules), access_entry) = tokio::try_join!(
         read_objects(&session.kube, &keys),
         read_roles(&session.aws, role_names),
         async {
@@ -359,15 +483,7 @@ pub(crate) async fn read_state(
                 Ok(Vec::new())
             }
         },
-        async {
-            if profile.spec.manual_steps.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(
-                    session.aws.describe_cluster_network(&cluster.name).await?,
-                ))
-            }
-        },
+        read_network(&session.aws, profile, params, &cluster.name, purpose),
         async {
             match &principal {
                 Some(arn) => Ok(crate::eks_access::read_access_entry(
@@ -382,6 +498,16 @@ pub(crate) async fn read_state(
             }
         },
     )?;
+    let pod_identity = read_pod_identity(
+        &session.aws,
+        profile,
+        &full,
+        inputs,
+        &cluster,
+        &roles,
+        purpose,
+    )
+    .await?;
     let mut objects = objects;
     objects.extend(more_objects);
     let (oidc_provider, oidc_thumbprint, roles_trusting_provider) = oidc;
@@ -405,7 +531,9 @@ pub(crate) async fn read_state(
         roles_trusting_provider,
         storage_classes,
         network,
+        security_group_rules: sg_rules,
         access_entry,
+        pod_identity,
     };
     Ok((cluster, observed))
 }
@@ -436,4 +564,25 @@ pub(crate) fn params_for(
 ) -> Result<BTreeMap<String, String>, CommandError> {
     let given = given_params(profile, args)?;
     Ok(resolve_params(profile, &given, strict)?)
+}
+
+fn sa_object_key(namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey {
+        kind: Kind::ServiceAccount,
+        namespace: Some(namespace.to_owned()),
+        name: name.to_owned(),
+    }
+}
+
+/// The ServiceAccounts at `keys`; None for one that does not exist.
+pub(crate) async fn read_service_accounts(
+    kube: &kube::Client,
+    keys: impl IntoIterator<Item = (String, String)>,
+) -> Result<BTreeMap<(String, String), Option<Value>>, crate::kube_io::KubeIoError> {
+    let found = try_join_all(keys.into_iter().map(|(ns, name)| async move {
+        let live = get_object(kube, &sa_object_key(&ns, &name)).await?;
+        Ok::<_, crate::kube_io::KubeIoError>(((ns, name), live))
+    }))
+    .await?;
+    Ok(found.into_iter().collect())
 }

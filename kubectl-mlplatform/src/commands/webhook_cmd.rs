@@ -14,6 +14,7 @@ use crate::cli::webhook::{WebhookCommand, WebhookInstallArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
 use crate::output::{Progress, Report, Summary, render_data, render_report, table};
+use crate::policy_install::{PolicyEnforcement, enforcement_in};
 use crate::steps::Plan;
 use crate::webhook_install::{
     self, InstallOptions, InstallOutputs, InstallPlan, ObjectRow, Observed, Reachability,
@@ -384,6 +385,61 @@ pub(crate) fn status_checks(
     checks
 }
 
+fn probed_namespace(reachability: &Reachability) -> Option<&str> {
+    match reachability {
+        Reachability::Reached { namespace }
+        | Reachability::Unreachable { namespace, .. }
+        | Reachability::Inconclusive { namespace, .. } => Some(namespace),
+        Reachability::NoManagedNamespace => None,
+    }
+}
+
+/// Pure: which engine enforces the probed namespace's policy, as one more check. Either engine
+/// will do: with no trace of the webhook (no Deployment, no configuration) and the admission
+/// policies enforcing, the webhook's own checks are skipped, not failed.
+pub(crate) fn engine_checks(
+    status: &WebhookStatus,
+    mut checks: Vec<StatusCheck>,
+    policy: Option<PolicyEnforcement>,
+) -> Vec<StatusCheck> {
+    let Some(namespace) = probed_namespace(&status.reachability) else {
+        return checks;
+    };
+    let absent =
+        status.replicas.is_none() && !status.mutating_configured && !status.validating_configured;
+    // A dry-run pod admitted with no validating webhook configured did not meet the webhook.
+    let webhook =
+        status.validating_configured && matches!(status.reachability, Reachability::Reached { .. });
+    let (state, detail) = match (webhook, policy) {
+        (true, None) => (CheckState::Pass, "by the webhook".to_owned()),
+        (true, Some(p)) => (CheckState::Pass, format!("by the webhook and by {p}")),
+        (false, Some(p)) => {
+            if absent {
+                for c in checks.iter_mut() {
+                    // Admission without any webhook registered says nothing about one.
+                    if c.state == CheckState::Pass {
+                        c.detail = "no webhook is registered".to_owned();
+                    }
+                    c.state = CheckState::Skip;
+                    c.detail = format!("{}; the admission policies enforce instead", c.detail);
+                }
+            }
+            (CheckState::Pass, format!("by {p}, not by the webhook"))
+        }
+        (false, None) => (
+            CheckState::Fail,
+            "neither by the webhook nor by an admission policy (`kubectl mlplatform policy install`)"
+                .to_owned(),
+        ),
+    };
+    checks.push(StatusCheck {
+        name: format!("namespace policy of {namespace} enforced"),
+        state,
+        detail,
+    });
+    checks
+}
+
 #[derive(Debug, Serialize)]
 struct StatusReport<'a> {
     healthy: bool,
@@ -453,7 +509,16 @@ async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         },
         read_certificate(&client),
     )?;
-    let checks = status_checks(&status, &certificate, now_unix());
+    let policy = match probed_namespace(&status.reachability) {
+        // Unreadable admission policies enforce nothing we can vouch for.
+        Some(ns) => enforcement_in(&client, ns).await.ok().flatten(),
+        None => None,
+    };
+    let checks = engine_checks(
+        &status,
+        status_checks(&status, &certificate, now_unix()),
+        policy,
+    );
     print(&render_status(&checks, global.output).map_err(CommandError::Output)?)?;
     let failed: Vec<&str> = checks
         .iter()
@@ -555,6 +620,52 @@ mod tests {
             serde_json::from_str(&render_status(&checks, OutputFormat::Json).unwrap()).unwrap();
         assert_eq!(json["healthy"], true);
         assert_eq!(json["checks"][4]["state"], "skip");
+    }
+
+    #[test]
+    fn either_engine_enforces_and_the_status_says_which() {
+        use mlplatform_namespace_policy::EnforcementMode;
+        let policy = Some(PolicyEnforcement {
+            mode: EnforcementMode::Enforce,
+        });
+        let cert = CertificateState::NotAfter(NOW + 100 * 86_400);
+        let healthy = healthy_status();
+        let checks = engine_checks(&healthy, status_checks(&healthy, &cert, NOW), policy);
+        assert_eq!(checks[5].name, "namespace policy of team enforced");
+        assert!(checks[5].detail.starts_with("by the webhook and by ValidatingAdmissionPolicy mlplatform-service-accounts (binding mlplatform-service-accounts-enforce"), "{:?}", checks[5]);
+
+        // No webhook at all, the admission policies in place: nothing fails.
+        let absent = WebhookStatus {
+            replicas: None,
+            certificate_not_after: None,
+            mutating_configured: false,
+            validating_configured: false,
+            // Admitted, but no webhook was there to admit it.
+            reachability: Reachability::Reached {
+                namespace: "team".into(),
+            },
+        };
+        let checks = engine_checks(
+            &absent,
+            status_checks(&absent, &CertificateState::Missing, NOW),
+            policy,
+        );
+        assert_eq!(states(&checks[..5]), [CheckState::Skip; 5], "{checks:?}");
+        assert_eq!(checks[5].state, CheckState::Pass);
+        assert!(
+            checks
+                .last()
+                .unwrap()
+                .detail
+                .ends_with("not by the webhook")
+        );
+        // Neither engine: one more failure.
+        let checks = engine_checks(
+            &absent,
+            status_checks(&absent, &CertificateState::Missing, NOW),
+            None,
+        );
+        assert_eq!(checks.last().unwrap().state, CheckState::Fail);
     }
 
     #[test]

@@ -43,4 +43,41 @@ pub enum IrsaError {
     },
     #[error("namespace {0} does not exist; create it first (`kubectl create namespace {0}`)")]
     NamespaceMissing(String),
+    #[error(
+        "--service-account {given} is in namespace {other}, not in {namespace} (-n); one command works in one namespace: pass -n {other}"
+    )]
+    OtherNamespace {
+        given: String,
+        other: String,
+        namespace: String,
+    },
+    #[error("{0}")]
+    PodIdentity(#[from] crate::pod_identity::PodIdentityError),
+    #[error(
+        "--role-arn {input:?} is not an IAM role ARN: {reason}; pass it like arn:aws:iam::123456789012:role/NAME"
+    )]
+    BadRoleArn { input: String, reason: String },
+    #[error(
+        "--role-arn {given} does not name the IAM role {actual} of that name in the cluster's account; check the account and path"
+    )]
+    RoleArnMismatch { given: String, actual: String },
+    #[error(
+        "IAM role {0} does not exist; nothing was written; check --role-name, --role-arn or --service-account"
+    )]
+    RoleMissing(String),
+    #[error(
+        "IAM role {role} was not made by kubectl-mlplatform for cluster {cluster} (tag {TAG_MANAGED_BY}, {TAG_CLUSTER}); nothing was written; to migrate a role made elsewhere, name it with --role-arn ARN"
+    )]
+    MigrateRoleNotOurs { role: String, cluster: String },
+    #[error(
+        "IAM role {role} trusts no ServiceAccount of cluster {cluster} by name (neither through the cluster's OIDC provider nor EKS Pod Identity); nothing to migrate"
+    )]
+    NothingToMigrate { role: String, cluster: String },
+    #[error(
+        "ServiceAccount {service_account} is not named by IAM role {role}'s trust; nothing was written; leave out --service-account {service_account} or name the role it uses"
+    )]
+    NotInTrust {
+        service_account: String,
+        role: String,
+    },
 }

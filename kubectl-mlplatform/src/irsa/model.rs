@@ -1,6 +1,6 @@
 //! What IRSA planning takes (the request, what preflight read) and gives (the plan).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use super::names::RoleName;
 use super::trust::subject;
 use crate::common::Change;
-use crate::facts::RoleFacts;
+use crate::facts::{PodIdentityFacts, RoleFacts, ServiceAccountKey};
 use crate::objects::{Kind, ObjectKey};
 use crate::output::Summary;
-use crate::steps::{IamAction, IamStep, KubeAction, KubeStep, Plan, Step};
+use crate::pod_identity::Identity;
+use crate::steps::{IamAction, IamStep, KubeAction, KubeStep, Plan, PodIdentityAction, Step};
 
 /// Everything `irsa create|delete` was asked for, resolved (cluster facts included), before I/O.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub(crate) struct IrsaRequest {
     pub(crate) role_only: bool,
     /// Extra tags for a new role (e.g. a profile's).
     pub(crate) extra_tags: Vec<(String, String)>,
+    /// IRSA (OIDC trust, annotation) or EKS Pod Identity (service trust, associations).
+    pub(crate) identity: Identity,
+    /// Point an existing association of another role at this one (`--replace-association`).
+    pub(crate) replace_association: bool,
 }
 
 impl IrsaRequest {
@@ -39,6 +44,13 @@ impl IrsaRequest {
             "arn:{}:iam::{}:role{}{}",
             self.partition, self.account, self.role.path, self.role.name
         )
+    }
+    /// The ServiceAccounts as (namespace, name).
+    pub(crate) fn subject_keys(&self) -> BTreeSet<ServiceAccountKey> {
+        self.service_accounts
+            .iter()
+            .map(|sa| (self.namespace.clone(), sa.clone()))
+            .collect()
     }
     pub(super) fn subjects(&self) -> Vec<String> {
         self.service_accounts
@@ -58,6 +70,9 @@ pub(crate) struct IrsaObserved {
     pub(crate) namespace_exists: Option<bool>,
     /// Live ServiceAccounts by (namespace, name); a key with None was read and not found.
     pub(crate) service_accounts: BTreeMap<(String, String), Option<Value>>,
+    /// EKS Pod Identity associations of the ServiceAccounts (read with `--identity
+    /// pod-identity`, or when the role's trust has a Pod Identity statement).
+    pub(crate) pod_identity: PodIdentityFacts,
 }
 
 /// What `irsa create|delete` print besides the change rows.
@@ -119,7 +134,7 @@ pub(super) fn sa_step(namespace: &str, name: &str, change: Change, action: KubeA
 }
 
 /// One write as `-o yaml` has always shown it: the row, and the action with its documents.
-fn rendered_write(step: &Step) -> Option<Value> {
+pub(crate) fn rendered_write(step: &Step) -> Option<Value> {
     let row = step.row()?;
     let action = match step {
         Step::Iam(s) => serde_json::to_value(&s.action).unwrap_or(Value::Null),
@@ -135,6 +150,21 @@ fn rendered_write(step: &Step) -> Option<Value> {
                 }),
                 KubeAction::None => return None,
             }
+        }
+        Step::PodIdentity(s) => {
+            let verb = match &s.action {
+                PodIdentityAction::None => return None,
+                PodIdentityAction::Create { .. } => "createPodIdentityAssociation",
+                PodIdentityAction::Update { .. } => "updatePodIdentityAssociation",
+                PodIdentityAction::Delete { .. } => "deletePodIdentityAssociation",
+            };
+            let mut action = serde_json::to_value(&s.action).unwrap_or(Value::Null);
+            action["action"] = json!(verb);
+            action["clusterName"] = json!(s.cluster);
+            action["namespace"] = json!(s.namespace);
+            action["serviceAccount"] = json!(s.service_account);
+            action["roleArn"] = json!(s.role_arn);
+            action
         }
         _ => return None,
     };

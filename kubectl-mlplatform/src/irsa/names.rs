@@ -100,6 +100,40 @@ pub(crate) fn is_service_account_name(s: &str) -> bool {
         })
 }
 
+/// `--service-account NAME` or `NAMESPACE/NAME`: the namespace part, if any, and the name.
+pub(crate) fn split_service_account(raw: &str) -> (Option<&str>, &str) {
+    match raw.split_once('/') {
+        Some((ns, name)) => (Some(ns), name),
+        None => (None, raw),
+    }
+}
+
+/// The ServiceAccount names in `namespace`; one given as `OTHER/NAME` is refused (one command
+/// works in one namespace), as is a name that is not a ServiceAccount name.
+pub(crate) fn service_accounts_in(
+    raw: &[String],
+    namespace: &str,
+) -> Result<Vec<String>, IrsaError> {
+    let mut out = Vec::new();
+    for given in raw {
+        let (ns, name) = split_service_account(given);
+        if let Some(other) = ns.filter(|ns| *ns != namespace) {
+            return Err(IrsaError::OtherNamespace {
+                given: given.clone(),
+                other: other.to_owned(),
+                namespace: namespace.to_owned(),
+            });
+        }
+        if !is_service_account_name(name) {
+            return Err(IrsaError::BadServiceAccount(given.clone()));
+        }
+        out.push(name.to_owned());
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// Checks a managed policy ARN: `arn:PARTITION:iam::(aws|ACCOUNT):policy/[PATH/]NAME`.
 pub(crate) fn check_policy_arn(input: &str) -> Result<String, IrsaError> {
     let bad = |reason: &str| IrsaError::BadPolicyArn {

@@ -25,6 +25,8 @@ fn request(sas: &[&str]) -> IrsaRequest {
         inline_policy: None,
         role_only: false,
         extra_tags: Vec::new(),
+        identity: crate::pod_identity::Identity::Irsa,
+        replace_association: false,
     }
 }
 
@@ -518,4 +520,41 @@ mod properties {
             prop_assert!(parse_role_name(&name).is_ok());
         }
     }
+}
+
+#[test]
+fn pod_identity_needs_no_provider_associates_and_drops_our_annotation() {
+    let mut req = request(&["sa"]);
+    req.identity = crate::pod_identity::Identity::PodIdentity;
+    let mut obs = IrsaObserved {
+        oidc_provider: None,
+        ..observed()
+    };
+    obs.pod_identity.associations = Some(BTreeMap::new());
+    // The ServiceAccount carries the IRSA annotation of this role from before.
+    obs.service_accounts.insert(
+        ("ml".into(), "sa".into()),
+        Some(json!({"metadata": {"name": "sa", "namespace": "ml",
+            "annotations": {eks::ROLE_ARN: req.role_arn()}}})),
+    );
+    let plan = plan_irsa_create(&req, &obs).unwrap();
+    let kinds: Vec<(String, Change)> = plan
+        .changes()
+        .into_iter()
+        .filter(|r| r.kind != "IAMPolicyAttachment")
+        .map(|r| (r.kind, r.change))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("IAMRole".into(), Change::Created),
+            ("PodIdentityAssociation".into(), Change::Created),
+            ("ServiceAccount".into(), Change::Updated),
+        ]
+    );
+    assert_eq!(
+        crate::pod_identity::subjects_in_trust(&plan.outputs.trust_policy, CLUSTER_ARN),
+        [("ml".to_owned(), "sa".to_owned())].into()
+    );
+    assert!(subjects_in_trust(&plan.outputs.trust_policy, ISSUER).is_empty());
 }

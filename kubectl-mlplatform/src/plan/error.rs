@@ -5,6 +5,9 @@ use crate::vocabulary::{TAG_CLUSTER, TAG_PROFILE};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// An EKS Pod Identity association of another role (`--replace-association` replaces it).
+    #[error("{0}")]
+    PodIdentity(#[from] crate::pod_identity::PodIdentityError),
     #[error(
         "profile {profile} needs step kind(s) {steps} which this version does not carry out yet; nothing was changed"
     )]
@@ -83,6 +86,18 @@ pub enum PlanError {
         "parameter {name}={value:?} is not a KMS key ARN; pass it like arn:aws:kms:us-east-1:123456789012:key/1234abcd-..."
     )]
     BadKmsKey { name: String, value: String },
+    #[error(
+        "parameter {name}={value:?} is not a CIDR block: {reason}; pass the network like 10.1.0.0/16 or 2600:1f18::/56"
+    )]
+    BadCidr {
+        name: String,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "EKS did not report a cluster security group for cluster {cluster} (resourcesVpcConfig.clusterSecurityGroupId), so the ports cannot be opened on it; check `aws eks describe-cluster --name {cluster}`, or leave out --param {param} and open them by hand"
+    )]
+    NoClusterSecurityGroup { cluster: String, param: String },
     #[error(
         "IAM role {arn} ({param}) does not exist; this profile adds policies to an existing role and never creates it: check the ARN"
     )]

@@ -2,8 +2,8 @@
 //! touching only objects (and namespace keys) that carry our ownership marks.
 
 use crate::vocabulary::{
-    MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, POLICY_ANNOTATIONS, PROFILE_ANNOTATION,
-    PROFILE_LABEL,
+    ENFORCEMENT_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MANAGED_LABEL, POLICY_ANNOTATIONS,
+    PROFILE_ANNOTATION, PROFILE_LABEL,
 };
 use serde_json::{Map, Value, json};
 
@@ -243,7 +243,7 @@ pub(super) fn plan_bundle_remove(
             let labels = &live["metadata"]["labels"];
             let annotations = &live["metadata"]["annotations"];
             let mut label_patch = Map::new();
-            for key in [MANAGED_LABEL, PROFILE_LABEL] {
+            for key in [MANAGED_LABEL, PROFILE_LABEL, ENFORCEMENT_LABEL] {
                 if labels.get(key).is_some() {
                     label_patch.insert(key.to_owned(), Value::Null);
                 }

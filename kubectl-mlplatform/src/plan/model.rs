@@ -9,12 +9,14 @@ use serde_json::{Value, json};
 
 use crate::access_entry::{AuthMode, ObservedEntry};
 use crate::aws_auth::AwsAuth;
-use crate::facts::{CallerIdentity, ClusterNetwork, RoleFacts};
+use crate::facts::PodIdentityFacts;
+use crate::facts::{CallerIdentity, ClusterNetwork, RoleFacts, SecurityGroupRuleFacts};
 use crate::objects::ObjectKey;
 use crate::output::Summary;
+use crate::pod_identity::Identity;
 use crate::steps::{
     AccessEntryStep, AwsAuthStep, Direction, IamAction, IamStep, KubeStep, ManualStepOut, OidcStep,
-    Step,
+    PodIdentityStep, SecurityGroupRuleStep, Step,
 };
 use crate::vocabulary::{TAG_MANAGED_BY, TAG_OIDC_CREATED_BY};
 
@@ -33,6 +35,10 @@ pub struct ConnectInputs {
     pub delete_namespace: bool,
     /// aws-auth or an EKS access entry (`--auth-mode`).
     pub auth_mode: AuthMode,
+    /// How the profile's workload roles reach pods: IRSA or EKS Pod Identity (`--identity`).
+    pub identity: Identity,
+    /// Point a ServiceAccount's association of another role at ours (`--replace-association`).
+    pub replace_association: bool,
 }
 
 /// Everything preflight read. Absent entries in `objects` were not found.
@@ -57,8 +63,14 @@ pub struct Observed {
     /// Every StorageClass (read when the profile has one).
     pub storage_classes: Vec<Value>,
     pub network: Option<ClusterNetwork>,
+    /// The rules of the cluster security group (read when the profile opens ports on it);
+    /// None: not read.
+    pub security_group_rules: Option<Vec<SecurityGroupRuleFacts>>,
     /// The role's EKS access entry (read when access entries are used).
     pub access_entry: Option<ObservedEntry>,
+    /// EKS Pod Identity associations of the workload roles' ServiceAccounts and the agent
+    /// add-on (read with `--identity pod-identity`, or when a role trusts Pod Identity).
+    pub pod_identity: PodIdentityFacts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -95,7 +107,8 @@ pub struct Outputs {
 pub type Plan = crate::steps::Plan<Outputs>;
 
 /// A connect-style plan while it is being built, by section; [`Sections::finish`] lays the
-/// sections out as one step list (report order: OIDC provider, IAM, cluster access, objects).
+/// sections out as one step list (report order: OIDC provider, IAM, cluster access, security
+/// group rules, objects).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(super) struct Sections {
     pub(super) outputs: Outputs,
@@ -104,6 +117,10 @@ pub(super) struct Sections {
     pub(super) oidc: Option<OidcStep>,
     pub(super) aws_auth: Option<AwsAuthStep>,
     pub(super) access_entry: Option<AccessEntryStep>,
+    /// Ingress rules on the cluster security group.
+    pub(super) ec2: Vec<SecurityGroupRuleStep>,
+    /// EKS Pod Identity associations (after IAM: EKS checks the role's trust).
+    pub(super) pod_identity: Vec<PodIdentityStep>,
     pub(super) kube: Vec<KubeStep>,
     pub(super) manual_steps: Vec<ManualStepOut>,
     pub(super) warnings: Vec<String>,
@@ -115,6 +132,8 @@ impl Sections {
             .chain(self.iam.into_iter().map(Step::Iam))
             .chain(self.aws_auth.into_iter().map(Step::AwsAuth))
             .chain(self.access_entry.into_iter().map(Step::AccessEntry))
+            .chain(self.ec2.into_iter().map(Step::Ec2))
+            .chain(self.pod_identity.into_iter().map(Step::PodIdentity))
             .chain(self.kube.into_iter().map(Step::Kube))
             .collect();
         let mut plan = Plan::new(self.outputs, steps, direction);
@@ -143,6 +162,15 @@ impl Plan {
         }
         if let Some(entry) = self.access_entry_step() {
             out["accessEntry"] = serde_json::to_value(entry).unwrap_or(Value::Null);
+        }
+        let rules: Vec<&SecurityGroupRuleStep> = self.security_group_steps().collect();
+        if !rules.is_empty() {
+            out["securityGroupRules"] = serde_json::to_value(rules).unwrap_or(Value::Null);
+        }
+        let associations: Vec<&PodIdentityStep> = self.pod_identity_steps().collect();
+        if !associations.is_empty() {
+            out["podIdentityAssociations"] =
+                serde_json::to_value(associations).unwrap_or(Value::Null);
         }
         if !self.manual_steps.is_empty() {
             out["manualSteps"] = serde_json::to_value(&self.manual_steps).unwrap_or(Value::Null);

@@ -7,6 +7,7 @@ use super::error::PlanError;
 use crate::arn::{is_account_id, parse_iam_arn};
 use crate::facts::{ClusterFacts, issuer_host_path};
 use crate::profile::{ParameterType, Profile, Vars};
+use crate::security_group::Cidr;
 
 /// Checks and resolves the profile's parameters from `--param`s and dedicated flags; `strict`:
 /// required ones must be given (connect, doctor; teardown needs fewer).
@@ -79,6 +80,20 @@ pub(crate) fn resolve_params(
                 });
             }
             ParameterType::KmsKeyArn => {}
+            ParameterType::Cidr => match value.parse::<Cidr>() {
+                // Stored canonical (IPv6 compressed, lowercase), as EC2 reports rules.
+                Ok(cidr) => {
+                    out.insert(p.name.clone(), cidr.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    return Err(PlanError::BadCidr {
+                        name: p.name.clone(),
+                        value,
+                        reason: e.to_string(),
+                    });
+                }
+            },
             ParameterType::RoleArn => match parse_iam_arn(&value) {
                 Ok(arn) if arn.resource_type == "role" => {}
                 Ok(_) => {

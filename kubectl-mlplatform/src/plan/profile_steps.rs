@@ -25,6 +25,7 @@ use crate::irsa::{subject, trust_policy};
 use crate::objects::{
     Kind, KubeObject, ObjectKey, is_ours, is_terminating, namespace_created_for, new_namespace,
 };
+use crate::pod_identity::Identity;
 use crate::profile::{Profile, Vars};
 use crate::role_reconciler::{DesiredRole, policy_steps};
 use crate::steps::{
@@ -218,30 +219,49 @@ pub(super) struct PlannedIrsaRole {
     pub(crate) arn: String,
 }
 
-/// connect: every IRSA role, its trust, policies and tags.
+/// connect: every IRSA role, its trust, policies and tags. With `--identity pod-identity` the
+/// role trusts EKS Pod Identity of this cluster for its ServiceAccounts instead of the OIDC
+/// provider (row kind `PodIdentityRole`).
 pub(super) fn plan_irsa_roles_apply(
     profile: &Profile,
     cluster: &ClusterFacts,
     observed: &Observed,
     vars: &Vars,
     provider_arn: Option<&str>,
+    identity: Identity,
     steps: &mut Vec<IamStep>,
 ) -> Result<Vec<PlannedIrsaRole>, PlanError> {
     let roles = render_irsa_roles(profile, vars)?;
     if roles.is_empty() {
         return Ok(Vec::new());
     }
-    let (issuer, computed_arn) = issuer_of(cluster, vars)?;
-    let provider_arn = provider_arn.unwrap_or(&computed_arn);
+    let pod_identity = identity == Identity::PodIdentity;
+    let issuer = if pod_identity {
+        None
+    } else {
+        Some(issuer_of(cluster, vars)?)
+    };
     let partition = vars.get("partition").unwrap_or("aws");
     let mut out = Vec::new();
     for role in roles {
-        let subjects: Vec<String> = role
-            .service_accounts
-            .iter()
-            .map(|sa| subject(&role.namespace, sa))
-            .collect();
-        let trust = trust_policy(provider_arn, &issuer, &subjects);
+        let trust = match &issuer {
+            Some((issuer, computed_arn)) => {
+                let subjects: Vec<String> = role
+                    .service_accounts
+                    .iter()
+                    .map(|sa| subject(&role.namespace, sa))
+                    .collect();
+                trust_policy(provider_arn.unwrap_or(computed_arn), issuer, &subjects)
+            }
+            None => crate::pod_identity::trust_policy(
+                &cluster.arn,
+                &role
+                    .service_accounts
+                    .iter()
+                    .map(|sa| (role.namespace.clone(), sa.clone()))
+                    .collect(),
+            ),
+        };
         let existing = observed.roles.get(&role.name);
         if let Some(live) = existing
             && !iam::profile_role_is_ours(live, profile.name(), &cluster.arn)
@@ -252,12 +272,21 @@ pub(super) fn plan_irsa_roles_apply(
             });
         }
         let desired = DesiredRole {
-            kind: "IRSARole",
+            kind: if pod_identity {
+                "PodIdentityRole"
+            } else {
+                "IRSARole"
+            },
             name: role.name.clone(),
             path: "/".to_owned(),
             trust,
             description: format!(
-                "IRSA role for {} in EKS cluster {} (kubectl-mlplatform, profile {})",
+                "{} role for {} in EKS cluster {} (kubectl-mlplatform, profile {})",
+                if pod_identity {
+                    "EKS Pod Identity"
+                } else {
+                    "IRSA"
+                },
                 role.service_accounts
                     .iter()
                     .map(|sa| format!("{}/{sa}", role.namespace))
@@ -335,13 +364,16 @@ pub(super) fn plan_irsa_roles_remove(
 }
 
 /// The ServiceAccount (and, when missing, its namespace) an IRSA role annotates, when the
-/// bundle does not already create that ServiceAccount.
+/// bundle does not already create that ServiceAccount. EKS Pod Identity needs no annotation:
+/// the ServiceAccount is made without it, and one naming the role is removed.
 pub(super) fn plan_irsa_service_accounts_apply(
     profile: &str,
     planned: &[PlannedIrsaRole],
     bundle_sas: &[(String, String)],
     observed: &Observed,
+    identity: Identity,
 ) -> Result<Vec<KubeStep>, PlanError> {
+    let annotate = identity == Identity::Irsa;
     let mut steps = Vec::new();
     let mut namespaces_done = BTreeSet::new();
     for p in planned.iter().filter(|p| p.role.annotate) {
@@ -367,14 +399,31 @@ pub(super) fn plan_irsa_service_accounts_apply(
                 }
             }
             let mut obj = KubeObject::new(Kind::ServiceAccount, Some(ns), sa, profile, json!({}));
-            obj.body["metadata"]["annotations"] = json!({ eks::ROLE_ARN: p.arn });
-            match observed.objects.get(&obj.key) {
+            let live = observed.objects.get(&obj.key);
+            let annotation =
+                live.and_then(|l| l["metadata"]["annotations"][eks::ROLE_ARN].as_str());
+            // What our annotation should be: the role (IRSA); gone when it names the role
+            // (Pod Identity); absent otherwise.
+            let wanted = if annotate {
+                Some(json!(p.arn))
+            } else {
+                annotation
+                    .is_some_and(|a| a.ends_with(&format!("/{}", p.role.name)))
+                    .then_some(Value::Null)
+            };
+            if let Some(value) = &wanted {
+                obj.body["metadata"]["annotations"] = json!({ eks::ROLE_ARN: value });
+            }
+            match live {
                 Some(live) if !is_ours(live, profile) => {
                     // Someone else's ServiceAccount (the operator's installer): only our
                     // annotation is set, and disconnect takes only that away again.
-                    let annotation = live["metadata"]["annotations"][eks::ROLE_ARN].as_str();
-                    let same = annotation == Some(p.arn.as_str());
-                    let patch = json!({"metadata": {"annotations": { eks::ROLE_ARN: p.arn }}});
+                    let same = match &wanted {
+                        None => true,
+                        Some(Value::Null) => false,
+                        Some(_) => annotation == Some(p.arn.as_str()),
+                    };
+                    let patch = json!({"metadata": {"annotations": { eks::ROLE_ARN: wanted }}});
                     let mut shown = live.clone();
                     json_patch::merge(&mut shown, &patch);
                     steps.push(KubeStep {
@@ -595,6 +644,8 @@ pub(super) fn render_manual_steps(
         .manual_steps
         .iter()
         .enumerate()
+        // Left out when its `unless` parameter is given (the tool then does it itself).
+        .filter(|(_, m)| m.unless.is_none() || skipped(&m.unless, &vars))
         .map(|(i, m)| {
             let f = format!("spec.manualSteps[{i}]");
             Ok(ManualStepOut {

@@ -33,9 +33,38 @@ fn every_builtin_profile_uses_only_implemented_steps() {
             "existingRolePolicies",
             "clusterAccess",
             "namespace",
+            "securityGroupIngress",
             "manualSteps"
         ]
     );
+}
+
+#[test]
+fn security_group_ingress_and_unless_name_parameters_and_ports_are_checked() {
+    let yaml = include_str!("../profiles/hopsworks.yaml");
+    for (from, to, want) in [
+        (
+            "onlyIf: hopsworksVpcCidr",
+            "onlyIf: nope",
+            "spec.securityGroupIngress.onlyIf: \"nope\" is not a parameter",
+        ),
+        (
+            "unless: hopsworksVpcCidr",
+            "unless: nope",
+            "spec.manualSteps[0].unless: \"nope\" is not a parameter",
+        ),
+        (
+            "tcpPorts: [80, 443]",
+            "tcpPorts: [0]",
+            "spec.securityGroupIngress.tcpPorts",
+        ),
+        ("tcpPorts: [80, 443]", "tcpPorts: [70000]", "tcpPorts"),
+    ] {
+        let err = parse_profile("p", &yaml.replace(from, to))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(want), "{to}: {err}");
+    }
 }
 
 #[test]

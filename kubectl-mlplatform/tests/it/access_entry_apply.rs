@@ -104,6 +104,8 @@ async fn hopsworks_on_an_api_cluster_creates_and_deletes_an_access_entry() {
         cluster_admin: false,
         delete_namespace: false,
         auth_mode: AuthMode::Auto,
+        identity: kubectl_mlplatform::pod_identity::Identity::Irsa,
+        replace_association: false,
     };
     let caller = aws.caller_identity().await.unwrap();
     let role = aws.get_role(&role_name).await.unwrap().unwrap();

@@ -25,14 +25,20 @@ fn sts_with(rule: &Rule) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(conf)
 }
 
-fn iam_with(rule: &Rule) -> aws_sdk_iam::Client {
+/// An IAM client answering from `rules` (any order).
+fn iam_with(rules: &[&Rule]) -> aws_sdk_iam::Client {
     use aws_sdk_iam::config::{BehaviorVersion, Credentials, Region};
+    let mut interceptor =
+        MockResponseInterceptor::new().rule_mode(aws_smithy_mocks::RuleMode::MatchAny);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
     let conf = aws_sdk_iam::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("a", "b", None, None, "test"))
         .http_client(create_mock_http_client())
-        .interceptor(MockResponseInterceptor::new().with_rule(rule))
+        .interceptor(interceptor)
         .build();
     aws_sdk_iam::Client::from_conf(conf)
 }
@@ -83,8 +89,24 @@ async fn access_denied_names_the_iam_action() {
                 .build(),
         )
     });
+    // The role's policy lists are read beside it (one round trip): denied as well.
+    let denied = || {
+        ErrorMetadata::builder()
+            .code("AccessDenied")
+            .message("not authorized")
+            .build()
+    };
+    let list = mock!(aws_sdk_iam::Client::list_role_policies).then_error(move || {
+        aws_sdk_iam::operation::list_role_policies::ListRolePoliciesError::generic(denied())
+    });
+    let attached = mock!(aws_sdk_iam::Client::list_attached_role_policies).then_error(move || {
+        aws_sdk_iam::operation::list_attached_role_policies::ListAttachedRolePoliciesError::generic(
+            denied(),
+        )
+    });
     let mut aws = offline().await;
-    aws.iam = iam_with(&rule);
+    aws.iam = iam_with(&[&rule, &list, &attached]);
+    // GetRole's answer decides which action the message names.
     let err = aws.get_role("vendor").await.unwrap_err();
     assert!(
         err.to_string()

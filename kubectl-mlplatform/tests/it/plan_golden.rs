@@ -45,6 +45,8 @@ fn inputs() -> ConnectInputs {
         cluster_admin: false,
         delete_namespace: false,
         auth_mode: AuthMode::Auto,
+        identity: kubectl_mlplatform::pod_identity::Identity::Irsa,
+        replace_association: false,
     }
 }
 

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use kubectl_mlplatform::access_entry::{AccessEntryAction, AuthMode};
-use kubectl_mlplatform::aws::{CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts};
+use kubectl_mlplatform::aws::{
+    CallerIdentity, ClusterFacts, ClusterNetwork, RoleFacts, SecurityGroupRuleFacts,
+};
 use kubectl_mlplatform::aws_auth::AwsAuth;
 use kubectl_mlplatform::common::Change;
 use kubectl_mlplatform::objects::{Kind, ObjectKey};
@@ -16,7 +18,7 @@ use kubectl_mlplatform::plan::{
     ConnectInputs, Observed, OidcProviderFacts, Plan, PlanError, plan_connect, plan_disconnect,
 };
 use kubectl_mlplatform::profile::load_profile;
-use kubectl_mlplatform::steps::{IamAction, KubeAction, OidcAction};
+use kubectl_mlplatform::steps::{Ec2Action, IamAction, KubeAction, OidcAction};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
 
@@ -49,6 +51,8 @@ fn inputs(namespace: &str, params: &[(&str, &str)]) -> ConnectInputs {
         cluster_admin: false,
         delete_namespace: false,
         auth_mode: AuthMode::Configmap,
+        identity: kubectl_mlplatform::pod_identity::Identity::Irsa,
+        replace_association: false,
     }
 }
 
@@ -167,6 +171,22 @@ fn observed_after(base: &Observed, plan: &Plan) -> Observed {
         observed.aws_auth = Some(
             AwsAuth::parse(Some(&BTreeMap::from([("mapRoles".to_owned(), map_roles)]))).unwrap(),
         );
+    }
+    for step in plan.security_group_steps() {
+        let rules = observed.security_group_rules.get_or_insert_default();
+        match &step.action {
+            Ec2Action::AuthorizeIngress => rules.push(SecurityGroupRuleFacts {
+                id: format!("sgr-{}", rules.len()),
+                egress: false,
+                protocol: "tcp".into(),
+                from_port: step.port.into(),
+                to_port: step.port.into(),
+                cidr: Some(step.cidr.clone()),
+                description: Some(step.description.clone()),
+            }),
+            Ec2Action::RevokeIngress { rule_id } => rules.retain(|r| r.id != *rule_id),
+            Ec2Action::None => {}
+        }
     }
     observed
 }
@@ -310,7 +330,7 @@ fn an_immutable_storage_class_change_is_refused_with_the_fix() {
 }
 
 #[test]
-fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
+fn hopsworks_plan_matches_the_golden_file_and_opens_the_ports_on_the_security_group() {
     let profile = load_profile("hopsworks").unwrap();
     let instance = format!("arn:aws:iam::{ACCOUNT}:role/hopsworks/instance");
     let cross = format!("arn:aws:iam::{ACCOUNT}:role/hopsworks-cross");
@@ -322,16 +342,30 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
         cluster_security_group_id: Some("sg-0123456789abcdef0".into()),
         vpc_id: Some("vpc-1".into()),
     });
+    base.security_group_rules = Some(Vec::new());
     let params = [
         ("instanceRoleArn", instance.as_str()),
         ("crossAccountRoleArn", cross.as_str()),
-        ("hopsworksCidr", "10.1.0.0/16"),
+        ("hopsworksVpcCidr", "10.1.0.0/16"),
     ];
     let plan = plan_connect(&profile, &inputs("hopsworks", &params), &cluster(), &base).unwrap();
     golden("hopsworks", &plan);
+    // With the network given, the ports are opened, not printed as a manual step.
+    assert_eq!(plan.manual_steps, []);
+    let rules: Vec<_> = plan
+        .security_group_steps()
+        .map(|s| (s.group_id.as_str(), s.port, s.cidr.as_str(), s.change))
+        .collect();
     assert_eq!(
-        plan.manual_steps[0].command,
-        "aws ec2 authorize-security-group-ingress --region us-east-2 --group-id sg-0123456789abcdef0 --ip-permissions 'IpProtocol=tcp,FromPort=80,ToPort=80,IpRanges=[{CidrIp=10.1.0.0/16,Description=Hopsworks HTTP}]' 'IpProtocol=tcp,FromPort=443,ToPort=443,IpRanges=[{CidrIp=10.1.0.0/16,Description=Hopsworks HTTPS}]'"
+        rules,
+        [
+            ("sg-0123456789abcdef0", 80, "10.1.0.0/16", Change::Created),
+            ("sg-0123456789abcdef0", 443, "10.1.0.0/16", Change::Created),
+        ]
+    );
+    assert!(
+        plan.security_group_steps()
+            .all(|s| s.description == "kubectl-mlplatform hopsworks: kubetest32")
     );
     // The mapping strips the role path, as aws-auth needs.
     assert_eq!(
@@ -361,13 +395,11 @@ fn hopsworks_plan_matches_the_golden_file_and_fills_in_the_security_group() {
         plan.iam_steps()
             .all(|s| !s.name.contains("hopsworks-cross"))
     );
-    assert!(
-        plan.manual_steps[0]
-            .command
-            .contains("CidrIp=<HOPSWORKS_VPC_CIDR>"),
-        "{}",
-        plan.manual_steps[0].command
+    assert_eq!(
+        plan.manual_steps[0].command,
+        "aws ec2 authorize-security-group-ingress --region us-east-2 --group-id sg-0123456789abcdef0 --ip-permissions 'IpProtocol=tcp,FromPort=80,ToPort=80,IpRanges=[{CidrIp=<HOPSWORKS_VPC_CIDR>,Description=Hopsworks HTTP}]' 'IpProtocol=tcp,FromPort=443,ToPort=443,IpRanges=[{CidrIp=<HOPSWORKS_VPC_CIDR>,Description=Hopsworks HTTPS}]'"
     );
+    assert_eq!(plan.security_group_steps().count(), 0);
 
     // --cluster-admin: the seed's system:masters, with a warning.
     let mut admin = inputs("hopsworks", &only_instance);

@@ -196,6 +196,21 @@ pub fn set_at(object: &mut Value, path: &[&str], value: Value) {
     cursor[*last] = value;
 }
 
+/// `MatchResources` of an admission policy or binding (`SetDefaults_MatchResources`).
+fn match_resources_defaults(resources: &mut Value) {
+    if !resources.is_object() {
+        return;
+    }
+    default_at(resources, &["matchPolicy"], json!("Equivalent"));
+    default_at(resources, &["namespaceSelector"], json!({}));
+    default_at(resources, &["objectSelector"], json!({}));
+    for rules in ["resourceRules", "excludeResourceRules"] {
+        each_in(resources, rules, |rule| {
+            default_at(rule, &["scope"], json!("*"));
+        });
+    }
+}
+
 /// Applies the apiserver's defaults for `(group, kind)` to `object`.
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
     match (group, kind) {
@@ -295,6 +310,23 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
         }
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
             each_in(object, "webhooks", |w| webhook_defaults(w, false));
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy" | "MutatingAdmissionPolicy",
+        ) => {
+            default_at(object, &["spec", "failurePolicy"], json!("Fail"));
+            if let Some(constraints) = object.pointer_mut("/spec/matchConstraints") {
+                match_resources_defaults(constraints);
+            }
+        }
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding" | "MutatingAdmissionPolicyBinding",
+        ) => {
+            if let Some(resources) = object.pointer_mut("/spec/matchResources") {
+                match_resources_defaults(resources);
+            }
         }
         ("storage.k8s.io", "StorageClass") => {
             default_at(object, &["reclaimPolicy"], json!("Delete"));

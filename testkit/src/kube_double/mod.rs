@@ -11,8 +11,11 @@
 //! `/status` subresources, finalizers, propagation policies, namespace deletion, label and
 //! field selectors, watches with history replay, bookmarks and 410 Gone, metadata-only
 //! (`PartialObjectMetadata`) and Table responses, SubjectAccessReviews decided by real RBAC
-//! over stored Roles and bindings, and admission webhooks from stored webhook
-//! configurations, called over HTTPS (see [`KubeDouble::route_service`]).
+//! over stored Roles and bindings, admission webhooks from stored webhook
+//! configurations, called over HTTPS (see [`KubeDouble::route_service`]), and admission
+//! policies (`admissionregistration.k8s.io/v1` Validating/MutatingAdmissionPolicies and their
+//! bindings, their CEL evaluated with the `cel` crate; see `admission_policy`). Built-in
+//! resources can be withdrawn to play an older server ([`KubeDouble::withdraw_resource`]).
 //!
 //! Requests are the kubeconfig's admin (system:masters) unless they impersonate
 //! (`Impersonate-User`/`-Group`, [`KubeDouble::client_as`], `kubectl --as`): then RBAC over
@@ -79,6 +82,7 @@
 //! ```
 
 mod admission;
+mod admission_policy;
 mod apply;
 mod authz;
 mod defaults;
@@ -418,6 +422,14 @@ impl KubeDouble {
     /// namespace controller removes it; its contents go at once.
     pub fn set_namespace_termination_delay(&self, delay: Duration) {
         lock(&self.inner.shared.store).set_namespace_termination_delay(delay);
+    }
+
+    /// Stops serving a built-in resource (e.g. `("admissionregistration.k8s.io/v1",
+    /// "mutatingadmissionpolicies")`), as an older API server would not serve it: discovery
+    /// leaves it out and its requests get 404.
+    pub fn withdraw_resource(&self, api_version: &str, plural: &str) {
+        let (group, version) = resources::split_api_version(api_version);
+        lock(&self.inner.shared.store).withdraw(group, version, plural);
     }
 
     /// The current (latest) resourceVersion.

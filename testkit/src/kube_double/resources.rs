@@ -312,6 +312,44 @@ const BUILT_IN: &[Row] = &[
         &[],
     ),
     (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        false,
+        true,
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        false,
+        false,
+        &[],
+    ),
+    // GA (admissionregistration.k8s.io/v1) in Kubernetes 1.36; `KubeDouble::withdraw_resource`
+    // makes the double an older server that does not serve them.
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingadmissionpolicies",
+        "MutatingAdmissionPolicy",
+        false,
+        false,
+        &[],
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingadmissionpolicybindings",
+        "MutatingAdmissionPolicyBinding",
+        false,
+        false,
+        &[],
+    ),
+    (
         "policy",
         "v1",
         "poddisruptionbudgets",
@@ -531,6 +569,14 @@ mod tests {
                 "mutatingwebhookconfigurations",
             ),
             ("policy", "poddisruptionbudgets"),
+            (
+                "admissionregistration.k8s.io",
+                "validatingadmissionpolicies",
+            ),
+            (
+                "admissionregistration.k8s.io",
+                "mutatingadmissionpolicybindings",
+            ),
             ("coordination.k8s.io", "leases"),
             ("cert-manager.io", "certificates"),
         ] {

@@ -12,6 +12,7 @@ use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::admission::{self, Attributes, Operation};
+use super::admission_policy;
 use super::authz::{authorize_impersonated, impersonation, review};
 use super::managed::Manager;
 use super::recording::RecordedRequest;
@@ -305,7 +306,10 @@ async fn serve(
             Method::DELETE => target.name.is_some(),
             _ => false,
         };
-    let configured = write && admission::configured(&lock(&shared.store));
+    let configured = write && {
+        let store = lock(&shared.store);
+        admission::configured(&store) || admission_policy::configured(&store)
+    };
     if configured && let Some(response) = admitted_write(shared, request, target.clone()).await? {
         return Ok(response);
     }
@@ -431,16 +435,22 @@ async fn admitted_write(
         old_object,
         dry_run,
     };
-    let (mutating, validating) = {
+    let (mutating, validating, policies) = {
         let store = lock(&shared.store);
         let routes = lock(&shared.routes);
         (
             admission::hooks(&store, &routes, &attrs, true),
             admission::hooks(&store, &routes, &attrs, false),
+            admission_policy::configured(&store),
         )
     };
-    if mutating.is_empty() && validating.is_empty() {
+    if mutating.is_empty() && validating.is_empty() && !policies {
         return Ok(None);
+    }
+    // The apiserver's order: mutating policies, mutating webhooks, validation, validating
+    // policies, validating webhooks.
+    if policies {
+        admission_policy::mutate(&lock(&shared.store), &mut attrs)?;
     }
     let mut warnings = admission::run(&mutating, &mut attrs, true).await?;
     // Creates always pass here: validating webhooks see the object as created (name,
@@ -455,6 +465,9 @@ async fn admitted_write(
         };
         attrs.name = admission::name_of(&revalidated);
         attrs.object = Some(revalidated);
+    }
+    if policies {
+        warnings.extend(admission_policy::validate(&lock(&shared.store), &attrs)?);
     }
     warnings.extend(admission::run(&validating, &mut attrs, false).await?);
     let (code, out) = {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use kubectl_mlplatform::aws::{Aws, RoleFacts};
-use mlplatform_testkit::moto::MOTO_ACCOUNT_ID;
-use mlplatform_testkit::{KubeDouble, Moto, unique_name};
+use mlplatform_testkit::moto::{MOTO_ACCOUNT_ID, aws_env};
+use mlplatform_testkit::{EksStandIn, KubeDouble, Moto, unique_name};
 use serde_json::{Value, json};
 
 pub const REGION: &str = "us-east-1";
@@ -24,6 +24,8 @@ pub static OIDC_LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new((
 pub struct Env {
     pub double: KubeDouble,
     pub moto: &'static Moto,
+    /// Where AWS calls go: moto, or the EKS stand-in in front of it.
+    pub aws_endpoint: String,
     pub cluster: String,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
@@ -69,6 +71,43 @@ impl Env {
         let moto = Moto::shared();
         let cluster = unique_name("c");
         moto.create_eks_cluster(&cluster, REGION).unwrap();
+        Self::for_cluster(moto, cluster).await
+    }
+
+    /// [`Env::new`] with a cluster whose DescribeCluster reports a cluster security group: a
+    /// new group made in moto's EC2 (default VPC). Returns the group's ID too.
+    pub async fn with_cluster_security_group() -> (Env, String) {
+        let moto = Moto::shared();
+        let aws = Aws::from_conf(REGION, Some(&moto.endpoint()))
+            .await
+            .unwrap();
+        let cluster = unique_name("c");
+        let group = aws
+            .ec2
+            .create_security_group()
+            .group_name(format!("eks-cluster-sg-{cluster}"))
+            .description("EKS created security group")
+            .send()
+            .await
+            .unwrap();
+        let group_id = group.group_id().unwrap().to_owned();
+        moto.create_eks_cluster_in_network(&cluster, REGION, &group_id, "vpc-test")
+            .unwrap();
+        (Self::for_cluster(moto, cluster).await, group_id)
+    }
+
+    /// [`Env::new`] with AWS calls going through the shared EKS stand-in (access entries,
+    /// authentication mode) in front of the shared moto; the cluster starts in CONFIG_MAP.
+    pub async fn with_eks_standin() -> Env {
+        let standin = EksStandIn::shared();
+        let cluster = unique_name("c");
+        standin.create_eks_cluster(&cluster).unwrap();
+        let mut env = Self::for_cluster(Moto::shared(), cluster).await;
+        env.aws_endpoint = standin.endpoint();
+        env
+    }
+
+    async fn for_cluster(moto: &'static Moto, cluster: String) -> Env {
         let double = KubeDouble::start().await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -78,6 +117,7 @@ impl Env {
         Env {
             double,
             moto,
+            aws_endpoint: moto.endpoint(),
             cluster,
             dir,
             kubeconfig,
@@ -90,19 +130,7 @@ impl Env {
         let moto: &'static Moto = Box::leak(Box::new(Moto::start()));
         let cluster = unique_name("c");
         moto.create_eks_cluster(&cluster, REGION).unwrap();
-        let double = KubeDouble::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        double
-            .write_kubeconfig(&kubeconfig, &Self::arn_of(&cluster))
-            .unwrap();
-        Env {
-            double,
-            moto,
-            cluster,
-            dir,
-            kubeconfig,
-        }
+        Self::for_cluster(moto, cluster).await
     }
 
     /// `oidc associate` for this env's cluster, under a read guard of [`OIDC_LOCK`]: keep the
@@ -133,7 +161,7 @@ impl Env {
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("AWS_PROFILE")
-            .envs(self.moto.env())
+            .envs(aws_env(&self.aws_endpoint))
             .kill_on_drop(true);
         if let Some(p) = path {
             cmd.env("PATH", p);
@@ -155,7 +183,7 @@ impl Env {
     }
 
     pub async fn aws(&self) -> Aws {
-        Aws::from_conf(REGION, Some(&self.moto.endpoint()))
+        Aws::from_conf(REGION, Some(&self.aws_endpoint))
             .await
             .unwrap()
     }

@@ -190,6 +190,13 @@ impl Store {
         self.resource_version
     }
 
+    /// Stops serving a built-in resource, as a server of an older Kubernetes version would
+    /// not serve it (discovery leaves it out, requests get 404). Stored objects of it stay.
+    pub fn withdraw(&mut self, group: &str, version: &str, plural: &str) {
+        self.built_in
+            .retain(|r| !(r.group == group && r.version == version && r.plural == plural));
+    }
+
     /// Built-in resources plus every resource a stored CRD serves.
     pub fn resource_table(&self) -> Vec<ResourceType> {
         let mut table = self.built_in.clone();

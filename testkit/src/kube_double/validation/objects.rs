@@ -365,6 +365,13 @@ pub fn validate_object(group: &str, kind: &str, object: &Value) -> Causes {
             "admissionregistration.k8s.io",
             "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration",
         ) => validate_webhooks(object, &mut causes),
+        (
+            "admissionregistration.k8s.io",
+            kind @ ("ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding"
+            | "MutatingAdmissionPolicy"
+            | "MutatingAdmissionPolicyBinding"),
+        ) => crate::kube_double::admission_policy::validate_definition(kind, object, &mut causes),
         ("storage.k8s.io", "StorageClass")
             if object
                 .get("provisioner")
