@@ -309,6 +309,22 @@ pub(crate) async fn get_object(
         .map_err(|e| kube_error("reading", key, e))
 }
 
+/// The live objects of `keys`, read in parallel; absent ones are left out. The first failure
+/// is returned with the object it was for.
+pub(crate) async fn get_objects(
+    client: &kube::Client,
+    keys: impl IntoIterator<Item = ObjectKey>,
+) -> Result<std::collections::BTreeMap<ObjectKey, Value>, (ObjectKey, KubeIoError)> {
+    let found = futures::future::try_join_all(keys.into_iter().map(|key| async move {
+        match get_object(client, &key).await {
+            Ok(live) => Ok(live.map(|l| (key, l))),
+            Err(e) => Err((key, e)),
+        }
+    }))
+    .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 pub(crate) async fn create_object(
     client: &kube::Client,
     key: &ObjectKey,

@@ -99,6 +99,17 @@ pub(crate) fn render_data<T: Serialize>(value: &T, format: OutputFormat) -> Resu
     }
 }
 
+/// Multi-document YAML of `objects` (`--dry-run=client -o yaml`: what `kubectl apply -f -`
+/// takes).
+pub(crate) fn render_documents(objects: &[Value]) -> Result<String, String> {
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(object).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
 /// A plain aligned table; the first row is the header.
 pub(crate) fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);

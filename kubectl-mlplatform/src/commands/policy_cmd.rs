@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::CommandError;
 use super::webhook_cmd::{CheckState, StatusCheck, render_status};
+use super::{client, print};
 use crate::cli::policy::PolicyCommand;
 use crate::common::{DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
@@ -32,17 +33,6 @@ impl Summary for PolicyOutputs {
 
 fn rendered_objects(plan: &PolicyPlan) -> Vec<Value> {
     plan.kube_steps().map(|s| s.desired.clone()).collect()
-}
-
-fn print(text: &str) -> Result<(), CommandError> {
-    use std::io::Write as _;
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| CommandError::Output(e.to_string()))
-}
-
-async fn client(global: &GlobalArgs) -> Result<kube::Client, CommandError> {
-    Ok(crate::kube_io::load_target(global)?.client().await?)
 }
 
 pub(crate) async fn run(
@@ -78,7 +68,8 @@ async fn carry_out(
     execute(plan, clients, global.dry_run, progress).await?;
     let text = match (global.dry_run, global.output) {
         (DryRun::Client, OutputFormat::Yaml) => {
-            policy_install::render_yaml(&rendered_objects(plan))?
+            crate::output::render_documents(&rendered_objects(plan))
+                .map_err(CommandError::Output)?
         }
         (DryRun::Client, OutputFormat::Json) => {
             render_data(&PolicyOutputs::rendered(plan), OutputFormat::Json)

@@ -18,7 +18,8 @@ use crate::common::GlobalArgs;
 use crate::eks_pod_identity::{read_addon, read_associations};
 use crate::facts::PodIdentityFacts;
 use crate::kube_io::{
-    ClusterHint, KubeTarget, get_object, list_objects, list_profile_namespaces, load_target,
+    ClusterHint, KubeTarget, get_object, get_objects, list_objects, list_profile_namespaces,
+    load_target,
 };
 use crate::objects::{Kind, ObjectKey};
 use crate::plan::{
@@ -243,12 +244,9 @@ async fn read_objects(
     kube: &kube::Client,
     keys: &[ObjectKey],
 ) -> Result<BTreeMap<ObjectKey, Value>, CommandError> {
-    let found = try_join_all(
-        keys.iter()
-            .map(|k| async move { get_object(kube, k).await.map(|o| o.map(|v| (k.clone(), v))) }),
-    )
-    .await?;
-    Ok(found.into_iter().flatten().collect())
+    get_objects(kube, keys.iter().cloned())
+        .await
+        .map_err(|(_, e)| CommandError::from(e))
 }
 
 /// What the reads are for: connect also fetches the issuer's thumbprint when the OIDC provider

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::CommandError;
+use super::{client, print};
 use crate::cli::webhook::{WebhookCommand, WebhookInstallArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
@@ -84,26 +85,13 @@ pub(crate) fn render_client_dry_run(
     format: OutputFormat,
 ) -> Result<String, String> {
     match format {
-        OutputFormat::Yaml => {
-            webhook_install::render_yaml(&rendered_objects(plan)).map_err(|e| e.to_string())
-        }
+        OutputFormat::Yaml => crate::output::render_documents(&rendered_objects(plan)),
         OutputFormat::Json => render_data(&InstallOutputs::rendered(plan), format),
         OutputFormat::Table => {
             let report = Report::from_plan(plan, DryRun::Client, format);
             Ok(InstallOutputs::table(&report, "webhook install"))
         }
     }
-}
-
-fn print(text: &str) -> Result<(), CommandError> {
-    use std::io::Write as _;
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| CommandError::Output(e.to_string()))
-}
-
-async fn client(global: &GlobalArgs) -> Result<kube::Client, CommandError> {
-    Ok(crate::kube_io::load_target(global)?.client().await?)
 }
 
 pub(crate) async fn run(

@@ -7,7 +7,7 @@ use futures::future::try_join_all;
 use serde_json::Value;
 
 use super::model::{PolicyError, ServedApis, kinds_served};
-use crate::kube_io::{get_object, list_objects};
+use crate::kube_io::{get_objects, list_objects};
 use crate::objects::ObjectKey;
 
 const GROUP_VERSION: &str = "admissionregistration.k8s.io/v1";
@@ -38,17 +38,12 @@ pub(crate) async fn observe_objects(
     client: &kube::Client,
     keys: impl IntoIterator<Item = ObjectKey>,
 ) -> Result<BTreeMap<ObjectKey, Value>, PolicyError> {
-    let found = try_join_all(keys.into_iter().map(|key| async move {
-        let live = get_object(client, &key)
-            .await
-            .map_err(|e| PolicyError::Read {
-                what: key.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok::<_, PolicyError>(live.map(|l| (key, l)))
-    }))
-    .await?;
-    Ok(found.into_iter().flatten().collect())
+    get_objects(client, keys)
+        .await
+        .map_err(|(key, e)| PolicyError::Read {
+            what: key.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// Every live object of the admission policy kinds `served` serves.

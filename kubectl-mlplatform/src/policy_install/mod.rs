@@ -133,17 +133,5 @@ pub(crate) fn plan_uninstall(served: ServedApis, live: &[Value]) -> PolicyPlan {
     plan
 }
 
-/// Multi-document YAML of every object (`--dry-run=client -o yaml`).
-pub(crate) fn render_yaml(objects: &[Value]) -> Result<String, PolicyError> {
-    let mut out = String::new();
-    for object in objects {
-        out.push_str("---\n");
-        out.push_str(
-            &serde_yaml_ng::to_string(object).map_err(|e| PolicyError::Render(e.to_string()))?,
-        );
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests;

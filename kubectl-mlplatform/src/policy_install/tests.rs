@@ -143,7 +143,7 @@ fn uninstall_deletes_only_what_is_labelled_ours_bindings_first() {
 
 #[test]
 fn client_dry_run_yaml_is_one_document_per_object() {
-    let yaml = render_yaml(&manifests(ServedApis::all()).unwrap()).unwrap();
+    let yaml = crate::output::render_documents(&manifests(ServedApis::all()).unwrap()).unwrap();
     assert_eq!(yaml.matches("---\n").count(), 8);
     assert!(yaml.contains("kind: MutatingAdmissionPolicyBinding"));
 }

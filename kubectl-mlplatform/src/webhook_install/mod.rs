@@ -21,13 +21,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures::future::try_join_all;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::common::Change;
-use crate::kube_io::get_object;
+use crate::kube_io::get_objects;
 use crate::objects::{Kind, ObjectKey};
 use crate::steps::{KubeAction, KubeStep, Plan, Step, WaitStep};
 
@@ -330,18 +329,6 @@ fn secret(name: &str, type_: &str, contents: tls::SecretContents) -> Value {
     })
 }
 
-/// Multi-document YAML of every object (`--dry-run=client -o yaml`).
-pub(crate) fn render_yaml(objects: &[Value]) -> Result<String, InstallError> {
-    let mut out = String::new();
-    for object in objects {
-        out.push_str("---\n");
-        out.push_str(
-            &serde_yaml_ng::to_string(object).map_err(|e| InstallError::Render(e.to_string()))?,
-        );
-    }
-    Ok(out)
-}
-
 /// Reads the two TLS Secrets (absent is fine) and whether cert-manager is served.
 pub async fn observe_secrets(
     client: &kube::Client,
@@ -377,17 +364,13 @@ pub async fn observe_objects(
     keys: impl IntoIterator<Item = ObjectKey>,
     observed: &mut Observed,
 ) -> Result<(), InstallError> {
-    let found = try_join_all(keys.into_iter().map(|key| async move {
-        let live = get_object(client, &key)
-            .await
-            .map_err(|e| InstallError::Read {
-                what: key.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok::<_, InstallError>(live.map(|l| (key, l)))
-    }))
-    .await?;
-    observed.live.extend(found.into_iter().flatten());
+    let found = get_objects(client, keys)
+        .await
+        .map_err(|(key, e)| InstallError::Read {
+            what: key.to_string(),
+            message: e.to_string(),
+        })?;
+    observed.live.extend(found);
     Ok(())
 }
 

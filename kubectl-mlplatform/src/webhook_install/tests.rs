@@ -171,7 +171,7 @@ fn replanning_with_valid_certificates_changes_nothing() {
 #[test]
 fn rendered_yaml_is_every_object() {
     let plan = manifests(&InstallOptions::default(), &Observed::default(), NOW).unwrap();
-    let yaml = render_yaml(&plan.objects).unwrap();
+    let yaml = crate::output::render_documents(&plan.objects).unwrap();
     let parsed: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
