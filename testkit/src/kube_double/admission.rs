@@ -24,6 +24,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 
+use super::json::str_list;
 use super::resources::ResourceType;
 use super::selectors::label_selector_object_matches;
 use super::status::ApiError;
@@ -88,18 +89,6 @@ pub struct Hook {
     failure_policy_ignore: bool,
     side_effects: String,
     timeout: Duration,
-}
-
-fn str_list(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn has(list: &[String], wanted: &str) -> bool {

@@ -86,6 +86,7 @@ mod admission_policy;
 mod apply;
 mod authz;
 mod defaults;
+mod json;
 mod kinds;
 mod managed;
 mod pod_admission;

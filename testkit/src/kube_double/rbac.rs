@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::json::str_list;
 use super::selectors::label_selector_object_matches as label_selector_matches;
 
 /// Who is asking (a SubjectAccessReview's `spec.user` and `spec.groups`).
@@ -94,18 +95,6 @@ pub struct RbacObjects {
 pub struct Decision {
     pub allowed: bool,
     pub reason: String,
-}
-
-fn str_list(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn name_of(v: &Value) -> &str {

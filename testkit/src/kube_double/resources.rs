@@ -80,16 +80,7 @@ impl ResourceType {
                 .unwrap_or_else(|| kind.to_lowercase()),
             kind,
             namespaced: spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
-            short_names: names
-                .get("shortNames")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            short_names: super::json::str_list(names, "shortNames"),
             has_status,
             review_only: false,
             custom: true,

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::json::str_list;
 use super::status::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,18 +235,6 @@ impl FieldSelector {
             (actual == *value) != *negated
         })
     }
-}
-
-fn str_list(v: &Value, field: &str) -> Vec<String> {
-    v.get(field)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A metav1.LabelSelector object (`matchLabels`, `matchExpressions`) against a labels map;
