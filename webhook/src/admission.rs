@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Endpoint;
 use crate::objects::Text;
-use crate::patch::{JsonPatch, push_str};
+use crate::patch::{JsonPatch, push_str, quoted_len};
 // The request types live in `review` (read by both readers and the decisions); re-exported
 // here, where the wire format's users have always found them.
 pub use crate::review::{
@@ -153,25 +153,34 @@ impl AdmissionResponse {
 /// Serializes the response as a full AdmissionReview, written directly; the patch becomes a
 /// base64 string encoded straight into the output.
 pub fn encode_review(response: &AdmissionResponse) -> Vec<u8> {
-    let patch = (!response.patch.is_empty()).then(|| response.patch.as_json());
-    let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
-    let mut out = Vec::with_capacity(160 + response.uid.len() + patch_len);
-    out.extend_from_slice(
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#,
-    );
-    push_str(&mut out, &response.uid);
-    out.extend_from_slice(if response.allowed {
+    const HEAD: &[u8] =
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#;
+    const PATCH: &[u8] = br#","patchType":"JSONPatch","patch":""#;
+    let allowed: &[u8] = if response.allowed {
         br#","allowed":true"#
     } else {
         br#","allowed":false"#
-    });
+    };
+    let patch = (!response.patch.is_empty()).then(|| response.patch.as_json());
+    let patch_len = patch.map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+    // Exact unless there is a status, warnings or annotations: a buffer that is exactly full
+    // becomes the response body without another allocation (`Bytes::from(Vec)`).
+    let len = HEAD.len()
+        + quoted_len(&response.uid)
+        + allowed.len()
+        + patch.map_or(0, |_| PATCH.len() + patch_len + 1)
+        + 2;
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(HEAD);
+    push_str(&mut out, &response.uid);
+    out.extend_from_slice(allowed);
     // Serializing plain structs of strings into a Vec cannot fail.
     if let Some(status) = &response.status {
         out.extend_from_slice(br#","status":"#);
         let _ = serde_json::to_writer(&mut out, status);
     }
     if let Some(patch) = patch {
-        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        out.extend_from_slice(PATCH);
         let start = out.len();
         out.resize(start + patch_len, 0);
         let written = base64::engine::general_purpose::STANDARD
@@ -301,6 +310,9 @@ mod tests {
             .unwrap();
         let patch: Value = serde_json::from_slice(&patch).unwrap();
         assert_eq!(patch, json!([{"op": "add", "path": "/a", "value": "b"}]));
+        // Sized exactly, so the body needs no second allocation.
+        let encoded = encode_review(&response);
+        assert_eq!(encoded.len(), encoded.capacity());
         let plain: Value =
             serde_json::from_slice(&encode_review(&AdmissionResponse::allow("u2"))).unwrap();
         assert_eq!(

@@ -222,8 +222,18 @@ fn skipped(skip: Option<&str>, name: &str) -> bool {
     })
 }
 
+/// Patch bytes per container (env and mount, about 800) and for the pod (volume, fsGroup):
+/// enough that the patch never grows while it is written.
+const PATCH_BYTES_PER_CONTAINER: usize = 1024;
+const PATCH_BYTES_PER_POD: usize = 512;
+
 fn pod_patch(pod: &Pod<'_>, injection: &Injection<'_>) -> JsonPatch {
-    let mut patch = JsonPatch::new();
+    let containers = [&pod.spec.containers, &pod.spec.init_containers]
+        .iter()
+        .map(|c| c.as_ref().map_or(0, Vec::len))
+        .sum::<usize>();
+    let mut patch =
+        JsonPatch::with_capacity(PATCH_BYTES_PER_POD + PATCH_BYTES_PER_CONTAINER * containers);
     let volumes = pod.spec.volumes;
     if !volumes.is_some_and(|v| v.0.0) {
         append_to_array(

@@ -17,6 +17,14 @@ impl JsonPatch {
         Self::default()
     }
 
+    /// An empty patch whose text will fit in `bytes` without growing.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            json: Vec::with_capacity(bytes),
+            operations: 0,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.operations == 0
     }
@@ -49,6 +57,7 @@ impl JsonPatch {
         write_value: impl FnOnce(&mut Vec<u8>),
     ) {
         if self.json.is_empty() {
+            // No-op after `with_capacity`.
             self.json.reserve(1024);
             self.json.push(b'[');
         } else {
@@ -105,10 +114,27 @@ pub fn push_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// The length of what [`push_str`] writes for `s`.
+pub fn quoted_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !any_needs_escape(bytes) {
+        return bytes.len() + 2;
+    }
+    let escaped: usize = bytes
+        .iter()
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum();
+    escaped + 2
+}
+
 /// Writes `s` escaped for the inside of a JSON string.
 fn push_escaped(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    if !bytes.iter().any(|&b| needs_escape(b)) {
+    if !any_needs_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -134,6 +160,24 @@ fn push_escaped(out: &mut Vec<u8>, s: &str) {
 
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
+}
+
+/// Whether any byte of `bytes` needs escaping, eight at a time (the values written are
+/// ARNs and paths of tens of bytes, written once per container).
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let mut chunks = bytes.chunks_exact(8);
+    let found = chunks.by_ref().any(|chunk| {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
+        let control = x.wrapping_sub(ONES * 0x20) & !x;
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        let quote = quote.wrapping_sub(ONES) & !quote;
+        let backslash = backslash.wrapping_sub(ONES) & !backslash;
+        (control | quote | backslash) & HIGH != 0
+    });
+    found || chunks.remainder().iter().any(|&b| needs_escape(b))
 }
 
 /// Writes a non-negative integer.
@@ -199,12 +243,27 @@ mod tests {
             let mut out = Vec::new();
             push_str(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+            assert_eq!(quoted_len(s), out.len(), "{s:?}");
         }
         for n in [0i64, 7, 600, 86_400, -3, i64::MIN, i64::MAX] {
             let mut out = Vec::new();
             push_i64(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+    }
+
+    #[test]
+    fn finds_a_byte_to_escape_anywhere() {
+        let plain = "arn:aws:iam::111122223333:role/x-".repeat(3);
+        assert!(!any_needs_escape(plain.as_bytes()));
+        for at in 0..plain.len() {
+            for special in [b'"', b'\\', b'\n', 0x1f, 0x00] {
+                let mut bytes = plain.clone().into_bytes();
+                bytes[at] = special;
+                assert!(any_needs_escape(&bytes), "{at} {special}");
+            }
+        }
+        assert!(!any_needs_escape("ünï ☃ \u{7f}".as_bytes()));
     }
 
     #[test]

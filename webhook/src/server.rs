@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -132,12 +133,12 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(app): State<Arc<App>>, request: Request) -> Response {
-    review(&app, Endpoint::Mutate, request).await
+fn mutate(State(app): State<Arc<App>>, request: Request) -> impl Future<Output = Response> {
+    review(app, Endpoint::Mutate, request)
 }
 
-async fn validate(State(app): State<Arc<App>>, request: Request) -> Response {
-    review(&app, Endpoint::Validate, request).await
+fn validate(State(app): State<Arc<App>>, request: Request) -> impl Future<Output = Response> {
+    review(app, Endpoint::Validate, request)
 }
 
 fn plain_error(status: StatusCode, message: String) -> Response {
@@ -149,17 +150,32 @@ fn plain_error(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-async fn review(app: &App, endpoint: Endpoint, request: Request) -> Response {
+/// Not an `async fn`: the request's head is read before the future is made, so the future
+/// (which axum allocates and moves for every request) holds the body, not the whole request.
+fn review(app: Arc<App>, endpoint: Endpoint, request: Request) -> impl Future<Output = Response> {
     let started = Instant::now();
-    let (outcome, response) = review_inner(app, endpoint, request).await;
-    app.metrics
-        .endpoint(endpoint)
-        .record(outcome, started.elapsed());
-    response
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body = request.into_body();
+    async move {
+        let (outcome, response) = review_inner(&app, endpoint, declared, body).await;
+        app.metrics
+            .endpoint(endpoint)
+            .record(outcome, started.elapsed());
+        response
+    }
 }
 
-/// Reads the body with a size limit and a deadline.
-async fn read_body(app: &App, request: Request) -> Result<bytes::Bytes, (Outcome, Response)> {
+/// Reads the body with a size limit (checked against `declared`, the Content-Length, first)
+/// and a deadline.
+async fn read_body(
+    app: &App,
+    declared: Option<u64>,
+    body: Body,
+) -> Result<bytes::Bytes, (Outcome, Response)> {
     let limit = app.max_body_bytes;
     let too_large = || {
         (
@@ -170,17 +186,20 @@ async fn read_body(app: &App, request: Request) -> Result<bytes::Bytes, (Outcome
             ),
         )
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    let body = Limited::new(request.into_body(), limit);
+    let mut collect = std::pin::pin!(Limited::new(body, limit).collect());
+    // The body usually came in with the head: then no timer is set up for it.
+    let collected = match futures::poll!(collect.as_mut()) {
+        std::task::Poll::Ready(collected) => Ok(collected),
+        // Boxed for the same reason as the cache fetch: the timer's state is large.
+        std::task::Poll::Pending => {
+            Box::pin(tokio::time::timeout(app.client_timeout, collect)).await
+        }
+    };
     let deadline = app.client_timeout;
-    match tokio::time::timeout(deadline, body.collect()).await {
+    match collected {
         Err(_) => Err((
             Outcome::timeout,
             plain_error(
@@ -200,8 +219,13 @@ async fn read_body(app: &App, request: Request) -> Result<bytes::Bytes, (Outcome
     }
 }
 
-async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outcome, Response) {
-    let body = match read_body(app, request).await {
+async fn review_inner(
+    app: &App,
+    endpoint: Endpoint,
+    declared: Option<u64>,
+    body: Body,
+) -> (Outcome, Response) {
+    let body = match read_body(app, declared, body).await {
         Ok(body) => body,
         Err(failed) => return failed,
     };
@@ -219,7 +243,9 @@ async fn review_inner(app: &App, endpoint: Endpoint, request: Request) -> (Outco
     let decided = match crate::decide(endpoint, &req, cache, &app.injection) {
         Ok(decided) => decided,
         Err(missing) => {
-            match app.cache.fetch(&missing).await {
+            // Boxed: a miss is rare, and the GET's state would otherwise make every
+            // request's future (which axum allocates and moves) a few KB larger.
+            match Box::pin(app.cache.fetch(&missing)).await {
                 Ok(()) => {}
                 // Chosen by the operator: not worth a line per request.
                 Err(err @ FetchError::LookupDisabled { .. }) => {
@@ -442,7 +468,10 @@ async fn serve_connection(
     let mut draining = false;
     loop {
         let wake = hard_deadline.unwrap_or_else(|| activity.deadline(timeouts));
+        // Biased: the connection first (it is what woke the task almost every time), and
+        // no random branch order to draw per poll.
         tokio::select! {
+            biased;
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     debug!(%peer, error = %err, "connection ended with an error");
@@ -568,6 +597,23 @@ pub async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The runtime the webhook (and the benchmark's null server) serves on. With one core to
+/// use (a CPU limit of 1, or pinned), tokio's current-thread scheduler: the same work without
+/// the multi-thread scheduler's cross-thread queues and atomics; otherwise one worker per core.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // Counts the cgroup CPU quota and the affinity mask, so a pod limited to one CPU gets one.
+    runtime_for(std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))
+}
+
+fn runtime_for(cores: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
 /// Runs the webhook until `shutdown` resolves. Everything that can be wrong with the flags
 /// (certificate files, kubeconfig, addresses) is checked before serving.
 pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
@@ -637,6 +683,29 @@ pub async fn run(args: Args, shutdown: impl Future<Output = ()>) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_core_gets_the_current_thread_scheduler_and_it_runs_everything() {
+        use tokio::runtime::RuntimeFlavor;
+        let runtime = runtime_for(1).unwrap();
+        assert_eq!(
+            runtime.handle().runtime_flavor(),
+            RuntimeFlavor::CurrentThread
+        );
+        // Spawned tasks, timers and blocking work (the certificate poller) all run on it.
+        let answer = runtime.block_on(async {
+            tokio::spawn(async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::task::spawn_blocking(|| 7).await
+            })
+            .await
+        });
+        assert_eq!(answer.unwrap().unwrap(), 7);
+        assert_eq!(
+            runtime_for(2).unwrap().handle().runtime_flavor(),
+            RuntimeFlavor::MultiThread
+        );
+    }
 
     #[test]
     fn idle_deadlines_follow_the_latest_request_and_never_overflow() {

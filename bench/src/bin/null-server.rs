@@ -19,17 +19,19 @@ struct Args {
     tls_key_file: PathBuf,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     rustls::crypto::ring::default_provider()
         .install_default()
         .map_err(|_| anyhow::anyhow!("a rustls crypto provider was already installed"))?;
     let tls = mlplatform_bench::null::webhook_tls(&args.tls_cert_file, &args.tls_key_file)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    println!("listening on https://{}", listener.local_addr()?);
-    mlplatform_bench::null::serve(listener, tls).await;
-    Ok(())
+    // The webhook's own runtime settings: the floor must run on the same scheduler.
+    mlplatform_webhook::server::runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding {}", args.listen))?;
+        println!("listening on https://{}", listener.local_addr()?);
+        mlplatform_bench::null::serve(listener, tls).await;
+        Ok(())
+    })
 }
