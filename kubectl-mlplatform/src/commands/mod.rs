@@ -6,6 +6,7 @@ pub mod completion;
 mod connect;
 mod doctor;
 mod error;
+mod io;
 mod irsa_cmd;
 mod irsa_migrate;
 mod migrate_cmd;
@@ -22,7 +23,6 @@ use std::process::ExitCode;
 pub(crate) use error::CommandError;
 
 use crate::cli::{Cli, Command};
-use crate::common::GlobalArgs;
 
 /// Runs a parsed command line. Synchronous commands do not start a runtime.
 pub fn run(cli: Cli) -> Result<ExitCode, CommandError> {
@@ -65,17 +65,4 @@ async fn run_async(cli: Cli) -> Result<ExitCode, CommandError> {
         Command::Policy(cmd) => policy_cmd::run(global, cmd).await,
         Command::Profiles(_) | Command::Version | Command::Completion(_) => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// Writes a report to stdout.
-fn print(text: &str) -> Result<(), CommandError> {
-    use std::io::Write as _;
-    std::io::stdout()
-        .write_all(text.as_bytes())
-        .map_err(|e| CommandError::Output(e.to_string()))
-}
-
-/// The Kubernetes client of the kubeconfig context the global flags name.
-async fn client(global: &GlobalArgs) -> Result<kube::Client, CommandError> {
-    Ok(crate::kube_io::load_target(global)?.client().await?)
 }

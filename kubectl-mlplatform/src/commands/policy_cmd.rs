@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::CommandError;
 use super::webhook_cmd::{CheckState, StatusCheck, render_status};
-use super::{client, print};
+use super::io::{client, print};
 use crate::cli::policy::PolicyCommand;
 use crate::common::{DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};

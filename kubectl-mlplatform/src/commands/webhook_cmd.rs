@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::error::CommandError;
-use super::{client, print};
+use super::io::{client, print};
 use crate::cli::webhook::{WebhookCommand, WebhookInstallArgs};
 use crate::common::{Change, DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
