@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use super::error::CommandError;
-use super::webhook_cmd::{CheckState, StatusCheck, render_status};
 use super::io::{client, print};
+use super::webhook_cmd::{CheckState, StatusCheck, render_status};
 use crate::cli::policy::PolicyCommand;
 use crate::common::{DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
