@@ -259,7 +259,7 @@ async fn a_bad_cidr_is_refused_before_anything_is_written_and_without_it_the_ste
     run.assert_ok();
     assert!(
         run.stdout.contains(&format!(
-            "MANUAL STEP (security-group-ports): open HTTP (80) and HTTPS (443) from the Hopsworks network on the EKS cluster security group (no EC2 API in this tool; run this once)\n  aws ec2 authorize-security-group-ingress --region us-east-1 --group-id {group} --ip-permissions 'IpProtocol=tcp,FromPort=80,ToPort=80,IpRanges=[{{CidrIp=<HOPSWORKS_VPC_CIDR>,Description=Hopsworks HTTP}}]'"
+            "MANUAL STEP (security-group-ports): open HTTP (80) and HTTPS (443) from the Hopsworks network on the EKS cluster security group (run this once, or pass --param hopsworksVpcCidr=CIDR and connect adds them)\n  aws ec2 authorize-security-group-ingress --region us-east-1 --group-id {group} --ip-permissions 'IpProtocol=tcp,FromPort=80,ToPort=80,IpRanges=[{{CidrIp=<HOPSWORKS_VPC_CIDR>,Description=Hopsworks HTTP}}]'"
         )),
         "{}",
         run.stdout
