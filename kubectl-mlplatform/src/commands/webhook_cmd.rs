@@ -342,7 +342,15 @@ pub(crate) fn status_checks(
         ),
     });
     let name = "API server reaches the webhook";
+    let registered = status.mutating_configured || status.validating_configured;
     checks.push(match &status.reachability {
+        // Without a webhook configuration a dry-run pod goes through admission without calling
+        // anything: that says nothing about the webhook.
+        _ if !registered => check(
+            name,
+            CheckState::Skip,
+            "no webhook configuration is registered, so the API server calls nothing".to_owned(),
+        ),
         Reachability::Reached { namespace } => check(
             name,
             CheckState::Pass,
@@ -608,6 +616,24 @@ mod tests {
             serde_json::from_str(&render_status(&checks, OutputFormat::Json).unwrap()).unwrap();
         assert_eq!(json["healthy"], true);
         assert_eq!(json["checks"][4]["state"], "skip");
+    }
+
+    #[test]
+    fn a_pod_admitted_without_any_webhook_configuration_does_not_count_as_reached() {
+        let mut status = healthy_status();
+        status.mutating_configured = false;
+        status.validating_configured = false;
+        let cert = CertificateState::NotAfter(NOW + 100 * 86_400);
+        let checks = status_checks(&status, &cert, NOW);
+        let reach = checks
+            .iter()
+            .find(|c| c.name == "API server reaches the webhook")
+            .unwrap();
+        assert_eq!(reach.state, CheckState::Skip, "{reach:?}");
+        assert!(
+            reach.detail.contains("no webhook configuration"),
+            "{reach:?}"
+        );
     }
 
     #[test]
