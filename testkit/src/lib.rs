@@ -3,6 +3,7 @@
 //! AWS calls through the real AWS SDK ([`moto`]), with a stand-in in front of it for the
 //! EKS operations moto lacks ([`eks_standin`]).
 
+pub mod cel_runtime;
 pub mod eks_standin;
 pub mod kube_double;
 pub mod moto;

@@ -4,80 +4,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use cel::common::types::{CelStruct, Type};
-use cel::common::value::{CowVal, Val};
 use cel::objects::{Key, Map};
-use cel::{Context, Env, ExecutionError, Program, StructType, Value as Cel};
+use cel::{Context, Env, Program, Value as Cel};
+use mlplatform_testkit::cel_runtime::{env_with_types, from_cel, to_cel};
 use serde_json::{Value, json};
 
 use crate::matching::matches;
 use crate::namespaces::Namespace;
 
-/// `Object`, `Object.metadata`, ...: the apply-configuration types, taking any field.
-struct ApplyConfigurationType(Type);
-
-impl StructType for ApplyConfigurationType {
-    fn get_type(&self) -> &Type {
-        &self.0
-    }
-
-    fn new_value<'b, 'v>(
-        &self,
-        fields: BTreeMap<String, CowVal<'b, 'v>>,
-    ) -> Result<Box<dyn Val + 'v>, ExecutionError> {
-        let mut value = CelStruct::new(self.0.name().to_owned());
-        for (name, field) in fields {
-            value.add_field_value(name, field);
-        }
-        Ok(Box::new(value))
-    }
-}
-
-/// Kubernetes' CEL environment as far as these policies need it: the standard library and
-/// macros, the strings extension (`trim`, `split`, `join`), and the apply-configuration types.
+/// Kubernetes' CEL environment as far as these policies need it (testkit's, which the API
+/// double evaluates policies with): the standard library and macros, the strings extension,
+/// and the apply-configuration types `Object` and `Object.metadata`.
 pub(crate) fn cel_env() -> Arc<Env> {
-    let mut env = Env::stdlib();
-    env.add_extension(cel::extensions::strings).unwrap();
-    for name in ["Object", "Object.metadata"] {
-        env.add_type(ApplyConfigurationType(Type::new_struct(name.to_owned())))
-            .unwrap();
-    }
-    Arc::new(env)
-}
-
-fn to_cel(value: &Value) -> Cel {
-    cel::to_value(value).expect("JSON converts to CEL")
-}
-
-fn from_cel(value: &Cel) -> Result<Value, String> {
-    Ok(match value {
-        Cel::Null => Value::Null,
-        Cel::Bool(b) => json!(b),
-        Cel::Int(i) => json!(i),
-        Cel::UInt(u) => json!(u),
-        Cel::Float(f) => json!(f),
-        Cel::String(s) => json!(s.as_str()),
-        Cel::List(items) => Value::Array(items.iter().map(from_cel).collect::<Result<_, _>>()?),
-        Cel::Map(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map.map.iter() {
-                let Key::String(k) = k else {
-                    return Err(format!("map key {k:?} is not a string"));
-                };
-                out.insert(k.to_string(), from_cel(v)?);
-            }
-            Value::Object(out)
-        }
-        Cel::Struct(s) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in s.field_values() {
-                let v = Cel::try_from(v.as_ref()).map_err(|e| e.to_string())?;
-                out.insert(k, from_cel(&v)?);
-            }
-            Value::Object(out)
-        }
-        other => return Err(format!("{other:?} has no JSON form")),
-    })
+    env_with_types(["Object".to_owned(), "Object.metadata".to_owned()])
+        .expect("the CEL environment builds")
 }
 
 /// What one request binds, converted once.
