@@ -185,6 +185,17 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The key of an object body (known apiVersion/kind, `metadata.name`).
+    pub(crate) fn of(object: &Value) -> Option<Self> {
+        Some(Self {
+            kind: Kind::of(object)?,
+            namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
+            name: object["metadata"]["name"].as_str()?.to_owned(),
+        })
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.namespace {

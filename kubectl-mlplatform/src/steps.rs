@@ -153,6 +153,24 @@ pub struct KubeStep {
     pub action: KubeAction,
 }
 
+impl KubeStep {
+    /// A server-side apply of a whole object of ours: created when absent, nothing when the
+    /// live object already says everything `object` says (`live_matches`), else updated.
+    pub(crate) fn apply(key: ObjectKey, object: &Value, live_matches: Option<bool>) -> Self {
+        let (change, action) = match live_matches {
+            None => (Change::Created, KubeAction::Apply(object.clone())),
+            Some(true) => (Change::Unchanged, KubeAction::None),
+            Some(false) => (Change::Updated, KubeAction::Apply(object.clone())),
+        };
+        Self {
+            key,
+            desired: object.clone(),
+            change,
+            action,
+        }
+    }
+}
+
 /// Waits until a Deployment has its replicas ready (webhook install registers the webhook
 /// configurations only after, so a broken rollout never blocks the cluster).
 #[derive(Debug, Clone, PartialEq)]

@@ -46,19 +46,14 @@ pub(crate) fn plan_install(
     let mut steps = Vec::with_capacity(objects.len());
     for object in objects {
         let key = key_of(object)?;
-        let (change, action) = match live.get(&key) {
-            None => (Change::Created, KubeAction::Apply(object.clone())),
-            Some(l) if !is_ours(l) => return Err(PolicyError::NotOurs(key.to_string())),
-            // Already as wanted (the server only added defaults and metadata): no write.
-            Some(l) if covers(l, object) => (Change::Unchanged, KubeAction::None),
-            Some(_) => (Change::Updated, KubeAction::Apply(object.clone())),
-        };
-        steps.push(Step::Kube(KubeStep {
-            key,
-            desired: object.clone(),
-            change,
-            action,
-        }));
+        if let Some(l) = live.get(&key)
+            && !is_ours(l)
+        {
+            return Err(PolicyError::NotOurs(key.to_string()));
+        }
+        // Already as wanted (the server only added defaults and metadata): no write.
+        let matches = live.get(&key).map(|l| covers(l, object));
+        steps.push(Step::Kube(KubeStep::apply(key, object, matches)));
     }
     let mut plan = Plan::in_order(PolicyOutputs::installed(served), steps);
     if !served.mutating {

@@ -98,15 +98,9 @@ pub(crate) fn manifests(served: ServedApis) -> Result<Vec<Value>, PolicyError> {
 }
 
 pub(crate) fn key_of(object: &Value) -> Result<ObjectKey, PolicyError> {
-    let kind = Kind::of(object).ok_or(PolicyError::Malformed("a known apiVersion/kind"))?;
-    Ok(ObjectKey {
-        kind,
-        namespace: None,
-        name: object["metadata"]["name"]
-            .as_str()
-            .ok_or(PolicyError::Malformed("metadata.name"))?
-            .to_owned(),
-    })
+    ObjectKey::of(object).ok_or(PolicyError::Malformed(
+        "a known apiVersion/kind and metadata.name",
+    ))
 }
 
 /// True when `live` carries the labels every rendered object carries: only such objects are

@@ -161,15 +161,9 @@ pub fn manifests(
 pub type InstallPlan = Plan<InstallOutputs>;
 
 pub fn key_of(object: &Value) -> Result<ObjectKey, InstallError> {
-    let kind = Kind::of(object).ok_or(InstallError::MissingObject("a known apiVersion/kind"))?;
-    Ok(ObjectKey {
-        kind,
-        namespace: object["metadata"]["namespace"].as_str().map(str::to_owned),
-        name: object["metadata"]["name"]
-            .as_str()
-            .ok_or(InstallError::MissingObject("metadata.name on an object"))?
-            .to_owned(),
-    })
+    ObjectKey::of(object).ok_or(InstallError::MissingObject(
+        "a known apiVersion/kind and metadata.name",
+    ))
 }
 
 /// Pure: the steps that make the cluster hold `manifests`, given the live objects.
@@ -198,17 +192,8 @@ pub fn plan_install(
             }));
         }
         // Already as wanted (the server only added defaults and metadata): no write at all.
-        let (change, action) = match observed.live.get(&key) {
-            None => (Change::Created, KubeAction::Apply(object.clone())),
-            Some(live) if contains(live, object) => (Change::Unchanged, KubeAction::None),
-            Some(_) => (Change::Updated, KubeAction::Apply(object.clone())),
-        };
-        steps.push(Step::Kube(KubeStep {
-            key,
-            desired: object.clone(),
-            change,
-            action,
-        }));
+        let matches = observed.live.get(&key).map(|live| contains(live, object));
+        steps.push(Step::Kube(KubeStep::apply(key, object, matches)));
     }
     let outputs = InstallOutputs::new(certificate_report(manifests), &steps, false);
     Ok(Plan::in_order(outputs, steps))
