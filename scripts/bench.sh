@@ -21,7 +21,8 @@ case "$only" in
 esac
 if [ "$only" != plugin ]; then
     echo "== webhook: pod-CREATE AdmissionReviews over keep-alive HTTPS, server on one core, against"
-    echo "   null-server (the webhook's own axum+rustls stack echoing the uid, no parse: the floor)"
+    echo "   null-server (the webhook's own axum+rustls stack echoing the uid, no parse: the floor),"
+    echo "   null-same-answer (the same, sending the webhook's own answer with the uid spliced in)"
     echo "   and noop-ceiling (axum+rustls parsing into serde_json::Value)"
     "$BIN/webhook-bench" --bin-dir "$BIN" "$@"
 fi

@@ -109,6 +109,11 @@ pub struct Report {
     pub webhook: ServerReport,
     /// The same stack without parsing: the floor the webhook is measured against.
     pub null: ServerReport,
+    /// The null server sending the webhook's own answer: the floor for the answer's size.
+    pub null_answer: ServerReport,
+    /// Answer sizes of the null server and of the webhook (sent by `null_answer` too).
+    pub null_bytes: usize,
+    pub null_answer_bytes: usize,
     /// The no-op that parses into `serde_json::Value`.
     pub ceiling: ServerReport,
     pub options: Options,
@@ -159,49 +164,36 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
             Arc::new(move |b| review::check_irsa_mutation(b, UID, &pod, review::ROLE_ARN));
         Subject::prepare(server, target, verify).await?
     };
-    let null = {
-        let listen = child::free_loopback_addr()?;
-        let args = vec![
-            format!("--listen={listen}"),
-            format!("--tls-cert-file={}", certs.cert.display()),
-            format!("--tls-key-file={}", certs.key.display()),
-        ];
-        let mut server = ServerProcess::start(
-            "null-server",
+    let launch = Launch {
+        options: &options,
+        dir: dir.path(),
+        certs: &certs,
+        client_tls: &client_tls,
+        body: &body,
+    };
+    let allowed: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
+    let null = launch.start("null-server", &options.null_bin, &[]).await?;
+    let null = Subject::prepare(null.0, null.1, allowed.clone()).await?;
+    // The webhook's own answer, sent by the null server: the floor for sending 2.4 KB, not 0.1.
+    let answer_file = dir.path().join("webhook-answer.json");
+    std::fs::write(&answer_file, &webhook.first_answer)
+        .map_err(|e| BenchError::Io(format!("writing {}", answer_file.display()), e))?;
+    let null_answer = launch
+        .start(
+            "null-same-answer",
             &options.null_bin,
-            &args,
-            options.server_core,
-            dir.path(),
-        )?;
-        server
-            .wait_ready(Duration::from_secs(10), || child::accepts_tcp(listen))
-            .await?;
-        let target = target(listen, "/mutate", &client_tls, &body);
-        let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
-        Subject::prepare(server, target, verify).await?
+            &[format!("--answer-file={}", answer_file.display())],
+        )
+        .await?;
+    let null_answer = {
+        let pod = pod.clone();
+        let verify: AnswerCheck =
+            Arc::new(move |b| review::check_irsa_mutation(b, UID, &pod, review::ROLE_ARN));
+        Subject::prepare(null_answer.0, null_answer.1, verify).await?
     };
-    let ceiling = {
-        let listen = child::free_loopback_addr()?;
-        let args = vec![
-            format!("--listen={listen}"),
-            format!("--tls-cert-file={}", certs.cert.display()),
-            format!("--tls-key-file={}", certs.key.display()),
-        ];
-        let mut server = ServerProcess::start(
-            "noop-ceiling",
-            &options.noop_bin,
-            &args,
-            options.server_core,
-            dir.path(),
-        )?;
-        server
-            .wait_ready(Duration::from_secs(10), || child::accepts_tcp(listen))
-            .await?;
-        let target = target(listen, "/mutate", &client_tls, &body);
-        let verify: AnswerCheck = Arc::new(|b| review::check_allowed(b, UID));
-        Subject::prepare(server, target, verify).await?
-    };
-    let mut subjects = [webhook, null, ceiling];
+    let ceiling = launch.start("noop-ceiling", &options.noop_bin, &[]).await?;
+    let ceiling = Subject::prepare(ceiling.0, ceiling.1, allowed).await?;
+    let mut subjects = [webhook, null, null_answer, ceiling];
 
     for subject in &mut subjects {
         progress(&format!("{}: warm-up {:?}", subject.name(), options.warmup));
@@ -228,9 +220,12 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         ));
         subject.fixed_rate(&options).await?;
     }
-    let [webhook, null, ceiling] = subjects;
+    let null_bytes = subjects[1].first_answer.len();
+    let null_answer_bytes = subjects[2].first_answer.len();
+    let [webhook, null, null_answer, ceiling] = subjects;
     let webhook = webhook.finish().await;
     let null = null.finish().await;
+    let null_answer = null_answer.finish().await;
     let ceiling = ceiling.finish().await;
     kube.stop().await;
     Ok(Report {
@@ -238,9 +233,48 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
         load_after: procfs::load_average(),
         webhook,
         null,
+        null_answer,
         ceiling,
+        null_bytes,
+        null_answer_bytes,
         options,
     })
+}
+
+/// What every server of the run shares: where it runs, its certificate, the client's TLS
+/// settings and the review it is sent.
+struct Launch<'a> {
+    options: &'a Options,
+    dir: &'a Path,
+    certs: &'a CertFiles,
+    client_tls: &'a Arc<rustls::ClientConfig>,
+    body: &'a Bytes,
+}
+
+impl Launch<'_> {
+    /// Starts a server that takes only a listen address, the certificate and `extra` flags
+    /// (the null server, the no-op), pinned like the webhook, and waits until it accepts.
+    async fn start(
+        &self,
+        name: &str,
+        bin: &Path,
+        extra: &[String],
+    ) -> Result<(ServerProcess, Target), BenchError> {
+        let listen = child::free_loopback_addr()?;
+        let mut args = vec![
+            format!("--listen={listen}"),
+            format!("--tls-cert-file={}", self.certs.cert.display()),
+            format!("--tls-key-file={}", self.certs.key.display()),
+        ];
+        args.extend_from_slice(extra);
+        let mut server =
+            ServerProcess::start(name, bin, &args, self.options.server_core, self.dir)?;
+        server
+            .wait_ready(Duration::from_secs(10), || child::accepts_tcp(listen))
+            .await?;
+        let target = target(listen, "/mutate", self.client_tls, self.body);
+        Ok((server, target))
+    }
 }
 
 fn target(addr: SocketAddr, path: &str, tls: &Arc<rustls::ClientConfig>, body: &Bytes) -> Target {
@@ -317,6 +351,8 @@ fn response_check(verify: AnswerCheck, known_good: Bytes) -> ResponseCheck {
 /// One server under test and what has been measured so far.
 struct Subject {
     server: ServerProcess,
+    /// The first answer, verified in full.
+    first_answer: Bytes,
     pid: u32,
     target: Target,
     check: ResponseCheck,
@@ -353,6 +389,7 @@ impl Subject {
             source,
         })?;
         Ok(Self {
+            first_answer: first.clone(),
             check: response_check(verify, first),
             server,
             pid,
@@ -504,7 +541,12 @@ pub fn render(report: &Report) -> String {
         "idle RSS",
         "peak RSS"
     );
-    for s in [&report.webhook, &report.null, &report.ceiling] {
+    for s in [
+        &report.webhook,
+        &report.null,
+        &report.null_answer,
+        &report.ceiling,
+    ] {
         let _ = writeln!(
             out,
             "{:<20} {:>10.0} {:>10} {:>10} {:>10} {:>8.0}% {:>7.1} us {:>10.0}% {:>12} {:>10} {:>10}",
@@ -527,6 +569,15 @@ pub fn render(report: &Report) -> String {
         "\nwebhook / null (same stack, no parse): {:.1}% by throughput (goal >= 75%), {:.1}% by CPU per request",
         null_tp * 100.0,
         null_cpu * 100.0
+    );
+    let (answer_tp, answer_cpu) = ratios(&report.webhook, &report.null_answer);
+    let _ = writeln!(
+        out,
+        "webhook / null sending the webhook's own answer: {:.1}% by throughput, {:.1}% by CPU per request (the rest of the gap is sending {} B instead of {} B)",
+        answer_tp * 100.0,
+        answer_cpu * 100.0,
+        report.null_answer_bytes,
+        report.null_bytes,
     );
     let (value_tp, value_cpu) = ratios(&report.webhook, &report.ceiling);
     let _ = writeln!(
@@ -614,7 +665,10 @@ mod tests {
             load_after: Some(0.2),
             webhook: server("mlplatform-webhook", 90_000, 1.0),
             null: server("null-server", 100_000, 1.0),
+            null_answer: server("null-same-answer", 120_000, 1.0),
             ceiling: server("noop-ceiling", 45_000, 1.0),
+            null_bytes: 110,
+            null_answer_bytes: 2_400,
             options: Options {
                 webhook_bin: "w".into(),
                 null_bin: "z".into(),
@@ -642,6 +696,10 @@ mod tests {
             text.contains(
                 "webhook / serde_json::Value no-op: 200.0% by throughput, 200.0% by CPU per request"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("webhook / null sending the webhook's own answer: 75.0% by throughput, 75.0% by CPU per request (the rest of the gap is sending 2400 B instead of 110 B)"),
             "{text}"
         );
         assert!(text.contains("p99 at 1000 req/s: 0.900 ms"), "{text}");

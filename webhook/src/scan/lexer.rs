@@ -5,6 +5,8 @@
 
 use std::borrow::Cow;
 
+use wide::u8x16;
+
 use crate::objects::Text;
 
 /// Nesting a skipped value may have before the serde reader takes over.
@@ -14,6 +16,10 @@ pub(super) struct Json<'a> {
     bytes: &'a [u8],
     /// The same body as text: strings read are sliced from it (no check per string).
     text: &'a str,
+    /// Bit `i % 64` of word `i / 64`: byte `i` is a quote, a backslash or a control character,
+    /// the bytes a string scan stops at. Found for the whole body at once, 16 bytes per
+    /// compare, so that reading a string costs a few bit operations, not a loop over it.
+    stops: Vec<u64>,
     pos: usize,
 }
 
@@ -31,7 +37,8 @@ impl<'a> Json<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Option<Self> {
         Some(Self {
             bytes,
-            text: std::str::from_utf8(bytes).ok()?,
+            text: simdutf8::basic::from_utf8(bytes).ok()?,
+            stops: stop_index(bytes),
             pos: 0,
         })
     }
@@ -78,46 +85,31 @@ impl<'a> Json<'a> {
         }
     }
 
+    /// The first stop byte (quote, backslash, control character) at or after `from`.
+    #[inline(always)]
+    fn next_stop(&self, from: usize) -> Option<usize> {
+        let mut word = from / 64;
+        let mut bits = *self.stops.get(word)? & (u64::MAX << (from % 64));
+        while bits == 0 {
+            word += 1;
+            bits = *self.stops.get(word)?;
+        }
+        Some(word * 64 + bits.trailing_zeros() as usize)
+    }
+
     /// After an opening quote: where the string's raw content is, up to the closing quote.
     /// Checked as serde_json checks strings it skips: no control characters, only JSON's
-    /// escapes, four hex digits after `\u`. Scans a chunk at a time with the bit trick
-    /// serde_json uses (exact for the first match).
+    /// escapes, four hex digits after `\u`. Jumps from stop byte to stop byte with the index
+    /// built in [`Json::new`]: no loop over the string's plain bytes.
     #[inline(always)]
     fn string_body(&mut self) -> Option<Raw> {
-        const ONES: u64 = u64::MAX / 255;
-        const HIGH: u64 = ONES << 7;
         let bytes = self.bytes;
         let start = self.pos;
-        // A local cursor, stored back once the string ends: the chunk loop is the hottest
-        // code of the scanner.
         let mut pos = start;
         let mut escaped = false;
         loop {
-            let byte = loop {
-                let Some(chunk) = bytes.get(pos..pos + 8) else {
-                    // The last few bytes of the body, one at a time.
-                    let byte = *bytes.get(pos)?;
-                    if byte < 0x20 || byte == b'"' || byte == b'\\' {
-                        break byte;
-                    }
-                    pos += 1;
-                    continue;
-                };
-                let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
-                // A lane below 0x20, or equal to a quote or backslash (zero after the xor),
-                // borrows in its subtraction. `& !x` drops non-ASCII lanes (their xors keep
-                // the high bit too); lanes above the first match may be false positives.
-                let below = x.wrapping_sub(ONES * 0x20);
-                let quote = (x ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES);
-                let backslash = (x ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES);
-                let found = (below | quote | backslash) & !x & HIGH;
-                if found != 0 {
-                    pos += (found.trailing_zeros() / 8) as usize;
-                    break *bytes.get(pos)?;
-                }
-                pos += 8;
-            };
-            match byte {
+            pos = self.next_stop(pos)?;
+            match *bytes.get(pos)? {
                 b'"' => {
                     self.pos = pos + 1;
                     return Some(Raw {
@@ -358,6 +350,39 @@ impl<'a> Json<'a> {
     }
 }
 
+/// The stop bits of `bytes` (see [`Json::stops`]); the last block is padded with spaces.
+fn stop_index(bytes: &[u8]) -> Vec<u64> {
+    let mut stops = Vec::with_capacity(bytes.len() / 64 + 1);
+    let mut blocks = bytes.chunks_exact(64);
+    for block in blocks.by_ref() {
+        stops.push(block_stops(block));
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut last = [b' '; 64];
+        last[..rest.len()].copy_from_slice(rest);
+        stops.push(block_stops(&last));
+    }
+    stops
+}
+
+/// The stop bits of one 64-byte block.
+#[inline(always)]
+fn block_stops(block: &[u8]) -> u64 {
+    let quote = u8x16::splat(b'"');
+    let backslash = u8x16::splat(b'\\');
+    let last_control = u8x16::splat(0x1f);
+    let mut bits = 0;
+    for (i, lane) in block.chunks_exact(16).enumerate() {
+        let v = u8x16::new(<[u8; 16]>::try_from(lane).unwrap_or_default());
+        // `min(v, 0x1f) == v`: v <= 0x1f, unsigned.
+        let stop = v.cmp_eq(quote) | v.cmp_eq(backslash) | v.min(last_control).cmp_eq(v);
+        // The mask has one bit per lane, 16 in all.
+        bits |= u64::from(stop.move_mask() as u16) << (16 * i);
+    }
+    bits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,6 +437,43 @@ mod tests {
             assert!(j.string_body().is_none(), "{bad:?}");
         }
         assert!(Json::new(b"\"\xff\"").is_none(), "not UTF-8: left to serde");
+    }
+
+    #[test]
+    fn stop_index_marks_exactly_the_stop_bytes_across_blocks() {
+        for len in [0, 1, 15, 16, 17, 63, 64, 65, 127, 128, 129, 200] {
+            for at in 0..len {
+                for special in [b'"', b'\\', b'\n', 0x00, 0x1f, b' ', 0x7f, 0x80, b'a'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = special;
+                    let stops = stop_index(&bytes);
+                    assert_eq!(stops.len(), len.div_ceil(64), "{len}");
+                    let marked: Vec<usize> = (0..len)
+                        .filter(|i| stops[i / 64] >> (i % 64) & 1 == 1)
+                        .collect();
+                    let expected = if special < 0x20 || special == b'"' || special == b'\\' {
+                        vec![at]
+                    } else {
+                        vec![]
+                    };
+                    assert_eq!(marked, expected, "len {len} at {at} byte {special:#x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strings_end_at_their_quote_wherever_it_falls() {
+        for len in 0..200 {
+            let body = format!("{}\"tail", "s".repeat(len));
+            let mut j = json(&body);
+            let raw = j.string_body().unwrap();
+            assert_eq!((raw.start, raw.end, raw.escaped), (0, len, false));
+            let unterminated = "s".repeat(len);
+            assert!(json(&unterminated).string_body().is_none(), "{len}");
+            let control = format!("{}\u{1}\"", "s".repeat(len));
+            assert!(json(&control).string_body().is_none(), "{len}");
+        }
     }
 
     #[test]
