@@ -225,7 +225,7 @@ pub fn plan_disconnect(
         cluster,
         observed,
         &vars,
-        last,
+        (last, inputs.identity),
         &mut plan.iam,
     )?;
     // Our associations of the roles that go (read with --identity pod-identity, or when a

@@ -25,7 +25,7 @@ use crate::irsa::{subject, trust_policy};
 use crate::objects::{
     Kind, KubeObject, ObjectKey, is_ours, is_terminating, namespace_created_for, new_namespace,
 };
-use crate::pod_identity::Identity;
+use crate::pod_identity::{Identity, trusts_pod_identity};
 use crate::profile::{Profile, Vars};
 use crate::role_reconciler::{DesiredRole, policy_steps};
 use crate::steps::{
@@ -321,16 +321,26 @@ pub(super) fn plan_irsa_roles_remove(
     cluster: &ClusterFacts,
     observed: &Observed,
     vars: &Vars,
-    last: bool,
+    (last, identity): (bool, Identity),
     steps: &mut Vec<IamStep>,
 ) -> Result<(Vec<RenderedIrsaRole>, Vec<String>), PlanError> {
     let roles = render_irsa_roles(profile, vars)?;
     let mut removed = Vec::new();
     for role in &roles {
         let goes = last || role.per_namespace;
-        match observed.roles.get(&role.name) {
+        let live = observed.roles.get(&role.name);
+        // What the role is, as connect reported it: by its live trust, else by --identity.
+        let pod_identity = live.map_or(identity == Identity::PodIdentity, |r| {
+            trusts_pod_identity(&r.trust_policy)
+        });
+        let kind = if pod_identity {
+            "PodIdentityRole"
+        } else {
+            "IRSARole"
+        };
+        match live {
             None => steps.push(IamStep {
-                kind: "IRSARole",
+                kind,
                 name: role.name.clone(),
                 change: Change::Absent,
                 action: IamAction::None,
@@ -344,7 +354,7 @@ pub(super) fn plan_irsa_roles_remove(
             Some(_) if goes => {
                 removed.push(role.name.clone());
                 steps.push(IamStep {
-                    kind: "IRSARole",
+                    kind,
                     name: role.name.clone(),
                     change: Change::Deleted,
                     action: IamAction::DeleteRole {
@@ -353,7 +363,7 @@ pub(super) fn plan_irsa_roles_remove(
                 });
             }
             Some(_) => steps.push(IamStep {
-                kind: "IRSARole",
+                kind,
                 name: role.name.clone(),
                 change: Change::Unchanged,
                 action: IamAction::None,

@@ -253,6 +253,8 @@ async fn sagemaker_operator_with_pod_identity_connect_rerun_doctor_disconnect() 
         changes[&format!("PodIdentityAssociation/{SM_SA}")],
         "deleted"
     );
+    // Reported as connect reported it (read from the live trust), not as an IRSA role.
+    assert_eq!(changes[&format!("PodIdentityRole/{role_name}")], "deleted");
     assert!(associations(&env, SM_NS, SM_SA).await.is_empty());
     assert!(aws.get_role(&role_name).await.unwrap().is_none());
     assert!(
