@@ -141,7 +141,9 @@ pub async fn run(options: Options, progress: &dyn Fn(&str)) -> Result<Report, Be
     progress("starting kube-double with a managed namespace and its user ServiceAccount");
     let (kube, kubeconfig) = start_kube_double(&options, dir.path()).await?;
 
-    progress("starting mlplatform-webhook (release), null-server and noop-ceiling");
+    progress(
+        "starting mlplatform-webhook (release), null-server, null-same-answer and noop-ceiling",
+    );
     let webhook = {
         let listen = child::free_loopback_addr()?;
         let health = child::free_loopback_addr()?;

@@ -24,7 +24,7 @@ pub use crate::facts::{
 pub(crate) use crate::policy_document::decode_policy_document;
 pub use crate::policy_document::policy_documents_equal;
 pub use error::AwsError;
-pub(crate) use error::classify;
+pub(crate) use error::{classify, ignore_missing, missing_as_none};
 
 /// IAM, STS, EKS and EC2 clients sharing one configuration.
 #[derive(Debug, Clone)]
@@ -339,10 +339,7 @@ impl Aws {
             Ok(out) => decode_policy_document(out.policy_document())
                 .map(Some)
                 .map_err(|e| unreadable(OP, e)),
-            Err(e) => match classify(OP, e) {
-                AwsError::Service { code, .. } if code == "NoSuchEntity" => Ok(None),
-                other => Err(other),
-            },
+            Err(e) => missing_as_none(classify(OP, e)),
         }
     }
 
@@ -384,12 +381,7 @@ impl Aws {
         // A missing role makes the other reads fail too: GetRole's answer decides.
         let out = match role {
             Ok(out) => out,
-            Err(e) => {
-                return match classify(OP, e) {
-                    AwsError::Service { code, .. } if code == "NoSuchEntity" => Ok(None),
-                    other => Err(other),
-                };
-            }
+            Err(e) => return missing_as_none(classify(OP, e)),
         };
         let role = out
             .role()
@@ -658,13 +650,6 @@ impl Aws {
     }
 }
 
-fn ignore_missing(err: AwsError) -> Result<(), AwsError> {
-    match err {
-        AwsError::Service { code, .. } if code == "NoSuchEntity" => Ok(()),
-        other => Err(other),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::error::classify_code;
@@ -685,5 +670,7 @@ mod tests {
         assert_eq!(ignore_missing(missing), Ok(()));
         let denied = classify_code("iam:DeleteRole", "AccessDenied", "no");
         assert!(ignore_missing(denied).is_err());
+        let gone = classify_code("eks:DescribeAddon", "ResourceNotFoundException", "gone");
+        assert!(matches!(missing_as_none::<()>(gone), Ok(None)));
     }
 }

@@ -9,7 +9,7 @@ use aws_sdk_eks::types::{
 };
 
 use crate::access_entry::{AccessEntryAction, ObservedEntry, Scope};
-use crate::aws::{Aws, AwsError, classify};
+use crate::aws::{Aws, AwsError, classify, ignore_missing, missing_as_none};
 use crate::vocabulary::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 
 /// The access entry of `principal_arn` with its policy associations; None when there is none.
@@ -28,12 +28,7 @@ pub(crate) async fn read_access_entry(
         .await
     {
         Ok(out) => out,
-        Err(e) => {
-            return match classify(OP, e) {
-                AwsError::Service { code, .. } if code == "ResourceNotFoundException" => Ok(None),
-                other => Err(other),
-            };
-        }
+        Err(e) => return missing_as_none(classify(OP, e)),
     };
     let Some(entry) = out.access_entry() else {
         return Ok(None);
@@ -156,11 +151,8 @@ pub(crate) async fn apply_access_entry(
                     .await
                 {
                     Ok(_) => {}
-                    Err(e) => match classify(OP, e) {
-                        // Gone meanwhile: the goal holds.
-                        AwsError::Service { code, .. } if code == "ResourceNotFoundException" => {}
-                        other => return Err(other),
-                    },
+                    // Gone meanwhile: the goal holds.
+                    Err(e) => ignore_missing(classify(OP, e))?,
                 }
             }
         }

@@ -7,13 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::try_join_all;
 
-use crate::aws::{Aws, AwsError, classify};
+use crate::aws::{Aws, AwsError, classify, ignore_missing, missing_as_none};
 use crate::facts::{AddonFacts, PodIdentityAssociationFacts, ServiceAccountKey};
 use crate::steps::{PodIdentityAction, PodIdentityStep};
-
-fn is_not_found(e: &AwsError) -> bool {
-    e.code() == Some("ResourceNotFoundException")
-}
 
 /// Every association of each ServiceAccount in `keys` (in parallel).
 pub(crate) async fn read_associations(
@@ -80,10 +76,7 @@ async fn describe(
         .await
     {
         Ok(out) => out,
-        Err(e) => {
-            let e = classify(OP, e);
-            return if is_not_found(&e) { Ok(None) } else { Err(e) };
-        }
+        Err(e) => return missing_as_none(classify(OP, e)),
     };
     Ok(out.association().map(|a| PodIdentityAssociationFacts {
         id: a.association_id().unwrap_or(id).to_owned(),
@@ -114,10 +107,7 @@ pub(crate) async fn read_addon(
         .await
     {
         Ok(out) => out,
-        Err(e) => {
-            let e = classify(OP, e);
-            return if is_not_found(&e) { Ok(None) } else { Err(e) };
-        }
+        Err(e) => return missing_as_none(classify(OP, e)),
     };
     Ok(out.addon().map(|a| AddonFacts {
         name: a.addon_name().unwrap_or(name).to_owned(),
@@ -226,11 +216,8 @@ pub(crate) async fn apply_pod_identity(aws: &Aws, step: &PodIdentityStep) -> Res
                 .await
             {
                 Ok(_) => Ok(()),
-                Err(e) => {
-                    let e = classify(OP, e);
-                    // Gone meanwhile: the goal holds.
-                    if is_not_found(&e) { Ok(()) } else { Err(e) }
-                }
+                // Gone meanwhile: the goal holds.
+                Err(e) => ignore_missing(classify(OP, e)),
             }
         }
     }

@@ -53,6 +53,24 @@ impl AwsError {
             _ => None,
         }
     }
+
+    /// AWS said the thing is not there: IAM's `NoSuchEntity`, EKS's `ResourceNotFoundException`.
+    pub(crate) fn is_missing(&self) -> bool {
+        matches!(
+            self,
+            Self::Service { code, .. } if code == "NoSuchEntity" || code == "ResourceNotFoundException"
+        )
+    }
+}
+
+/// A read's answer when AWS said the thing is not there: `None`; any other error stays one.
+pub(crate) fn missing_as_none<T>(err: AwsError) -> Result<Option<T>, AwsError> {
+    if err.is_missing() { Ok(None) } else { Err(err) }
+}
+
+/// A delete's answer when the thing is already gone: the goal holds.
+pub(crate) fn ignore_missing(err: AwsError) -> Result<(), AwsError> {
+    if err.is_missing() { Ok(()) } else { Err(err) }
 }
 
 const EXPIRED_CODES: &[&str] = &[

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::error::CommandError;
 use super::io::{client, print};
-use super::webhook_cmd::{CheckState, StatusCheck, render_status};
+use super::webhook_cmd::{CheckState, StatusCheck, finish_status};
 use crate::cli::policy::PolicyCommand;
 use crate::common::{DryRun, GlobalArgs, OutputFormat};
 use crate::execute::{Clients, execute};
@@ -240,26 +240,19 @@ pub(crate) fn status_checks(status: &PolicyStatus) -> Vec<StatusCheck> {
 async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
     let client = client(global).await?;
     let status = policy_install::read_status(&client).await?;
-    let checks = status_checks(&status);
-    print(&render_status(&checks, global.output).map_err(CommandError::Output)?)?;
-    let failed: Vec<&str> = checks
-        .iter()
-        .filter(|c| c.state == CheckState::Fail)
-        .map(|c| c.name.as_str())
-        .collect();
-    if failed.is_empty() {
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!(
-        "error: the admission policies do not enforce the namespace policy ({}); run `{FIX}`, then `kubectl mlplatform policy status` again",
-        failed.join(", ")
-    );
-    Ok(ExitCode::FAILURE)
+    finish_status(
+        &status_checks(&status),
+        global.output,
+        "the admission policies do not enforce the namespace policy",
+        FIX,
+        "policy",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::commands::webhook_cmd::render_status;
     use crate::objects::{Kind, ObjectKey};
 
     fn status(probe: Probe, state: ObjectState) -> PolicyStatus {

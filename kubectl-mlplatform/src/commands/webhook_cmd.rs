@@ -515,7 +515,25 @@ async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         status_checks(&status, &certificate, now_unix()),
         policy,
     );
-    print(&render_status(&checks, global.output).map_err(CommandError::Output)?)?;
+    finish_status(
+        &checks,
+        global.output,
+        "the webhook is not healthy",
+        FIX,
+        "webhook",
+    )
+}
+
+/// Prints `status` checks; any failing one makes one error line that names them, the fix and
+/// the command to check again (`kubectl mlplatform SUBCOMMAND status`), and exit code 1.
+pub(crate) fn finish_status(
+    checks: &[StatusCheck],
+    output: OutputFormat,
+    problem: &str,
+    fix: &str,
+    subcommand: &str,
+) -> Result<ExitCode, CommandError> {
+    print(&render_status(checks, output).map_err(CommandError::Output)?)?;
     let failed: Vec<&str> = checks
         .iter()
         .filter(|c| c.state == CheckState::Fail)
@@ -525,7 +543,7 @@ async fn status(global: &GlobalArgs) -> Result<ExitCode, CommandError> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "error: the webhook is not healthy ({}); run `{FIX}`, then `kubectl mlplatform webhook status` again",
+        "error: {problem} ({}); run `{fix}`, then `kubectl mlplatform {subcommand} status` again",
         failed.join(", ")
     );
     Ok(ExitCode::FAILURE)
