@@ -88,6 +88,16 @@ pub struct ServerReport {
     pub cpu_busy: f64,
     /// The same for this process (the client), to tell who limited the run.
     pub client_cpu_busy: f64,
+    /// Each throughput slice, in run order: the servers' slices alternate, so slice `i` of
+    /// two servers ran next to each other under the same background load.
+    pub rounds: Vec<Round>,
+}
+
+/// One throughput slice of one server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Round {
+    pub requests_per_second: f64,
+    pub cpu_per_request: Duration,
 }
 
 impl ServerReport {
@@ -363,6 +373,7 @@ struct Subject {
     elapsed: Duration,
     server_cpu: Duration,
     client_cpu: Duration,
+    rounds: Vec<Round>,
     fixed_rate: Option<Summary>,
 }
 
@@ -401,6 +412,7 @@ impl Subject {
             elapsed: Duration::ZERO,
             server_cpu: Duration::ZERO,
             client_cpu: Duration::ZERO,
+            rounds: Vec::new(),
             fixed_rate: None,
         })
     }
@@ -434,7 +446,14 @@ impl Subject {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => Duration::ZERO,
         };
-        self.server_cpu += used(before.0, after.0);
+        let server_cpu = used(before.0, after.0);
+        let requests = run.latencies_ns.len().max(1) as u32;
+        self.rounds.push(Round {
+            requests_per_second: run.latencies_ns.len() as f64
+                / run.elapsed.as_secs_f64().max(f64::MIN_POSITIVE),
+            cpu_per_request: server_cpu / requests,
+        });
+        self.server_cpu += server_cpu;
         self.client_cpu += used(before.1, after.1);
         self.elapsed += run.elapsed;
         self.latencies_ns.extend(run.latencies_ns);
@@ -474,6 +493,7 @@ impl Subject {
             peak_rss_kib,
             cpu_busy: self.server_cpu.as_secs_f64() / secs,
             client_cpu_busy: self.client_cpu.as_secs_f64() / secs,
+            rounds: self.rounds,
         }
     }
 }
@@ -506,6 +526,50 @@ fn ratios(a: &ServerReport, b: &ServerReport) -> (f64, f64) {
     let cpu = b.cpu_per_request().as_secs_f64()
         / a.cpu_per_request().as_secs_f64().max(f64::MIN_POSITIVE);
     (throughput, cpu)
+}
+
+/// `a` relative to `b` round by round (slice `i` of each ran side by side): the median and
+/// the range of the throughput ratios, and the median of the CPU-per-request ratios. Less
+/// moved by a burst of background load than the ratio of the totals; `None` without rounds.
+fn paired_ratios(a: &ServerReport, b: &ServerReport) -> Option<PairedRatios> {
+    let pairs = a.rounds.iter().zip(&b.rounds);
+    let mut throughput: Vec<f64> = pairs
+        .clone()
+        .map(|(a, b)| a.requests_per_second / b.requests_per_second.max(f64::MIN_POSITIVE))
+        .collect();
+    let mut cpu: Vec<f64> = pairs
+        .map(|(a, b)| {
+            b.cpu_per_request.as_secs_f64() / a.cpu_per_request.as_secs_f64().max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    throughput.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    Some(PairedRatios {
+        rounds: throughput.len(),
+        throughput_median: median(&throughput)?,
+        throughput_min: *throughput.first()?,
+        throughput_max: *throughput.last()?,
+        cpu_median: median(&cpu)?,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct PairedRatios {
+    rounds: usize,
+    throughput_median: f64,
+    throughput_min: f64,
+    throughput_max: f64,
+    cpu_median: f64,
+}
+
+/// The median of sorted `values`.
+fn median(values: &[f64]) -> Option<f64> {
+    let mid = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[mid]),
+        _ => Some((values[mid - 1] + values[mid]) / 2.0),
+    }
 }
 
 /// The human-readable report (what `make bench` prints).
@@ -572,6 +636,17 @@ pub fn render(report: &Report) -> String {
         null_tp * 100.0,
         null_cpu * 100.0
     );
+    if let Some(paired) = paired_ratios(&report.webhook, &report.null) {
+        let _ = writeln!(
+            out,
+            "webhook / null, round by round ({} side-by-side rounds): median {:.1}% by throughput (range {:.1}-{:.1}%), {:.1}% by CPU per request",
+            paired.rounds,
+            paired.throughput_median * 100.0,
+            paired.throughput_min * 100.0,
+            paired.throughput_max * 100.0,
+            paired.cpu_median * 100.0
+        );
+    }
     let (answer_tp, answer_cpu) = ratios(&report.webhook, &report.null_answer);
     let _ = writeln!(
         out,
@@ -601,6 +676,14 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "note: load average {before:.2} before, {after:.2} after: other processes shared the cores; rerun on an idle machine"
+        );
+    }
+    if report.null.fixed_rate.p99 > Duration::from_millis(1) {
+        let _ = writeln!(
+            out,
+            "note: the null server's p99 at {} req/s was {} too: the machine's scheduling latency (a vCPU woken from idle), not the webhook's; rerun on a quieter machine",
+            o.fixed_rate,
+            Millis(report.null.fixed_rate.p99)
         );
     }
     if report.null.cpu_busy < 0.9 {
@@ -640,7 +723,8 @@ pub fn reexec_pinned(core: usize, marker_env: &str) -> Option<i32> {
 mod tests {
     use super::*;
 
-    fn server(name: &str, requests: u64, cpu_busy: f64) -> ServerReport {
+    /// `rounds`: requests per second of each slice, on a saturated core.
+    fn server(name: &str, requests: u64, cpu_busy: f64, rounds: &[f64]) -> ServerReport {
         let summary = |n| Summary {
             requests: n,
             elapsed: Duration::from_secs(10),
@@ -657,6 +741,13 @@ mod tests {
             peak_rss_kib: 12 * 1024,
             cpu_busy,
             client_cpu_busy: 0.95,
+            rounds: rounds
+                .iter()
+                .map(|&rps| Round {
+                    requests_per_second: rps,
+                    cpu_per_request: Duration::from_secs_f64(1.0 / rps),
+                })
+                .collect(),
         }
     }
 
@@ -665,10 +756,15 @@ mod tests {
         let report = Report {
             load_before: Some(0.1),
             load_after: Some(0.2),
-            webhook: server("mlplatform-webhook", 90_000, 1.0),
-            null: server("null-server", 100_000, 1.0),
-            null_answer: server("null-same-answer", 120_000, 1.0),
-            ceiling: server("noop-ceiling", 45_000, 1.0),
+            webhook: server(
+                "mlplatform-webhook",
+                90_000,
+                1.0,
+                &[10_000.0, 8_000.0, 9_500.0, 9_000.0],
+            ),
+            null: server("null-server", 100_000, 1.0, &[10_000.0; 4]),
+            null_answer: server("null-same-answer", 120_000, 1.0, &[]),
+            ceiling: server("noop-ceiling", 45_000, 1.0, &[]),
             null_bytes: 110,
             null_answer_bytes: 2_400,
             options: Options {
@@ -694,6 +790,11 @@ mod tests {
             text.contains("webhook / null (same stack, no parse): 90.0% by throughput (goal >= 75%), 90.0% by CPU per request"),
             "{text}"
         );
+        // Ratios 100, 80, 95, 90%: the median is between 90 and 95.
+        assert!(
+            text.contains("webhook / null, round by round (4 side-by-side rounds): median 92.5% by throughput (range 80.0-100.0%), 92.5% by CPU per request"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "webhook / serde_json::Value no-op: 200.0% by throughput, 200.0% by CPU per request"
@@ -710,5 +811,28 @@ mod tests {
             !text.contains("note:"),
             "an idle, saturated run needs no caveat: {text}"
         );
+
+        // The floor itself missing the latency aim says the machine, not the webhook.
+        let mut slow_machine = report;
+        slow_machine.null.fixed_rate.p99 = Duration::from_micros(3_200);
+        let text = render(&slow_machine);
+        assert!(
+            text.contains("note: the null server's p99 at 1000 req/s was 3.200 ms too"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn paired_ratios_need_rounds_and_take_the_median() {
+        let no_rounds = server("a", 1, 1.0, &[]);
+        assert_eq!(paired_ratios(&no_rounds, &no_rounds), None);
+        let a = server("a", 1, 1.0, &[5.0, 9.0, 7.0]);
+        let b = server("b", 1, 1.0, &[10.0; 3]);
+        let paired = paired_ratios(&a, &b).unwrap();
+        assert_eq!(paired.rounds, 3);
+        assert!((paired.throughput_median - 0.7).abs() < 1e-9, "{paired:?}");
+        assert!((paired.throughput_min - 0.5).abs() < 1e-9, "{paired:?}");
+        assert!((paired.throughput_max - 0.9).abs() < 1e-9, "{paired:?}");
+        assert!((paired.cpu_median - 0.7).abs() < 1e-9, "{paired:?}");
     }
 }

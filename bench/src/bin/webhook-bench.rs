@@ -23,8 +23,9 @@ struct Args {
     no_pin: bool,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Throughput slices per server, alternating between the servers.
-    #[arg(long, default_value_t = 4)]
+    /// Throughput slices per server, alternating between the servers; the report gives the
+    /// median of the side-by-side ratios as well as the ratio of the totals.
+    #[arg(long, default_value_t = 8)]
     rounds: u32,
     #[arg(long, default_value_t = 2)]
     warmup_secs: u64,
