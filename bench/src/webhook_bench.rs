@@ -681,7 +681,7 @@ pub fn render(report: &Report) -> String {
     if report.null.fixed_rate.p99 > Duration::from_millis(1) {
         let _ = writeln!(
             out,
-            "note: the null server's p99 at {} req/s was {} too: the machine's scheduling latency (a vCPU woken from idle), not the webhook's; rerun on a quieter machine",
+            "note: the null server's p99 at {} req/s was {} too: the machine's own scheduling latency (the floor does almost no work), not the webhook's; rerun on a quieter machine",
             o.fixed_rate,
             Millis(report.null.fixed_rate.p99)
         );
