@@ -211,7 +211,8 @@ fn main() -> anyhow::Result<()> {
         .enable_time()
         .build()?;
     let body = bytes::Bytes::from(body);
-    time("router /mutate (axum, body, metrics, all)", &args, || {
+    let null = mlplatform_bench::null::router();
+    let through = |router: &axum::Router| {
         let request = Request::post("/mutate")
             .header("content-type", "application/json")
             .body(Body::from(body.clone()))
@@ -224,21 +225,19 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|never| match never {});
             let _ = black_box(response.into_body().collect().await);
         });
+    };
+    time("router /mutate (axum, body, metrics, all)", &args, || {
+        through(&router)
     });
-    let null = mlplatform_bench::null::router();
     time("null router /mutate (for comparison)", &args, || {
-        let request = Request::post("/mutate")
-            .header("content-type", "application/json")
-            .body(Body::from(body.clone()))
-            .unwrap_or_default();
-        let null = null.clone();
-        runtime.block_on(async move {
-            let response = null
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|never| match never {});
-            let _ = black_box(response.into_body().collect().await);
-        });
+        through(&null)
+    });
+    let mut polluter = Polluter::new(&body)?;
+    time_cold("cold: router /mutate", &args, &mut polluter, || {
+        through(&router)
+    });
+    time_cold("cold: null router /mutate", &args, &mut polluter, || {
+        through(&null)
     });
     Ok(())
 }
