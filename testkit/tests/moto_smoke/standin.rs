@@ -344,8 +344,9 @@ async fn addons_and_presets() {
         .unwrap_err();
     assert!(again.into_service_error().is_resource_in_use_exception());
 
-    // With a delay: CREATING first.
-    standin.set_addon_delay(&cluster, Duration::from_millis(300));
+    // With a delay: CREATING first, then ACTIVE. The delay leaves room for the create and the
+    // describe on a busy machine; ACTIVE is then waited for, not assumed after a fixed sleep.
+    standin.set_addon_delay(&cluster, Duration::from_secs(2));
     eks.create_addon()
         .cluster_name(&cluster)
         .addon_name("vpc-cni")
@@ -365,11 +366,19 @@ async fn addons_and_presets() {
         status(describe("vpc-cni").await.unwrap()),
         Some(AddonStatus::Creating)
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        status(describe("vpc-cni").await.unwrap()),
-        Some(AddonStatus::Active)
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = status(describe("vpc-cni").await.unwrap());
+        if now == Some(AddonStatus::Active) {
+            break;
+        }
+        assert_eq!(now, Some(AddonStatus::Creating));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vpc-cni still CREATING 30 s after a 2 s delay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // DEGRADED, as a test presets it.
     standin.preset_addon(
