@@ -518,30 +518,43 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// `a` relative to `b` by throughput, and by server CPU time per request (the comparison
-/// least disturbed by other work on the machine).
+impl Round {
+    /// `self` relative to `other` by throughput, and by server CPU time per request (the
+    /// comparison least disturbed by other work on the machine).
+    fn relative_to(&self, other: &Round) -> (f64, f64) {
+        let throughput =
+            self.requests_per_second / other.requests_per_second.max(f64::MIN_POSITIVE);
+        let cpu = other.cpu_per_request.as_secs_f64()
+            / self.cpu_per_request.as_secs_f64().max(f64::MIN_POSITIVE);
+        (throughput, cpu)
+    }
+}
+
+impl ServerReport {
+    /// The whole throughput run as one round.
+    fn totals(&self) -> Round {
+        Round {
+            requests_per_second: self.throughput.requests_per_second(),
+            cpu_per_request: self.cpu_per_request(),
+        }
+    }
+}
+
+/// `a` relative to `b` over the whole throughput run (see [`Round::relative_to`]).
 fn ratios(a: &ServerReport, b: &ServerReport) -> (f64, f64) {
-    let throughput = a.throughput.requests_per_second()
-        / b.throughput.requests_per_second().max(f64::MIN_POSITIVE);
-    let cpu = b.cpu_per_request().as_secs_f64()
-        / a.cpu_per_request().as_secs_f64().max(f64::MIN_POSITIVE);
-    (throughput, cpu)
+    a.totals().relative_to(&b.totals())
 }
 
 /// `a` relative to `b` round by round (slice `i` of each ran side by side): the median and
 /// the range of the throughput ratios, and the median of the CPU-per-request ratios. Less
 /// moved by a burst of background load than the ratio of the totals; `None` without rounds.
 fn paired_ratios(a: &ServerReport, b: &ServerReport) -> Option<PairedRatios> {
-    let pairs = a.rounds.iter().zip(&b.rounds);
-    let mut throughput: Vec<f64> = pairs
-        .clone()
-        .map(|(a, b)| a.requests_per_second / b.requests_per_second.max(f64::MIN_POSITIVE))
-        .collect();
-    let mut cpu: Vec<f64> = pairs
-        .map(|(a, b)| {
-            b.cpu_per_request.as_secs_f64() / a.cpu_per_request.as_secs_f64().max(f64::MIN_POSITIVE)
-        })
-        .collect();
+    let (mut throughput, mut cpu): (Vec<f64>, Vec<f64>) = a
+        .rounds
+        .iter()
+        .zip(&b.rounds)
+        .map(|(a, b)| a.relative_to(b))
+        .unzip();
     throughput.sort_by(f64::total_cmp);
     cpu.sort_by(f64::total_cmp);
     Some(PairedRatios {
