@@ -33,10 +33,13 @@ if [ -n "${MLPLATFORM_KUBECONFIG:-}" ]; then
     echo "using the cluster in $KCFG"
 else
     KCFG="$RUN/kubeconfig"
+    # A kubeconfig left by an earlier run names that run's port: wait for this double's own.
+    rm -f "$KCFG"
     "$BIN/kube-double" --listen 127.0.0.1:0 --kubeconfig-out "$KCFG" --context local-double \
         --fixtures examples/local-cluster.yaml &
     pids+=($!)
     for _ in $(seq 50); do [ -s "$KCFG" ] && break; sleep 0.1; done
+    [ -s "$KCFG" ] || { echo "error: the local API double wrote no $KCFG within 5 s" >&2; exit 1; }
     echo "started a local Kubernetes API double (kubeconfig: $KCFG) with managed namespace 'demo'"
 fi
 
